@@ -1,0 +1,77 @@
+"""dewey-llm: one dependable, cost-aware interface to every large language model.
+
+>>> from dewey.llm import LiteLLMClient, LiteLLMConfig, Message
+>>> client = LiteLLMClient()                                        # doctest: +SKIP
+>>> client.generate_completion([Message(role="user", content="Hello!")])  # doctest: +SKIP
+
+Importing this package is fast: LiteLLM is loaded on the first call that needs it.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# Public name -> private module that defines it. Resolved on first access (PEP 562), so
+# `import dewey.llm` stays cheap and never imports LiteLLM.
+_EXPORTS = {
+    "LiteLLMClient": "_client",
+    "AsyncLiteLLMClient": "_client",
+    "CompletionStream": "_client",
+    "AsyncCompletionStream": "_client",
+    "LiteLLMConfig": "_config",
+    "FallbackModel": "_config",
+    "Budget": "_config",
+    "RateLimit": "_config",
+    "Message": "_messages",
+    "tool": "_tools",
+    "Attempt": "_exceptions",
+    "LLMError": "_exceptions",
+    "LLMConfigError": "_exceptions",
+    "LLMBudgetExceededError": "_exceptions",
+    "LLMAuthenticationError": "_exceptions",
+    "LLMConnectionError": "_exceptions",
+    "LLMTimeoutError": "_exceptions",
+    "LLMRateLimitError": "_exceptions",
+    "LLMResponseError": "_exceptions",
+    "LLMBadRequestError": "_exceptions",
+    "LLMContextWindowError": "_exceptions",
+    "LLMServerError": "_exceptions",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from ._client import AsyncCompletionStream, AsyncLiteLLMClient, CompletionStream, LiteLLMClient
+    from ._config import Budget, FallbackModel, LiteLLMConfig, RateLimit
+    from ._exceptions import (
+        Attempt,
+        LLMAuthenticationError,
+        LLMBadRequestError,
+        LLMBudgetExceededError,
+        LLMConfigError,
+        LLMConnectionError,
+        LLMContextWindowError,
+        LLMError,
+        LLMRateLimitError,
+        LLMResponseError,
+        LLMServerError,
+        LLMTimeoutError,
+    )
+    from ._messages import Message
+    from ._tools import tool
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dewey.llm' has no attribute {name!r}")
+    value = getattr(import_module(f"dewey.llm.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

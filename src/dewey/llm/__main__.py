@@ -1,0 +1,5 @@
+"""``python -m dewey.llm``: the ``dewey-llm`` command."""
+
+from dewey.llm._cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,733 @@
+"""``LiteLLMClient`` and ``AsyncLiteLLMClient``: thin orchestration.
+
+A call goes: prepare the request -> cache lookup -> budget check -> the retry plan
+(rate limit, one LiteLLM call per attempt, usage recorded per attempt) -> cache store.
+Everything except the I/O itself lives in ``_ClientCore`` and is shared by both
+clients; they differ only in whether they block or await.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ._backend import Backend
+from ._config import FallbackModel, LiteLLMConfig, qualify_model
+from ._exceptions import LLMConfigError, LLMError, LLMServerError, from_provider_error
+from ._messages import Message, to_dicts
+from ._resilience import Cooldowns, Policy, RetryPlan, Route, Try, run_async, run_sync
+from ._response import ResponseData, as_dict, cached_response, replay_chunks
+from ._tools import normalize_functions, normalize_tool_choice, normalize_tools
+
+__all__ = ["AsyncLiteLLMClient", "LiteLLMClient"]
+
+logger = logging.getLogger("dewey.llm")
+
+CacheMode = bool | Literal["refresh"] | None
+_COST_FIELD = "_dewey_cost_usd"
+MessagesInput = Iterable[Message | Mapping[str, Any]] | str
+
+
+@dataclass
+class Request:
+    """One prepared call: what to send, where, and how to account for it."""
+
+    kind: Literal["completion", "stream", "embedding"]
+    model: str
+    payload: dict[str, Any]  # model-independent arguments: messages/input and parameters
+    cache: CacheMode
+    tags: tuple[str, ...] = ()
+    user: str | None = None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)  # resolved when a call is needed
+
+    def cache_request(self) -> dict[str, Any]:
+        return {"model": self.model, **self.payload}
+
+
+class _ClientCore:
+    """Configuration, caching, accounting and request building shared by both clients."""
+
+    def __init__(
+        self,
+        config: LiteLLMConfig | None = None,
+        *,
+        backend: Backend | None = None,
+        cooldowns: Cooldowns | None = None,
+        cache: Any = None,
+        ledger: Any = None,
+        limiter: Any = None,
+        **overrides: Any,
+    ) -> None:
+        if config is not None and overrides:
+            raise LLMConfigError("pass either config= or keyword settings, not both")
+        self.config = LiteLLMConfig.load(config if config is not None else overrides)
+        self._backend = backend or Backend()
+        self._cooldowns = cooldowns or Cooldowns(self.config.cooldown_failures,
+                                                 self.config.cooldown_seconds)
+        self._cache = cache if cache is not None else _open_cache(self.config)
+        self._ledger = ledger if ledger is not None else _open_ledger(self.config)
+        self._limiter = limiter if limiter is not None else _open_limiter(self.config)
+        self._cost_lock = threading.Lock()
+        self._total_cost = 0.0
+        self._providers: dict[tuple[str, str | None], str | None] = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model!r})"
+
+    # --- public, shared -------------------------------------------------------------------
+
+    @property
+    def model(self) -> str:
+        """The model calls go to when none is given."""
+        return self.config.resolved_model()
+
+    @property
+    def total_cost(self) -> float:
+        """USD spent by this client so far (cache hits cost nothing)."""
+        return self._total_cost
+
+    def completion_cost(self, response: Any) -> float:
+        """USD cost of a response this client returned (0 for a cache hit)."""
+        hidden = getattr(response, "_hidden_params", None) or {}
+        if hidden.get("cache_hit"):
+            return 0.0
+        if "dewey_cost" in hidden:
+            return float(hidden["dewey_cost"])
+        return self._backend.cost(response)
+
+    def get_model_details(self, model: str | None = None) -> dict[str, Any]:
+        """Context window, prices and capabilities of ``model`` from LiteLLM's map (offline)."""
+        return self._backend.model_details(model or self.model)
+
+    def usage(self, *, since: float | None = None) -> list[Any]:
+        """Spend and tokens by model from the usage ledger."""
+        if self._ledger is None:
+            raise LLMConfigError("usage tracking is off: set track_usage: true to record usage")
+        return list(self._ledger.summary(by="model", since=since))
+
+    def close(self) -> None:
+        """Flush the usage ledger and close the cache."""
+        for resource in (self._ledger, self._cache):
+            if resource is not None:
+                resource.close()
+
+    # --- preparing requests -----------------------------------------------------------------
+
+    def _prepare_completion(
+        self, messages: MessagesInput, model: str | None, stream: bool, params: dict[str, Any]
+    ) -> Request:
+        cache = params.pop("cache", None)
+        tags = _tags(params.pop("tags", ()))
+        user = params.get("user")
+        for name, normalize in (("functions", normalize_functions), ("tools", normalize_tools)):
+            if params.get(name) is not None:
+                params[name] = _checked(normalize, params[name])
+        for name in ("tool_choice", "function_call"):
+            if params.get(name) is not None:
+                params[name] = normalize_tool_choice(params[name])
+        dicts = _checked(to_dicts, messages)
+        payload = {**self.config.params, "messages": dicts,
+                   **{k: v for k, v in params.items() if v is not None}}
+        chosen = model or self.model
+        return Request("stream" if stream else "completion", chosen, payload, cache, tags,
+                       user, dicts)
+
+    def _prepare_embedding(self, model: str | None, params: dict[str, Any]) -> Request:
+        cache = params.pop("cache", None)
+        tags = _tags(params.pop("tags", ()))
+        chosen = model or self.config.embedding_model or _default_embedding_model(self.model)
+        return Request("embedding", chosen, params, cache, tags, params.get("user"))
+
+    def _routes(self, model: str) -> list[Route]:
+        routes = [self._route(model)]
+        for fallback in self.config.fallback_models:
+            route = self._route(fallback) if isinstance(fallback, str) else _route_of(fallback)
+            if route not in routes:
+                routes.append(route)
+        return routes
+
+    def _route(self, model: str) -> Route:
+        """Credentials for a model named by string: the configured ones when it is the
+        configured model or served by the same provider (e.g. through the same proxy)."""
+        config = self.config
+        model = qualify_model(model)
+        if config.api_key is None and config.api_base is None:
+            return Route(model)
+        if model != qualify_model(config.model or model) and config.model is not None and (
+            self._provider(model) != self._provider(qualify_model(config.model))
+        ):
+            return Route(model)
+        key = config.api_key.get_secret_value() if config.api_key else None
+        return Route(model, key, config.api_base, config.api_version)
+
+    def _provider(self, model: str, api_base: str | None = None) -> str | None:
+        key = (model, api_base)
+        if key not in self._providers:
+            self._providers[key] = self._backend.provider(model, api_base)
+        return self._providers[key]
+
+    def _plan(self, request: Request) -> RetryPlan:
+        config = self.config
+        # Vectors from different models are not comparable: embeddings never fall back.
+        request.routes = ([self._route(request.model)] if request.kind == "embedding"
+                          else self._routes(request.model))
+        policy = Policy(max_retries=config.max_retries, timeout=config.timeout,
+                        deadline=config.deadline, backoff_base=config.backoff_base,
+                        backoff_max=config.backoff_max, max_retry_after=config.max_retry_after)
+        return RetryPlan(request.routes, policy, self._cooldowns, self._backend.context_window)
+
+    def _kwargs(self, request: Request, attempt: Try) -> dict[str, Any]:
+        """Arguments for one LiteLLM call: the SDK's own retries off, ours only."""
+        route = attempt.route
+        if route.api_key is None:
+            missing = self._backend.missing_key_error(route.model, route.api_base)
+            if missing is not None:
+                raise missing
+        kwargs: dict[str, Any] = {**request.payload, "model": route.model,
+                                  "timeout": attempt.timeout, "max_retries": 0}
+        for name in ("api_key", "api_base", "api_version"):
+            value = getattr(route, name)
+            if value is not None:
+                kwargs[name] = value
+        if request.kind == "stream" and "stream_options" not in kwargs and (
+            self._backend.supports_stream_usage(self._provider(route.model, route.api_base))
+        ):
+            kwargs["stream_options"] = {"include_usage": True}
+        return kwargs
+
+    # --- caching -----------------------------------------------------------------------------
+
+    def _cache_key(self, request: Request) -> str | None:
+        if self._cache is None or request.cache is False:
+            return None
+        from ._cache import completion_key
+
+        return completion_key(request.cache_request())
+
+    def _cached(self, request: Request, key: str | None) -> dict[str, Any] | None:
+        if key is None or request.cache == "refresh":
+            return None
+        return self._cache.get(key)  # type: ignore[no-any-return]
+
+    def _store(self, key: str | None, response: Any) -> None:
+        if key is not None:
+            # The original cost travels with the entry: a hit reports what it saved
+            # without loading LiteLLM to price it.
+            entry = {**as_dict(response), _COST_FIELD: self.completion_cost(response)}
+            self._cache.set(key, entry, self.config.cache_ttl)
+
+    def _hit(self, request: Request, data: dict[str, Any]) -> ResponseData:
+        saved = float(data.pop(_COST_FIELD, 0.0) or 0.0)
+        self._record(request, None, "ok", response=data, cache_hit=True, saved=saved)
+        return cached_response(data)
+
+    # --- accounting ---------------------------------------------------------------------------
+
+    def _check_budget(self) -> None:
+        if self._ledger is None:
+            return
+        budget = self.config.budget
+        if budget.daily_usd is None and budget.monthly_usd is None and budget.total_usd is None:
+            return
+        from ._usage import check_budget
+
+        check_budget(self._ledger, budget)
+
+    def _succeeded(self, request: Request, attempt: Try, response: Any, latency: float) -> Any:
+        kind = "embedding" if request.kind == "embedding" else "completion"
+        cost = self._backend.cost(response, attempt.route.model, kind)
+        hidden = getattr(response, "_hidden_params", None)
+        if isinstance(hidden, dict):
+            hidden["dewey_cost"] = cost
+            hidden.setdefault("cache_hit", False)
+        with self._cost_lock:
+            self._total_cost += cost
+        self._record(request, attempt, "ok", response=response, cost=cost, latency=latency)
+        return response
+
+    def _failed(self, request: Request, attempt: Try, error: LLMError, latency: float) -> LLMError:
+        self._record(request, attempt, type(error).__name__, latency=latency,
+                     status=error.status_code)
+        return error
+
+    def _record(self, request: Request, attempt: Try | None, outcome: str, *,
+                response: Any = None, cost: float = 0.0, saved: float = 0.0,
+                latency: float = 0.0, cache_hit: bool = False, status: int | None = None) -> None:
+        if self._ledger is None:
+            return
+        from ._usage import UsageRecord
+
+        usage = _usage_of(response)
+        route = attempt.route if attempt else Route(request.model)
+        self._ledger.record(UsageRecord(
+            model=route.model, provider=self._provider(route.model, route.api_base) if _loaded() else None,
+            kind=request.kind, outcome=outcome, prompt_tokens=usage[0],
+            completion_tokens=usage[1], cached_tokens=usage[2], cost_usd=cost, saved_usd=saved,
+            latency_s=latency, cache_hit=cache_hit, status_code=status,
+            attempt=attempt.number if attempt else 1, tags=request.tags, user=request.user))
+
+    # --- one attempt, shared by sync and async ------------------------------------------------
+
+    def _attempt(self, request: Request, attempt: Try,
+                 send: Callable[[dict[str, Any]], Any]) -> Any:
+        started = time.monotonic()
+        try:
+            return send(self._kwargs(request, attempt)), started
+        except LLMError as error:
+            self._failed(request, attempt, error, time.monotonic() - started)
+            raise
+
+    def _embedding_plan(self, texts: list[str], request: Request) -> tuple[list[Any], list[int], list[str | None]]:
+        """Per-text cache lookups: the vectors found, and which inputs still need a call."""
+        keys: list[str | None] = [None] * len(texts)
+        found: list[Any] = [None] * len(texts)
+        if self._cache is not None and request.cache is not False:
+            from ._cache import embedding_key
+
+            keys = [embedding_key(request.model, text, request.payload) for text in texts]
+            if request.cache != "refresh":
+                hits = self._cache.get_many([k for k in keys if k is not None])
+                found = [hits.get(k) if k else None for k in keys]
+        missing = [i for i, item in enumerate(found) if item is None]
+        return found, missing, keys
+
+    def _merge_embeddings(self, request: Request, texts: list[str], found: list[Any],
+                          missing: list[int], keys: list[str | None], fresh: Any) -> Any:
+        if fresh is not None and len(missing) == len(texts):
+            self._store_embeddings(fresh, missing, keys)
+            return fresh
+        if fresh is not None:
+            self._store_embeddings(fresh, missing, keys)
+            for item, index in zip(_embedding_items(fresh), missing, strict=True):
+                found[index] = {"embedding": item}
+        data = [{"object": "embedding", "index": i, "embedding": entry["embedding"]}
+                for i, entry in enumerate(found)]
+        usage = _usage_of(fresh)
+        response = ResponseData({"object": "list", "model": request.model, "data": data,
+                                 "usage": {"prompt_tokens": usage[0], "total_tokens": usage[0]}})
+        object.__setattr__(response, "_hidden_params",
+                           {"cache_hit": fresh is None, "response_cost": self.completion_cost(fresh) if fresh is not None else 0.0})
+        if fresh is None:
+            self._record(request, None, "ok", cache_hit=True)
+        return response
+
+    def _store_embeddings(self, fresh: Any, missing: list[int], keys: list[str | None]) -> None:
+        if self._cache is None:
+            return
+        items = {keys[index]: {"embedding": vector}
+                 for vector, index in zip(_embedding_items(fresh), missing, strict=True)
+                 if keys[index] is not None}
+        if items:
+            self._cache.set_many(items, self.config.cache_ttl)
+
+
+class LiteLLMClient(_ClientCore):
+    """One dependable interface to every LiteLLM model.
+
+    >>> client = LiteLLMClient()  # doctest: +SKIP
+    >>> client.generate_completion([Message(role="user", content="Hello!")])  # doctest: +SKIP
+
+    Settings come from ``config`` (a :class:`LiteLLMConfig`) or keyword arguments, over
+    ``LITELLM_*`` variables, over the YAML file, over defaults.
+    """
+
+    def generate_completion(
+        self,
+        messages: MessagesInput,
+        model: str | None = None,
+        *,
+        stream: bool = False,
+        functions: list[Any] | None = None,
+        function_call: Any = None,
+        tools: list[Any] | None = None,
+        tool_choice: Any = None,
+        **params: Any,
+    ) -> Any:
+        """A chat completion (LiteLLM's ``ModelResponse``), or an iterator of chunks.
+
+        ``params`` pass through to LiteLLM (temperature, max_tokens, response_format, ...),
+        plus ``cache=False`` / ``cache="refresh"``, ``tags=[...]`` and ``user=...``.
+        """
+        request = self._prepare_completion(messages, model, stream, {
+            **params, "functions": functions, "function_call": function_call,
+            "tools": tools, "tool_choice": tool_choice})
+        key = self._cache_key(request)
+        hit = self._cached(request, key)
+        if hit is not None:
+            response = self._hit(request, hit)
+            return CompletionStream.replay(response) if stream else response
+        self._check_budget()
+        if stream:
+            return self._stream(request, key)
+        response = run_sync(self._plan(request), lambda attempt: self._complete(request, attempt))
+        self._store(key, response)
+        return response
+
+    def _complete(self, request: Request, attempt: Try) -> Any:
+        self._acquire(request, attempt)
+        response, started = self._attempt(request, attempt, self._backend.complete)
+        return self._succeeded(request, attempt, response, time.monotonic() - started)
+
+    def _stream(self, request: Request, key: str | None) -> CompletionStream:
+        def open_stream(attempt: Try) -> CompletionStream:
+            self._acquire(request, attempt)
+            (iterator, head), started = self._attempt(request, attempt, self._backend.open_stream)
+            return CompletionStream(self, request, attempt, iterator, head, started, key)
+
+        return run_sync(self._plan(request), open_stream)
+
+    def generate_embedding(self, input: str | list[str], model: str | None = None,
+                           **params: Any) -> Any:
+        """Embeddings for a text or a batch: ``e["data"][i]["embedding"]``.
+
+        With caching on, each text is cached on its own: only new texts are sent.
+        """
+        texts = _texts(input)
+        request = self._prepare_embedding(model, params)
+        found, missing, keys = self._embedding_plan(texts, request)
+        fresh = None
+        if missing:
+            self._check_budget()
+            subset = [texts[i] for i in missing]
+            request.payload = {**params, "input": subset if isinstance(input, list) or len(subset) > 1 else subset[0]}
+
+            def embed(attempt: Try) -> Any:
+                self._acquire(request, attempt)
+                response, started = self._attempt(request, attempt, self._backend.embed)
+                return self._succeeded(request, attempt, response, time.monotonic() - started)
+
+            fresh = run_sync(self._plan(request), embed)
+        return self._merge_embeddings(request, texts, found, missing, keys, fresh)
+
+    def _acquire(self, request: Request, attempt: Try) -> None:
+        if self._limiter is not None:
+            self._limiter.acquire(attempt.route.model, _estimate_tokens(request))
+
+    def __enter__(self) -> LiteLLMClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class CompletionStream:
+    """The chunks of a streamed completion, as they arrive.
+
+    The chunks up to the first token were read when the stream was opened, so a provider
+    that fails before sending any text was retried or fallen back from transparently.  A failure after
+    text was delivered raises ``LLMServerError`` (never a silent restart that would
+    repeat text).  Once complete, ``response`` holds the assembled answer, and it is
+    recorded and cached.
+    """
+
+    def __init__(self, client: _ClientCore | None, request: Request | None, attempt: Try | None,
+                 iterator: Iterator[Any], head: list[Any], started: float, key: str | None) -> None:
+        self._client, self._request, self._attempt = client, request, attempt
+        self._iterator, self._head, self._started, self._key = iterator, list(head), started, key
+        self._chunks: list[Any] = []
+        self.response: Any = None
+
+    @classmethod
+    def replay(cls, response: ResponseData) -> CompletionStream:
+        stream = cls(None, None, None, replay_chunks(response), [], 0.0, None)
+        stream.response = response
+        return stream
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        if self._head:
+            chunk = self._head.pop(0)
+        else:
+            chunk = self._next()
+        self._chunks.append(chunk)
+        return chunk
+
+    def _next(self) -> Any:
+        if self._client is None:  # a replayed cache hit
+            return next(self._iterator)
+        assert self._request is not None and self._attempt is not None
+        try:
+            return self._client._backend.next_chunk(self._iterator, self._attempt.route.model)
+        except StopIteration:
+            self._finish()
+            raise
+        except LLMError as error:
+            raise self._broken(error) from error.__cause__
+
+    def _broken(self, error: LLMError) -> LLMError:
+        assert self._client is not None and self._request is not None and self._attempt is not None
+        broken = LLMServerError(
+            f"the stream from {self._attempt.route.model} broke after {len(self._chunks)} "
+            f"chunks: {error.message} (not retried, to avoid repeating text)",
+            model=self._attempt.route.model, provider=error.provider,
+            status_code=error.status_code)
+        self._client._failed(self._request, self._attempt, broken,
+                             time.monotonic() - self._started)
+        return broken
+
+    def _finish(self) -> None:
+        assert self._client is not None and self._request is not None and self._attempt is not None
+        client, request = self._client, self._request
+        self.response = client._backend.build_stream_response(self._chunks, request.messages)
+        if self.response is None:
+            return
+        client._succeeded(request, self._attempt, self.response, time.monotonic() - self._started)
+        client._store(self._key, self.response)
+
+    def text(self) -> str:
+        """Read the whole stream and return the text it delivered."""
+        return "".join(_delta_text(chunk) for chunk in self)
+
+    def close(self) -> None:
+        close = getattr(self._iterator, "close", None)
+        if close is not None:
+            close()
+
+
+class AsyncLiteLLMClient(_ClientCore):
+    """:class:`LiteLLMClient` for asyncio: the same API, awaited."""
+
+    async def generate_completion(
+        self,
+        messages: MessagesInput,
+        model: str | None = None,
+        *,
+        stream: bool = False,
+        functions: list[Any] | None = None,
+        function_call: Any = None,
+        tools: list[Any] | None = None,
+        tool_choice: Any = None,
+        **params: Any,
+    ) -> Any:
+        """See :meth:`LiteLLMClient.generate_completion`; with ``stream=True`` this returns
+        an async iterator of chunks."""
+        request = self._prepare_completion(messages, model, stream, {
+            **params, "functions": functions, "function_call": function_call,
+            "tools": tools, "tool_choice": tool_choice})
+        key = self._cache_key(request)
+        hit = self._cached(request, key)
+        if hit is not None:
+            response = self._hit(request, hit)
+            return AsyncCompletionStream.replay(response) if stream else response
+        self._check_budget()
+        if stream:
+            return await run_async(self._plan(request),
+                                   lambda attempt: self._open_stream(request, attempt, key))
+        response = await run_async(self._plan(request),
+                                   lambda attempt: self._complete(request, attempt))
+        self._store(key, response)
+        return response
+
+    async def _complete(self, request: Request, attempt: Try) -> Any:
+        await self._aacquire(request, attempt)
+        response, started = await self._aattempt(request, attempt, self._backend.acomplete)
+        return self._succeeded(request, attempt, response, time.monotonic() - started)
+
+    async def _open_stream(self, request: Request, attempt: Try, key: str | None) -> AsyncCompletionStream:
+        await self._aacquire(request, attempt)
+        (iterator, head), started = await self._aattempt(request, attempt, self._backend.aopen_stream)
+        return AsyncCompletionStream(self, request, attempt, iterator, head, started, key)
+
+    async def generate_embedding(self, input: str | list[str], model: str | None = None,
+                                 **params: Any) -> Any:
+        """See :meth:`LiteLLMClient.generate_embedding`."""
+        texts = _texts(input)
+        request = self._prepare_embedding(model, params)
+        found, missing, keys = self._embedding_plan(texts, request)
+        fresh = None
+        if missing:
+            self._check_budget()
+            subset = [texts[i] for i in missing]
+            request.payload = {**params, "input": subset if isinstance(input, list) or len(subset) > 1 else subset[0]}
+
+            async def embed(attempt: Try) -> Any:
+                await self._aacquire(request, attempt)
+                response, started = await self._aattempt(request, attempt, self._backend.aembed)
+                return self._succeeded(request, attempt, response, time.monotonic() - started)
+
+            fresh = await run_async(self._plan(request), embed)
+        return self._merge_embeddings(request, texts, found, missing, keys, fresh)
+
+    async def _aattempt(self, request: Request, attempt: Try,
+                        send: Callable[[dict[str, Any]], Awaitable[Any]]) -> Any:
+        started = time.monotonic()
+        try:
+            return await send(self._kwargs(request, attempt)), started
+        except LLMError as error:
+            self._failed(request, attempt, error, time.monotonic() - started)
+            raise
+
+    async def _aacquire(self, request: Request, attempt: Try) -> None:
+        if self._limiter is not None:
+            await self._limiter.aacquire(attempt.route.model, _estimate_tokens(request))
+
+    async def __aenter__(self) -> AsyncLiteLLMClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.close()
+
+
+class AsyncCompletionStream(CompletionStream):
+    """:class:`CompletionStream` for ``async for``."""
+
+    _aiterator: AsyncIterator[Any]
+
+    def __init__(self, client: _ClientCore | None, request: Request | None, attempt: Try | None,
+                 iterator: Any, head: list[Any], started: float, key: str | None) -> None:
+        super().__init__(client, request, attempt, iter(()), head, started, key)
+        self._aiterator = iterator
+
+    @classmethod
+    def replay(cls, response: ResponseData) -> AsyncCompletionStream:
+        stream = cls(None, None, None, _aiter(replay_chunks(response)), [], 0.0, None)
+        stream.response = response
+        return stream
+
+    def __aiter__(self) -> AsyncCompletionStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._head:
+            chunk = self._head.pop(0)
+        else:
+            chunk = await self._anext()
+        self._chunks.append(chunk)
+        return chunk
+
+    async def _anext(self) -> Any:
+        if self._client is None:
+            return await self._aiterator.__anext__()
+        assert self._attempt is not None
+        try:
+            return await self._client._backend.anext_chunk(self._aiterator, self._attempt.route.model)
+        except StopAsyncIteration:
+            self._finish()
+            raise
+        except LLMError as error:
+            raise self._broken(error) from error.__cause__
+
+    async def atext(self) -> str:
+        """Read the whole stream and return the text it delivered."""
+        return "".join([_delta_text(chunk) async for chunk in self])
+
+
+async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:
+    for item in items:
+        yield item
+
+
+# --- small helpers ------------------------------------------------------------------------
+
+def _loaded() -> bool:
+    from ._backend import is_loaded
+
+    return is_loaded()
+
+
+def _checked(function: Callable[[Any], Any], value: Any) -> Any:
+    """Turn a ValueError about the caller's input into an LLMConfigError."""
+    try:
+        return function(value)
+    except LLMError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise LLMConfigError(str(exc)) from None
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(tag) for tag in value or ())
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return value
+    raise LLMConfigError("generate_embedding takes a string or a non-empty list of strings")
+
+
+def _route_of(fallback: FallbackModel) -> Route:
+    key = fallback.api_key.get_secret_value() if fallback.api_key else None
+    return Route(qualify_model(fallback.model), key, fallback.api_base, fallback.api_version, fallback.timeout)
+
+
+def _default_embedding_model(chat_model: str) -> str:
+    if chat_model.startswith("local/"):
+        return chat_model
+    if chat_model.startswith(("gpt-", "o1", "o3", "o4", "openai/")):
+        return "text-embedding-3-small"
+    raise LLMConfigError(
+        f"no embedding model is configured for {chat_model}: set embedding_model "
+        "(e.g. text-embedding-3-small, or local/smollm2 to embed offline)")
+
+
+def _usage_of(response: Any) -> tuple[int, int, int]:
+    if response is None:
+        return 0, 0, 0
+    usage = response.get("usage") if isinstance(response, dict) else getattr(response, "usage", None)
+    if not usage:
+        return 0, 0, 0
+    read = usage.get if isinstance(usage, dict) else lambda name, default=None: getattr(usage, name, default)
+    details = read("prompt_tokens_details", None) or {}
+    cached = details.get("cached_tokens") if isinstance(details, dict) else getattr(details, "cached_tokens", 0)
+    return int(read("prompt_tokens", 0) or 0), int(read("completion_tokens", 0) or 0), int(cached or 0)
+
+
+def _embedding_items(response: Any) -> list[list[float]]:
+    data = response["data"] if isinstance(response, dict) else response.data
+    ordered = sorted(data, key=lambda item: item["index"] if isinstance(item, dict) else item.index)
+    return [item["embedding"] if isinstance(item, dict) else item.embedding for item in ordered]
+
+
+def _estimate_tokens(request: Request) -> int:
+    """A cheap token estimate for rate limiting (about 4 characters a token)."""
+    payload = request.payload
+    text = json.dumps(payload.get("messages") or payload.get("input") or "", default=str)
+    return len(text) // 4 + int(payload.get("max_tokens") or 256)
+
+
+def _delta_text(chunk: Any) -> str:
+    choices = chunk["choices"] if isinstance(chunk, dict) else chunk.choices
+    if not choices:
+        return ""
+    delta = choices[0]["delta"] if isinstance(choices[0], dict) else choices[0].delta
+    content = delta.get("content") if isinstance(delta, dict) else getattr(delta, "content", None)
+    return content or ""
+
+
+def _open_cache(config: LiteLLMConfig) -> Any:
+    if not config.cache:
+        return None
+    from ._cache import open_cache
+
+    return open_cache(config.cache, config.cache_url)
+
+
+def _open_ledger(config: LiteLLMConfig) -> Any:
+    if not config.track_usage:
+        return None
+    from ._usage import open_ledger
+
+    return open_ledger(config.usage_db)
+
+
+def _open_limiter(config: LiteLLMConfig) -> Any:
+    if not config.rate_limits:
+        return None
+    from ._ratelimit import open_limiter
+
+    return open_limiter(config.rate_limits, config.rate_limit_url)
+
+
+__all__ += ["AsyncCompletionStream", "CompletionStream", "from_provider_error"]

@@ -1,0 +1,363 @@
+"""``LiteLLMConfig``: every setting, where it came from, and clear errors when it is wrong.
+
+Sources, highest first: arguments given in code; ``LITELLM_*`` environment variables; a
+YAML file's ``llm:`` section (``DEWEY_LLM_CONFIG``, else ``./dewey.yaml``, else
+``~/.config/dewey/llm.yaml``); defaults.  ``${VAR}`` and ``${VAR:-default}`` in YAML are
+interpolated from the environment.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
+
+from ._exceptions import LLMConfigError, register_secret
+
+__all__ = ["Budget", "FallbackModel", "LiteLLMConfig", "RateLimit", "default_model"]
+
+LOCAL_DEFAULT_MODEL = "local/smollm2"
+
+# Provider key variables LiteLLM reads, and the model we pick when one is present.
+PROVIDER_DEFAULTS: tuple[tuple[str, str], ...] = (
+    ("OPENAI_API_KEY", "gpt-4o-mini"),
+    ("ANTHROPIC_API_KEY", "claude-3-5-haiku-latest"),
+    ("GEMINI_API_KEY", "gemini/gemini-2.0-flash"),
+    ("MISTRAL_API_KEY", "mistral/mistral-small-latest"),
+    ("GROQ_API_KEY", "groq/llama-3.1-8b-instant"),
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class FallbackModel(_Strict):
+    """A fallback with its own credentials, e.g. another provider."""
+
+    model: str
+    api_key: SecretStr | None = None
+    api_base: str | None = None
+    api_version: str | None = None
+    timeout: float | None = Field(default=None, gt=0)
+
+
+class Budget(_Strict):
+    """Spending limits in USD; a call that would start after one is spent is refused."""
+
+    daily_usd: float | None = Field(default=None, ge=0)
+    monthly_usd: float | None = Field(default=None, ge=0)
+    total_usd: float | None = Field(default=None, ge=0)
+
+
+class RateLimit(_Strict):
+    """Client-side limits for one model: requests and tokens per minute."""
+
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+
+
+CacheSetting = bool | Literal["memory", "sqlite", "redis"]
+
+
+class LiteLLMConfig(_Strict):
+    """Settings of a :class:`LiteLLMClient`.
+
+    >>> LiteLLMConfig(model="claude-2", timeout=90, fallback_models=["gpt-4"])  # doctest: +SKIP
+
+    Build one in code, with :meth:`from_yaml`, or let the client :meth:`load` it from the
+    environment and the YAML file.  Wrong types and unknown keys raise ``LLMConfigError``.
+    """
+
+    model: str | None = Field(default=None, description="Model to call, e.g. gpt-4o or anthropic/claude-3-5-sonnet")
+    api_key: SecretStr | None = Field(default=None, description="Key for the primary model (else the provider's variable)")
+    api_base: str | None = Field(default=None, description="Base URL of the provider or proxy")
+    api_version: str | None = Field(default=None, description="API version (Azure)")
+    timeout: float = Field(default=60.0, gt=0, description="Seconds allowed for one attempt")
+    deadline: float | None = Field(default=None, gt=0, description="Seconds allowed for the whole call, retries included")
+    max_retries: int = Field(default=2, ge=0, le=20, description="Retries per model after the first attempt")
+    backoff_base: float = Field(default=0.5, ge=0, description="First backoff in seconds (exponential, full jitter)")
+    backoff_max: float = Field(default=20.0, ge=0, description="Largest backoff in seconds")
+    max_retry_after: float = Field(default=60.0, ge=0, description="Longest Retry-After honoured, in seconds")
+    cooldown_failures: int = Field(default=5, ge=1, description="Retryable failures in a row that put a model in cooldown")
+    cooldown_seconds: float = Field(default=30.0, ge=0, description="How long a model in cooldown is skipped")
+    fallback_models: list[str | FallbackModel] = Field(default_factory=list, description="Models tried in order when the primary fails")
+    embedding_model: str | None = Field(default=None, description="Model for generate_embedding")
+    params: dict[str, Any] = Field(default_factory=dict, description="Default generation parameters (temperature, max_tokens, ...)")
+    cache: CacheSetting = Field(default=False, description="Response cache: false, true (sqlite), memory, sqlite or redis")
+    cache_url: str | None = Field(default=None, description="redis://... or a SQLite file path for the cache")
+    cache_ttl: float | None = Field(default=None, gt=0, description="Seconds a cached answer stays valid (none: forever)")
+    track_usage: bool = Field(default=True, description="Record every call in the usage ledger")
+    usage_db: str | None = Field(default=None, description="Ledger: a SQLite path, postgresql://..., or none for the default file")
+    budget: Budget = Field(default_factory=Budget, description="Spending limits in USD")
+    rate_limits: dict[str, RateLimit] = Field(default_factory=dict, description="Per-model rpm/tpm limits ('*' for every model)")
+    rate_limit_url: str | None = Field(default=None, description="redis://... to share rate limits across processes")
+
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _config_error(exc, data) from None
+        if self.api_key is not None:
+            register_secret(self.api_key.get_secret_value())
+        for fallback in self.fallback_models:
+            if isinstance(fallback, FallbackModel) and fallback.api_key is not None:
+                register_secret(fallback.api_key.get_secret_value())
+
+    # --- where values came from --------------------------------------------------------
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """For each field: "argument", "env LITELLM_X", "file PATH" or "default"."""
+        return {name: self._sources.get(name, "default") for name in type(self).model_fields}
+
+    # --- loading -------------------------------------------------------------------------
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> LiteLLMConfig:
+        """Read the ``llm:`` section of a YAML file (``${VAR:-default}`` interpolated)."""
+        values = read_yaml_section(Path(path))
+        config = cls(**values)
+        config._sources = {key: f"file {path}" for key in values}
+        return config
+
+    @classmethod
+    def load(
+        cls,
+        overrides: LiteLLMConfig | dict[str, Any] | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> LiteLLMConfig:
+        """Merge defaults < YAML file < ``LITELLM_*`` environment < ``overrides``."""
+        environ = dict(os.environ if environ is None else environ)
+        merged: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        file = Path(path) if path else find_config_file(environ)
+        if file is not None:
+            for key, value in read_yaml_section(file, environ).items():
+                merged[key], sources[key] = value, f"file {file}"
+        for key, (value, variable) in read_environment(environ).items():
+            merged[key], sources[key] = value, f"env {variable}"
+        if isinstance(overrides, LiteLLMConfig):
+            for key in overrides.model_fields_set:
+                merged[key], sources[key] = getattr(overrides, key), "argument"
+            sources.update({k: v for k, v in overrides._sources.items() if k in overrides.model_fields_set})
+        elif overrides:
+            for key, value in overrides.items():
+                merged[key], sources[key] = value, "argument"
+        config = cls(**merged)
+        config._sources = sources
+        return config
+
+    # --- derived values ------------------------------------------------------------------
+
+    def resolved_model(self, environ: dict[str, str] | None = None) -> str:
+        """The model to call: the configured one, else one for the provider key present,
+        else the embedded local model."""
+        return self.model or default_model(os.environ if environ is None else environ)
+
+    def __repr_args__(self) -> Any:
+        # Secrets are SecretStr (masked) already; hide empty defaults to keep reprs short.
+        for name, value in super().__repr_args__():
+            if name in self.model_fields_set or name == "model":
+                yield name, value
+
+
+def default_model(environ: dict[str, str] | os._Environ[str]) -> str:
+    """A model for the first provider key found in the environment, else the local model."""
+    for variable, model in PROVIDER_DEFAULTS:
+        if environ.get(variable):
+            return model
+    return LOCAL_DEFAULT_MODEL
+
+
+# --- files --------------------------------------------------------------------------------
+
+def find_config_file(environ: dict[str, str]) -> Path | None:
+    """``DEWEY_LLM_CONFIG``, else ``./dewey.yaml``, else ``~/.config/dewey/llm.yaml``."""
+    explicit = environ.get("DEWEY_LLM_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise LLMConfigError(
+                f"DEWEY_LLM_CONFIG points to {explicit}, which is not a file: "
+                "create it or unset the variable"
+            )
+        return path
+    home = Path(environ.get("HOME", str(Path.home())))
+    config_home = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
+    for candidate in (Path("dewey.yaml"), config_home / "dewey" / "llm.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_yaml_section(path: Path, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """The interpolated ``llm:`` mapping of a YAML file (or the whole file if it has none)."""
+    import yaml  # PyYAML costs ~15 ms to import: only when a file is read.
+
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise LLMConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise LLMConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(document, dict):
+        raise LLMConfigError(f"config file {path} must hold a mapping with an 'llm:' section")
+    section = document.get("llm", document)
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise LLMConfigError(f"the 'llm:' section of {path} must be a mapping, not {type(section).__name__}")
+    interpolated = interpolate(section, os.environ if environ is None else environ, path="")
+    return dict(interpolated)
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def interpolate(value: Any, environ: Any, path: str) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of ``value``."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, environ, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, environ, f"{path}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        found = environ.get(name)
+        if found:
+            return str(found)
+        if default is not None:
+            return default
+        raise LLMConfigError(
+            f"config key '{path}' uses ${{{name}}}, but {name} is not set: "
+            f"set it, or write ${{{name}:-default}}"
+        )
+
+    text = _VAR.sub(substitute, value)
+    if text != value and _VAR.fullmatch(value):
+        return _yaml_scalar(text)  # "${TIMEOUT:-30}" should give 30, not "30"
+    return text
+
+
+def _yaml_scalar(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text) if text else text
+    except yaml.YAMLError:
+        return text
+
+
+# --- environment --------------------------------------------------------------------------
+
+_ENV_FIELDS = {
+    "LITELLM_MODEL": "model",
+    "LITELLM_API_BASE": "api_base",
+    "LITELLM_API_KEY": "api_key",
+    "LITELLM_TIMEOUT": "timeout",
+    "LITELLM_DEADLINE": "deadline",
+    "LITELLM_MAX_RETRIES": "max_retries",
+    "LITELLM_FALLBACKS": "fallback_models",
+    "LITELLM_CACHE": "cache",
+    "LITELLM_CACHE_URL": "cache_url",
+    "LITELLM_CACHE_TTL": "cache_ttl",
+    "LITELLM_EMBEDDING_MODEL": "embedding_model",
+    "LITELLM_USAGE_DB": "usage_db",
+    "LITELLM_TRACK_USAGE": "track_usage",
+    "LITELLM_RATE_LIMIT_URL": "rate_limit_url",
+}
+
+
+def read_environment(environ: dict[str, str]) -> dict[str, tuple[Any, str]]:
+    """``{field: (value, variable)}`` for each ``LITELLM_*`` variable that is set."""
+    found: dict[str, tuple[Any, str]] = {}
+    for variable, field in _ENV_FIELDS.items():
+        raw = environ.get(variable)
+        if raw is None or raw == "":
+            continue
+        value: Any = raw
+        if field == "fallback_models":
+            value = [m.strip() for m in raw.split(",") if m.strip()]
+        elif field == "cache":
+            value = _parse_cache(raw, variable)
+        elif field == "track_usage":
+            value = raw.strip().lower() not in ("0", "false", "no", "off")
+        found[field] = (value, variable)
+    return found
+
+
+def _parse_cache(raw: str, variable: str) -> bool | str:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", "none"):
+        return False
+    return lowered
+
+
+# --- errors -------------------------------------------------------------------------------
+
+def _config_error(exc: ValidationError, data: dict[str, Any]) -> LLMConfigError:
+    """One readable message: the key, the value given, what was expected, a did-you-mean."""
+    lines = []
+    known = list(LiteLLMConfig.model_fields)
+    for error in exc.errors():
+        location = [str(part) for part in error["loc"]]
+        key = ".".join(location) or "config"
+        value = error.get("input")
+        if error["type"] == "extra_forbidden":
+            suggestion = difflib.get_close_matches(location[-1], _known_keys(location), n=1)
+            hint = f"; did you mean '{suggestion[0]}'?" if suggestion else f"; known keys: {', '.join(known)}"
+            lines.append(f"unknown config key '{key}'{hint}")
+            continue
+        shown = "***" if "api_key" in key else repr(value)
+        lines.append(f"config key '{_top_key(location)}' has invalid value {shown}: {error['msg'].lower()}")
+    return LLMConfigError("invalid configuration: " + "; ".join(dict.fromkeys(lines)))
+
+
+def _top_key(location: list[str]) -> str:
+    # pydantic reports unions as fallback_models.0.str / .FallbackModel.model: keep it readable.
+    return ".".join(p for p in location if p not in ("str", "FallbackModel", "bool", "literal['memory','sqlite','redis']"))
+
+
+def _known_keys(location: list[str]) -> list[str]:
+    nested: dict[str, type[BaseModel]] = {"budget": Budget, "fallback_models": FallbackModel, "rate_limits": RateLimit}
+    for part in reversed(location[:-1]):
+        if part in nested:
+            return list(nested[part].model_fields)
+    return list(LiteLLMConfig.model_fields)
+
+
+# --- model names ---------------------------------------------------------------------------
+
+_PROVIDER_PREFIXES = (
+    ("claude", "anthropic/"),
+    ("gemini-", "gemini/"),
+    ("mistral-", "mistral/"),
+    ("command-", "cohere/"),
+)
+
+
+def qualify_model(model: str) -> str:
+    """Add the provider prefix to a bare model name LiteLLM may no longer map.
+
+    ``claude-2`` -> ``anthropic/claude-2``: LiteLLM drops retired models from its map,
+    and then cannot tell which provider a bare name belongs to.
+    """
+    if "/" in model:
+        return model
+    for start, prefix in _PROVIDER_PREFIXES:
+        if model.startswith(start):
+            return prefix + model
+    return model

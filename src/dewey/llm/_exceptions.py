@@ -1,0 +1,306 @@
+"""The errors dewey-llm raises: the same tree for every provider.
+
+    LLMError
+    ├── LLMConfigError            bad configuration or arguments; fix and retry
+    ├── LLMBudgetExceededError    a budget is spent; nothing was sent
+    ├── LLMAuthenticationError    401/403: missing, wrong or unauthorised key
+    ├── LLMConnectionError        the provider could not be reached
+    │   └── LLMTimeoutError       ... or did not answer in time
+    ├── LLMRateLimitError         429: slow down (see ``retry_after``)
+    └── LLMResponseError          the provider answered with an error or garbage
+        ├── LLMBadRequestError    400/404/422: the request itself is wrong
+        │   └── LLMContextWindowError  the prompt does not fit the model
+        └── LLMServerError        5xx, or a stream cut mid-way
+
+Every error carries ``model``, ``provider``, ``status_code`` and ``retry_after`` where
+known, the provider's original exception as ``__cause__``, and ``attempts``: the history
+of every try the reliability loop made.  Messages never contain API keys.
+
+This module must not import LiteLLM: mapping works on class names, status codes and
+the exception's cause chain, which is also more truthful than LiteLLM's class choice
+(a refused connection arrives as a 500 ``InternalServerError``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+__all__ = [
+    "Attempt",
+    "LLMAuthenticationError",
+    "LLMBadRequestError",
+    "LLMBudgetExceededError",
+    "LLMConfigError",
+    "LLMConnectionError",
+    "LLMContextWindowError",
+    "LLMError",
+    "LLMRateLimitError",
+    "LLMResponseError",
+    "LLMServerError",
+    "LLMTimeoutError",
+]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try of one model, as the reliability loop saw it."""
+
+    model: str
+    number: int
+    outcome: str  # "ok" or the error class name
+    status_code: int | None = None
+    error: str | None = None
+    latency: float = 0.0
+    waited: float = 0.0  # seconds slept after this attempt, before the next one
+
+    def __str__(self) -> str:
+        status = f" {self.status_code}" if self.status_code else ""
+        waited = f", waited {self.waited:.2f}s" if self.waited else ""
+        return f"{self.model} #{self.number}: {self.outcome}{status} ({self.latency:.2f}s{waited})"
+
+
+class LLMError(Exception):
+    """Base of every error dewey-llm raises."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str | None = None,
+        provider: str | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        attempts: Iterable[Attempt] = (),
+    ) -> None:
+        super().__init__(redact(message))
+        self.message = redact(message)
+        self.model = model
+        self.provider = provider
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.attempts: list[Attempt] = list(attempts)
+
+    def __str__(self) -> str:
+        text = self.message
+        if len(self.attempts) > 1:
+            history = "; ".join(str(a) for a in self.attempts)
+            text = f"{text} [after {len(self.attempts)} attempts: {history}]"
+        return text
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, model={self.model!r}, "
+            f"status_code={self.status_code!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep errors picklable (multiprocessing pools) with their attributes.
+        return (_rebuild, (type(self), self.message, self.__dict__))
+
+
+def _rebuild(cls: type[LLMError], message: str, state: dict[str, Any]) -> LLMError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class LLMConfigError(LLMError, ValueError):
+    """The configuration or an argument is invalid. The message names the fix."""
+
+
+class LLMBudgetExceededError(LLMError):
+    """A configured budget is spent: the call was refused before anything was sent."""
+
+
+class LLMAuthenticationError(LLMError):
+    """The provider refused the credentials (401/403), or a needed key is missing."""
+
+
+class LLMConnectionError(LLMError):
+    """The provider could not be reached."""
+
+
+class LLMTimeoutError(LLMConnectionError):
+    """The provider did not answer within ``timeout`` (or the call's ``deadline``)."""
+
+
+class LLMRateLimitError(LLMError):
+    """The provider asked us to slow down (429). ``retry_after`` says for how long."""
+
+
+class LLMResponseError(LLMError):
+    """The provider answered with an error, or with something that is not a valid answer."""
+
+
+class LLMBadRequestError(LLMResponseError):
+    """The provider rejected the request itself (400, 404, 422): retrying cannot help."""
+
+
+class LLMContextWindowError(LLMBadRequestError):
+    """The prompt is longer than the model's context window."""
+
+
+class LLMServerError(LLMResponseError):
+    """The provider failed (5xx), or a stream broke after it had started."""
+
+
+# --- secrets ---------------------------------------------------------------------------
+
+_KEY_PATTERNS = re.compile(
+    r"(sk-[A-Za-z0-9_\-]{6,}|sk_[A-Za-z0-9_\-]{6,}|(?<=[Bb]earer )[A-Za-z0-9._\-]{8,}"
+    r"|(?<=x-api-key: )\S{8,}|(?<=api_key=)[^\s&,'\"]{6,}|AIza[0-9A-Za-z_\-]{20,})"
+)
+_registered_secrets: set[str] = set()
+
+
+def register_secret(secret: str | None) -> None:
+    """Remember a key so that any message containing it is redacted."""
+    if secret and len(secret) >= 6:
+        _registered_secrets.add(secret)
+
+
+def redact(text: str) -> str:
+    """Replace anything that looks like an API key, or is a known one, by a mask."""
+    for secret in _registered_secrets:
+        if secret in text:
+            text = text.replace(secret, mask(secret))
+    return _KEY_PATTERNS.sub(lambda m: mask(m.group(0)), text)
+
+
+def mask(secret: str) -> str:
+    """``sk-abc...xyz`` -> ``sk-...xyz`` style mask that keeps a hint, never the key."""
+    if len(secret) <= 8:
+        return "***"
+    return f"{secret[:3]}...{secret[-2:]}"
+
+
+# --- mapping provider exceptions --------------------------------------------------------
+
+_AUTH_NAMES = {"AuthenticationError", "PermissionDeniedError"}
+_TIMEOUT_NAMES = {"Timeout", "APITimeoutError", "TimeoutException", "ReadTimeout",
+                  "ConnectTimeout", "TimeoutError", "WriteTimeout", "PoolTimeout"}
+_CONNECTION_NAMES = {"APIConnectionError", "ConnectError", "ConnectionError",
+                     "RemoteProtocolError", "ConnectionRefusedError", "ServiceUnavailableError"}
+_CONTEXT_NAMES = {"ContextWindowExceededError"}
+_CONTEXT_PHRASES = ("context length", "context window", "maximum context", "too many tokens",
+                    "prompt is too long", "context_length_exceeded")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 10:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
+def _status_of(exc: BaseException) -> int | None:
+    for candidate in (getattr(exc, "status_code", None),
+                      getattr(getattr(exc, "response", None), "status_code", None)):
+        if isinstance(candidate, int) and candidate > 0:
+            return candidate
+    return None
+
+
+def _headers_of(exc: BaseException) -> Any:
+    for link in _chain(exc):
+        headers = getattr(getattr(link, "response", None), "headers", None)
+        if headers is None:
+            headers = getattr(link, "headers", None)
+        if headers:
+            return headers
+        litellm_headers = getattr(link, "litellm_response_headers", None)
+        if litellm_headers:
+            return litellm_headers
+    return None
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    if not headers:
+        return None
+    get = headers.get if hasattr(headers, "get") else dict(headers).get
+    millis = get("retry-after-ms") or get("Retry-After-Ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = get("retry-after") or get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        import time
+
+        return max(0.0, parsedate_to_datetime(str(value)).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def from_provider_error(exc: BaseException, *, model: str, provider: str | None = None) -> LLMError:
+    """Map any LiteLLM, provider SDK or transport exception to the typed tree above.
+
+    Mapping goes by the cause chain first: LiteLLM wraps a refused connection in a 500
+    ``InternalServerError`` and a broken stream in ``MidStreamFallbackError``.
+    """
+    if isinstance(exc, LLMError):
+        return exc
+    chain = _chain(exc)
+    names = set().union(*(_names(link) for link in chain))
+    status = next((s for s in map(_status_of, chain) if s), None)
+    provider = provider or getattr(exc, "llm_provider", None) or None
+    message = _describe(exc, model)
+    retry_after = parse_retry_after(_headers_of(exc))
+    text = " ".join(str(link) for link in chain).lower()
+    kwargs: dict[str, Any] = {"model": model, "provider": provider, "retry_after": retry_after}
+
+    cls: type[LLMError]
+    if names & _TIMEOUT_NAMES or status == 408:
+        cls, status = LLMTimeoutError, status if status == 408 else None
+    elif names & {"ConnectError", "ConnectionRefusedError", "RemoteProtocolError"} or (
+        "connection error" in text and status in (None, 500)
+    ):
+        cls, status = LLMConnectionError, None
+    elif "MidStreamFallbackError" in names:
+        cls = LLMServerError
+    elif names & _AUTH_NAMES or status in (401, 403):
+        cls = LLMAuthenticationError
+    elif "RateLimitError" in names or status == 429:
+        cls = LLMRateLimitError
+    elif names & _CONTEXT_NAMES or (status == 400 and any(p in text for p in _CONTEXT_PHRASES)):
+        cls = LLMContextWindowError
+    elif status in (400, 404, 409, 413, 422) or names & {"BadRequestError", "NotFoundError",
+                                                       "UnprocessableEntityError"}:
+        cls = LLMBadRequestError if status != 409 else LLMServerError
+    elif status is not None and status >= 500 or names & {"InternalServerError",
+                                                           "ServiceUnavailableError"}:
+        cls = LLMServerError
+    elif names & _CONNECTION_NAMES or "APIConnectionError" in names:
+        cls, status = LLMConnectionError, None
+    else:
+        cls = LLMResponseError
+    return cls(message, status_code=status, **kwargs)
+
+
+def _describe(exc: BaseException, model: str) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    # LiteLLM prefixes messages with "litellm.XError: XError: OpenAIException - ...":
+    # keep the provider's words, which are the useful part.
+    text = re.sub(r"^(litellm\.\w+:\s*)?(\w+Error:\s*)?", "", text)
+    if len(text) > 500:
+        text = text[:500] + "..."
+    return f"{model}: {text}"

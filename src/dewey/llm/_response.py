@@ -1,0 +1,104 @@
+"""Responses rebuilt from plain data (cache hits), without importing LiteLLM.
+
+A cached answer must read exactly like a fresh ``litellm.ModelResponse``:
+``r.choices[0].message.content``, ``r["choices"][0]["message"]["content"]``,
+``r.usage.prompt_tokens`` and ``r.model_dump()`` all work.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["ResponseData", "as_dict", "replay_chunks"]
+
+
+class ResponseData(dict[str, Any]):
+    """A dict whose keys also read as attributes, recursively (like LiteLLM's objects)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return _wrap(self[name])
+        except KeyError:
+            if name == "_hidden_params":
+                return {}
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def __getitem__(self, key: str) -> Any:
+        return _wrap(dict.__getitem__(self, key))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return _wrap(dict.get(self, key, default))
+
+    def model_dump(self, **_: Any) -> dict[str, Any]:
+        return json.loads(json.dumps(self))
+
+    def json(self, **_: Any) -> str:
+        return json.dumps(self)
+
+    def model_dump_json(self, **_: Any) -> str:
+        return json.dumps(self)
+
+
+def _wrap(value: Any) -> Any:
+    if isinstance(value, dict) and not isinstance(value, ResponseData):
+        return ResponseData(value)
+    if isinstance(value, list):
+        return [_wrap(item) for item in value]
+    return value
+
+
+def as_dict(response: Any) -> dict[str, Any]:
+    """Plain JSON-able data of a LiteLLM response (or of a ``ResponseData``)."""
+    if isinstance(response, dict):
+        return json.loads(json.dumps(response, default=str))
+    data = response.model_dump() if hasattr(response, "model_dump") else dict(response)
+    return json.loads(json.dumps(data, default=str))
+
+
+def cached_response(data: dict[str, Any]) -> ResponseData:
+    """A cache hit: the stored answer, marked as such."""
+    response = ResponseData(data)
+    response.pop("_hidden_params", None)
+    # An instance attribute, like LiteLLM's, so it stays out of model_dump().
+    object.__setattr__(response, "_hidden_params", {"cache_hit": True, "response_cost": 0.0})
+    object.__setattr__(response, "cache_hit", True)
+    return response
+
+
+def replay_chunks(data: dict[str, Any]) -> Iterator[ResponseData]:
+    """A stored complete answer replayed as stream chunks (one per word, then usage)."""
+    created = data.get("created") or int(time.time())
+    base = {"id": data.get("id"), "object": "chat.completion.chunk", "created": created,
+            "model": data.get("model"), "cache_hit": True}
+    for index, choice in enumerate(data.get("choices") or []):
+        message = choice.get("message") or {}
+        yield _chunk(base, index, {"role": "assistant", "content": ""}, None)
+        for piece in _pieces(message.get("content") or ""):
+            yield _chunk(base, index, {"content": piece}, None)
+        if message.get("tool_calls"):
+            calls = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
+            yield _chunk(base, index, {"tool_calls": calls}, None)
+        yield _chunk(base, index, {}, choice.get("finish_reason") or "stop")
+    if data.get("usage"):
+        yield ResponseData({**base, "choices": [], "usage": data["usage"]})
+
+
+def _chunk(base: dict[str, Any], index: int, delta: dict[str, Any], finish: str | None) -> ResponseData:
+    return ResponseData({**base, "choices": [{"index": index, "delta": delta, "finish_reason": finish}]})
+
+
+def _pieces(text: str) -> Iterator[str]:
+    """Split into words that keep their following space, so joined deltas equal text."""
+    start = 0
+    for position, char in enumerate(text):
+        if char == " " and position + 1 < len(text) and text[position + 1] != " ":
+            yield text[start:position + 1]
+            start = position + 1
+    if start < len(text):
+        yield text[start:]

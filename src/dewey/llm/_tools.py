@@ -1,0 +1,143 @@
+"""Function/tool schemas: normalising shorthands and building them from Python callables."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal, Union
+
+__all__ = ["normalize_functions", "normalize_tools", "tool"]
+
+_JSON_TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean",
+                               dict: "object", list: "array", type(None): "null"}
+_SCHEMA_KEYWORDS = {"type", "properties", "$ref", "anyOf", "oneOf", "allOf", "enum"}
+
+
+def tool(fn: Callable[..., Any]) -> dict[str, Any]:
+    """An OpenAI tool definition for ``fn``, from its type hints and docstring.
+
+    The docstring's first paragraph becomes the description; ``name: text`` lines under
+    ``Args:`` (Google style) or ``:param name: text`` describe the parameters.
+    """
+    return {"type": "function", "function": function_schema(fn)}
+
+
+def function_schema(fn: Callable[..., Any]) -> dict[str, Any]:
+    """``{"name", "description", "parameters"}`` for a Python function."""
+    signature = inspect.signature(fn)
+    hints = typing.get_type_hints(fn)
+    summary, param_docs = _parse_docstring(inspect.getdoc(fn) or "")
+    properties: dict[str, Any] = {}
+    required = []
+    for name, parameter in signature.parameters.items():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD) or name in ("self", "cls"):
+            continue
+        schema = _type_schema(hints.get(name, str))
+        if name in param_docs:
+            schema["description"] = param_docs[name]
+        if parameter.default is inspect.Parameter.empty:
+            required.append(name)
+        elif parameter.default is not None:
+            schema["default"] = parameter.default
+        properties[name] = schema
+    parameters: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        parameters["required"] = required
+    return {"name": fn.__name__, "description": summary, "parameters": parameters}
+
+
+def _type_schema(hint: Any) -> dict[str, Any]:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint in _JSON_TYPES:
+        return {"type": _JSON_TYPES[hint]}
+    if origin is Literal:
+        return {"type": _JSON_TYPES.get(type(args[0]), "string"), "enum": list(args)}
+    if origin in (Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:
+            return _type_schema(options[0])
+        return {"anyOf": [_type_schema(a) for a in options]}
+    if origin in (list, tuple, set, frozenset, Iterable, typing.Sequence):
+        item = _type_schema(args[0]) if args else {}
+        return {"type": "array", "items": item} if item else {"type": "array"}
+    if origin in (dict, Mapping):
+        return {"type": "object"}
+    if inspect.isclass(hint) and hasattr(hint, "model_json_schema"):
+        return dict(hint.model_json_schema())  # a pydantic model
+    return {"type": "string"}
+
+
+def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    paragraphs = doc.split("\n\n")
+    summary = " ".join(paragraphs[0].split()) if paragraphs and not paragraphs[0].lstrip().startswith(("Args", ":param")) else ""
+    params: dict[str, str] = {}
+    for match in re.finditer(r":param\s+(\w+):\s*(.+)", doc):
+        params[match.group(1)] = match.group(2).strip()
+    args_block = re.search(r"(?:Args|Arguments|Parameters):\s*\n((?:[ \t]+.+\n?)+)", doc)
+    if args_block:
+        for line in args_block.group(1).splitlines():
+            item = re.match(r"\s+(\w+)(?:\s*\(.*?\))?:\s*(.+)", line)
+            if item:
+                params.setdefault(item.group(1), item.group(2).strip())
+    return summary, params
+
+
+def _normalize_parameters(parameters: Any, where: str) -> dict[str, Any]:
+    """Accept a JSON schema, or the shorthand ``{"location": {"type": "string"}}``."""
+    if parameters is None:
+        return {"type": "object", "properties": {}}
+    if not isinstance(parameters, Mapping):
+        raise ValueError(f"{where}: 'parameters' must be a JSON schema object, not {type(parameters).__name__}")
+    if _SCHEMA_KEYWORDS & set(parameters):
+        return dict(parameters)
+    # Shorthand: the properties themselves, without the object wrapper.
+    for name, spec in parameters.items():
+        if not isinstance(spec, Mapping):
+            raise ValueError(
+                f"{where}: parameter {name!r} must be a schema like {{'type': 'string'}}, got {spec!r}"
+            )
+    return {"type": "object", "properties": dict(parameters), "required": list(parameters)}
+
+
+def _normalize_function(function: Any, where: str) -> dict[str, Any]:
+    if callable(function) and not isinstance(function, Mapping):
+        return function_schema(function)
+    if not isinstance(function, Mapping) or not function.get("name"):
+        raise ValueError(f"{where} needs a 'name' (and 'parameters'): got {function!r}")
+    normalized = dict(function)
+    normalized["parameters"] = _normalize_parameters(function.get("parameters"), where)
+    return normalized
+
+
+def normalize_functions(functions: Iterable[Any] | None) -> list[dict[str, Any]] | None:
+    """Legacy ``functions=``: each a function dict (shorthand allowed) or a Python callable."""
+    if functions is None:
+        return None
+    return [_normalize_function(f, f"functions[{i}]") for i, f in enumerate(functions)]
+
+
+def normalize_tools(tools: Iterable[Any] | None) -> list[dict[str, Any]] | None:
+    """``tools=``: OpenAI tool dicts, bare function dicts (shorthand allowed) or callables."""
+    if tools is None:
+        return None
+    result = []
+    for index, item in enumerate(tools):
+        where = f"tools[{index}]"
+        if isinstance(item, Mapping) and item.get("type") == "function" and "function" in item:
+            result.append({**item, "function": _normalize_function(item["function"], where)})
+        elif isinstance(item, Mapping) and "type" in item and "name" not in item:
+            result.append(dict(item))  # a provider's built-in tool, e.g. web_search
+        else:
+            result.append({"type": "function", "function": _normalize_function(item, where)})
+    return result
+
+
+def normalize_tool_choice(choice: Any) -> Any:
+    """Allow ``tool_choice="get_weather"`` as a shorthand for forcing that function."""
+    if isinstance(choice, str) and choice not in ("auto", "none", "required"):
+        return {"type": "function", "function": {"name": choice}}
+    return choice

