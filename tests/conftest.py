@@ -12,9 +12,9 @@ import pytest
 # LiteLLM would try to download its price map at import: the bundled one is what we test.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from dewey.llm import LiteLLMClient, LiteLLMConfig  # noqa: E402
-from tests.servers.fake_provider import FakeProvider  # noqa: E402
-from tests.servers.fixtures import provider, provider_session  # noqa: E402, F401
+from dewey.llm import LiteLLMClient, LiteLLMConfig
+from tests.servers.fake_provider import FakeProvider
+from tests.servers.fixtures import provider, provider_session  # noqa: F401
 
 TEST_KEY = "sk-test-0123456789abcdef"
 _PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "MISTRAL_API_KEY",

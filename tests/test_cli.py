@@ -6,9 +6,6 @@ command that calls a model costs seconds (LiteLLM's import), so each such run ch
 several things, and independent runs are started concurrently.
 """
 
-# Pytest fixtures are imported by name and then requested as same-named parameters.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import argparse
@@ -116,18 +113,16 @@ def test_chat_streams_then_cache_usage_and_stdin(provider: FakeProvider, tmp_pat
     assert again.stdout == "echo: hello there\n"
     assert len(provider.requests_for(WIRE_MODEL)) == 1
 
-    stats = json.loads(ok(dewey(["cache", "stats", "--json"], env, tmp_path)).stdout)
-    assert stats["backend"] == "sqlite"
-    assert stats["entries"] == 1
-    assert stats["location"].startswith(str(tmp_path / "cache"))
-
-    usage = ok(dewey(["usage"], env, tmp_path))
-    assert MODEL in usage.stdout
-    report = json.loads(ok(dewey(["usage", "--since", "1d", "--json"], env, tmp_path)).stdout)
-    [row] = report["by_model"]
+    stats, usage, report, other_model = dewey_all(
+        ["cache", "stats", "--json"], ["usage"], ["usage", "--since", "1d", "--json"],
+        ["usage", "--model", "gpt-4", "--json"], env=env, cwd=tmp_path)
+    cache = json.loads(ok(stats).stdout)
+    assert (cache["backend"], cache["entries"]) == ("sqlite", 1)
+    assert cache["location"].startswith(str(tmp_path / "cache"))
+    assert MODEL in ok(usage).stdout
+    [row] = json.loads(ok(report).stdout)["by_model"]
     assert (row["key"], row["calls"], row["cache_hits"]) == (MODEL, 2, 1)
-    assert ok(dewey(["usage", "--model", "gpt-4", "--json"], env, tmp_path)).stdout.count(
-        '"calls"') == 0
+    assert json.loads(ok(other_model).stdout)["by_model"] == []
 
     refused = dewey(["cache", "clear"], env, tmp_path)  # stdin is not a terminal: no prompt
     assert "--yes" in one_error_line(refused)
@@ -137,11 +132,17 @@ def test_chat_streams_then_cache_usage_and_stdin(provider: FakeProvider, tmp_pat
     assert "sqlite" in table and "entries" in table
 
 
-def test_chat_json_appends_stdin_to_the_prompt(provider: FakeProvider, tmp_path: Path) -> None:
+def test_chat_json_with_stdin_and_a_provider_error(provider: FakeProvider,
+                                                   tmp_path: Path) -> None:
+    provider.script("gpt-4o", Reply.error(401))
     env = cli_env(tmp_path, provider, LITELLM_CACHE="true")
-    result = ok(dewey(["chat", "--json", "--no-cache", "-t", "0.5", "--max-tokens", "20",
-                       "Summarize:"], env, tmp_path, stdin="a long text\n"))
-    response = json.loads(result.stdout)
+    as_json = start(["chat", "--json", "--no-cache", "-t", "0.5", "--max-tokens", "20",
+                     "Summarize:"], env, tmp_path, stdin="a long text\n")
+    refused = start(["chat", "-m", "openai/gpt-4o", "hello"], env, tmp_path)
+    result, failure = finish(as_json), finish(refused)
+
+    # --json: the whole response, not streamed; piped stdin is appended to the prompt.
+    response = json.loads(ok(result).stdout)
     prompt = "Summarize:\n\na long text\n"
     assert response["choices"][0]["message"]["content"] == f"echo: {prompt}"
     assert response["usage"]["total_tokens"] > 0
@@ -152,6 +153,13 @@ def test_chat_json_appends_stdin_to_the_prompt(provider: FakeProvider, tmp_path:
     assert (request.body["temperature"], request.body["max_tokens"]) == (0.5, 20)
     stats = json.loads(ok(dewey(["cache", "stats", "--json"], env, tmp_path)).stdout)
     assert stats["entries"] == 0  # --no-cache: nothing stored
+
+    # A provider error: one line, exit 1, no traceback, no key.
+    line = one_error_line(failure)
+    assert "Unauthorized" in line or "401" in line
+    assert failure.stdout == ""
+    assert KEY not in failure.stderr
+    assert len(provider.requests_for("gpt-4o")) == 1  # 401 is not retried
 
 
 def test_chat_conversation_keeps_history_until_reset(provider: FakeProvider,
@@ -179,15 +187,6 @@ def test_chat_conversation_keeps_history_until_reset(provider: FakeProvider,
     ]
 
 
-def test_provider_error_is_one_line(provider: FakeProvider, tmp_path: Path) -> None:
-    provider.script(WIRE_MODEL, Reply.error(401))
-    result = dewey(["chat", "hello"], cli_env(tmp_path, provider), tmp_path)
-    line = one_error_line(result)
-    assert "Unauthorized" in line or "401" in line
-    assert result.stdout == ""
-    assert KEY not in result.stderr
-
-
 # --- embed --------------------------------------------------------------------------------------
 
 def test_embed_texts_and_file_in_batches(provider: FakeProvider, tmp_path: Path) -> None:
@@ -207,9 +206,7 @@ def test_embed_texts_and_file_in_batches(provider: FakeProvider, tmp_path: Path)
 
 def test_models_list_and_show(provider: FakeProvider, tmp_path: Path) -> None:
     env = cli_env(tmp_path, provider, LITELLM_FALLBACKS="gpt-4o")
-    listing, show, as_json = dewey_all(["models"], ["models", "show", "gpt-4o"],
-                                       ["models", "show", "gpt-4o", "--json"],
-                                       env=env, cwd=tmp_path)
+    listing, show = dewey_all(["models"], ["models", "show", "gpt-4o"], env=env, cwd=tmp_path)
     table = ok(listing).stdout
     for expected in ("primary", MODEL, "128,000", "$0.15", "$0.60", "env LITELLM_MODEL",
                      "fallback", "env LITELLM_FALLBACKS", "$2.50", "embedding",
@@ -218,7 +215,6 @@ def test_models_list_and_show(provider: FakeProvider, tmp_path: Path) -> None:
     details = ok(show).stdout
     assert "max_input_tokens" in details and "128000" in details
     assert "$10.00" in details  # output price per million tokens
-    assert json.loads(ok(as_json).stdout)["max_input_tokens"] == 128000
     assert provider.requests == []  # all offline
 
 

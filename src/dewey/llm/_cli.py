@@ -589,17 +589,16 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 def _read_lines(path: str) -> list[str]:
-    if path == "-":
-        content = sys.stdin.read()
-    else:
-        content = Path(path).expanduser().read_text(encoding="utf-8")
+    stdin = path == "-"
+    content = sys.stdin.read() if stdin else Path(path).expanduser().read_text(encoding="utf-8")
     return [line.rstrip("\r") for line in content.split("\n") if line.strip()]
 
 
 @contextlib.contextmanager
 def _progress(total: int) -> Iterator[Callable[[int], None]]:
     """A rich progress bar on stderr for long inputs; yields ``advance(n)``."""
-    if total <= PROGRESS_THRESHOLD:
+    console = _stderr_console() if total > PROGRESS_THRESHOLD else None
+    if console is None or not console.is_terminal:
         yield lambda _n: None
         return
     from rich.progress import (
@@ -611,7 +610,7 @@ def _progress(total: int) -> Iterator[Callable[[int], None]]:
     )
 
     with Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=_stderr_console(), transient=True) as progress:
+                  TimeRemainingColumn(), console=console, transient=True) as progress:
         task = progress.add_task("embedding", total=total)
         yield lambda n: progress.advance(task, n)
 
@@ -634,10 +633,12 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title="Models", title_justify="left")
-    for header, justify in (("Role", "left"), ("Model", "left"), ("Provider", "left"),
-                            ("Context", "right"), ("Input $/1M", "right"),
-                            ("Output $/1M", "right"), ("Configured by", "left")):
-        table.add_column(header, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    table.add_column("Role", no_wrap=True)
+    table.add_column("Model", overflow="fold", min_width=12)
+    table.add_column("Provider", no_wrap=True)
+    for header in ("Context", "In $/1M", "Out $/1M"):
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("Configured by", overflow="fold", min_width=14)
     for row in rows:
         table.add_row(row["role"], row["model"], row["provider"] or "?",
                       _tokens(row["max_input_tokens"]), _price(row["input_usd_per_1m"]),
@@ -646,8 +647,17 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backend() -> Any:
+    """The client's LiteLLM seam, with LiteLLM loaded the way the client loads it (offline
+    price map, quiet): ``local/`` details import LiteLLM through ``_local``, which would
+    otherwise fetch the price map from the network and log warnings."""
+    from ._backend import Backend, litellm
+
+    litellm()
+    return Backend()
+
+
 def _model_rows(config: LiteLLMConfig) -> list[dict[str, Any]]:
-    from ._backend import Backend
     from ._config import PROVIDER_DEFAULTS
 
     sources = config.sources
@@ -670,7 +680,7 @@ def _model_rows(config: LiteLLMConfig) -> list[dict[str, Any]]:
         with contextlib.suppress(LLMError):
             entries.append(("embedding", _default_embedding_model(config.resolved_model()),
                             "default (matches the primary)"))
-    backend = Backend()
+    backend = _backend()
     rows = []
     for role, model, source in entries:
         try:
@@ -708,9 +718,7 @@ def _price(value: float | None) -> str:
 
 
 def _cmd_models_show(args: argparse.Namespace) -> int:
-    from ._backend import Backend
-
-    details = Backend().model_details(args.model)
+    details = _backend().model_details(args.model)
     if args.json:
         _write(json.dumps(details, indent=2, default=str) + "\n")
         return 0

@@ -12,10 +12,11 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from . import _batch
 from ._backend import Backend
 from ._config import FallbackModel, LiteLLMConfig, qualify_model
 from ._exceptions import LLMConfigError, LLMError, LLMServerError, from_provider_error
@@ -112,8 +113,8 @@ class _ClientCore:
         return list(self._ledger.summary(by="model", since=since))
 
     def close(self) -> None:
-        """Flush the usage ledger and close the cache."""
-        for resource in (self._ledger, self._cache):
+        """Flush the usage ledger and close the cache and the rate limiter."""
+        for resource in (self._ledger, self._cache, self._limiter):
             if resource is not None:
                 resource.close()
 
@@ -204,11 +205,17 @@ class _ClientCore:
     # --- caching -----------------------------------------------------------------------------
 
     def _cache_key(self, request: Request) -> str | None:
+        _check_cache_mode(request.cache)
         if self._cache is None or request.cache is False:
             return None
         from ._cache import completion_key
 
-        return completion_key(request.cache_request())
+        try:
+            return completion_key(request.cache_request())
+        except LLMConfigError as exc:
+            # A parameter that is not plain data cannot be keyed safely: call uncached.
+            logger.info("not caching this call: %s", exc)
+            return None
 
     def _cached(self, request: Request, key: str | None) -> dict[str, Any] | None:
         if key is None or request.cache == "refresh":
@@ -285,13 +292,18 @@ class _ClientCore:
 
     def _embedding_plan(self, texts: list[str], request: Request) -> tuple[list[Any], list[int], list[str | None]]:
         """Per-text cache lookups: the vectors found, and which inputs still need a call."""
+        _check_cache_mode(request.cache)
         keys: list[str | None] = [None] * len(texts)
         found: list[Any] = [None] * len(texts)
         if self._cache is not None and request.cache is not False:
             from ._cache import embedding_key
 
-            keys = [embedding_key(request.model, text, request.payload) for text in texts]
-            if request.cache != "refresh":
+            try:
+                keys = [embedding_key(request.model, text, request.payload) for text in texts]
+            except LLMConfigError as exc:
+                # As for completions: a parameter that is not plain data is called uncached.
+                logger.info("not caching this call: %s", exc)
+            if request.cache != "refresh" and keys[0] is not None:
                 hits = self._cache.get_many([k for k in keys if k is not None])
                 found = [hits.get(k) if k else None for k in keys]
         missing = [i for i, item in enumerate(found) if item is None]
@@ -405,6 +417,31 @@ class LiteLLMClient(_ClientCore):
             fresh = run_sync(self._plan(request), embed)
         return self._merge_embeddings(request, texts, found, missing, keys, fresh)
 
+    def generate_completions(self, batch: Iterable[MessagesInput], model: str | None = None, *,
+                             concurrency: int = 16, return_exceptions: bool = False,
+                             progress: bool = False, **params: Any) -> list[Any]:
+        """Many completions at once, at most ``concurrency`` in flight; results in input
+        order.  With ``return_exceptions=True`` a failed item's ``LLMError`` takes its
+        place instead of being raised."""
+        return _batch.run_threads(
+            lambda messages: self.generate_completion(messages, model, **params), list(batch),
+            concurrency=concurrency, return_exceptions=return_exceptions, progress=progress,
+            label="completions")
+
+    def generate_embeddings(self, texts: Sequence[str], model: str | None = None, *,
+                            batch_size: int = 128, concurrency: int = 4,
+                            return_exceptions: bool = False, progress: bool = False,
+                            **params: Any) -> list[Any]:
+        """One vector per text, in input order, sent in provider-sized batches of
+        ``batch_size``.  With ``return_exceptions=True`` the texts of a failed batch get
+        its ``LLMError`` instead of a vector."""
+        batches = _batch.chunked(list(texts), batch_size)
+        results = _batch.run_threads(
+            lambda chunk: self.generate_embedding(list(chunk), model, **params), batches,
+            concurrency=concurrency, return_exceptions=return_exceptions, progress=progress,
+            label="embeddings")
+        return _batch.vectors(batches, results)
+
     def _acquire(self, request: Request, attempt: Try) -> None:
         if self._limiter is not None:
             self._limiter.acquire(attempt.route.model, _estimate_tokens(request))
@@ -475,6 +512,8 @@ class CompletionStream:
 
     def _finish(self) -> None:
         assert self._client is not None and self._request is not None and self._attempt is not None
+        if self.response is not None:
+            return  # iterated again after the end: recorded, priced and cached once only
         client, request = self._client, self._request
         self.response = client._backend.build_stream_response(self._chunks, request.messages)
         if self.response is None:
@@ -555,6 +594,27 @@ class AsyncLiteLLMClient(_ClientCore):
 
             fresh = await run_async(self._plan(request), embed)
         return self._merge_embeddings(request, texts, found, missing, keys, fresh)
+
+    async def generate_completions(self, batch: Iterable[MessagesInput], model: str | None = None,
+                                   *, concurrency: int = 16, return_exceptions: bool = False,
+                                   progress: bool = False, **params: Any) -> list[Any]:
+        """See :meth:`LiteLLMClient.generate_completions`."""
+        return await _batch.run_async(
+            lambda messages: self.generate_completion(messages, model, **params), list(batch),
+            concurrency=concurrency, return_exceptions=return_exceptions, progress=progress,
+            label="completions")
+
+    async def generate_embeddings(self, texts: Sequence[str], model: str | None = None, *,
+                                  batch_size: int = 128, concurrency: int = 4,
+                                  return_exceptions: bool = False, progress: bool = False,
+                                  **params: Any) -> list[Any]:
+        """See :meth:`LiteLLMClient.generate_embeddings`."""
+        batches = _batch.chunked(list(texts), batch_size)
+        results = await _batch.run_async(
+            lambda chunk: self.generate_embedding(list(chunk), model, **params), batches,
+            concurrency=concurrency, return_exceptions=return_exceptions, progress=progress,
+            label="embeddings")
+        return _batch.vectors(batches, results)
 
     async def _aattempt(self, request: Request, attempt: Try,
                         send: Callable[[dict[str, Any]], Awaitable[Any]]) -> Any:
@@ -647,6 +707,15 @@ def _tags(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     return tuple(str(tag) for tag in value or ())
+
+
+def _check_cache_mode(value: Any) -> None:
+    """A per-call ``cache=`` other than True, False or "refresh" is a mistake (a typo of
+    "refresh", the string "false"): refuse it rather than read the cache anyway."""
+    if value is not None and value is not True and value is not False and value != "refresh":
+        raise LLMConfigError(
+            f"cache={value!r} is not a cache mode: pass cache=True, cache=False (neither read "
+            "nor write the cache) or cache='refresh' (call, then overwrite the entry)")
 
 
 def _texts(value: Any) -> list[str]:

@@ -25,7 +25,7 @@ LOCAL_DEFAULT_MODEL = "local/smollm2"
 # Provider key variables LiteLLM reads, and the model we pick when one is present.
 PROVIDER_DEFAULTS: tuple[tuple[str, str], ...] = (
     ("OPENAI_API_KEY", "gpt-4o-mini"),
-    ("ANTHROPIC_API_KEY", "claude-3-5-haiku-latest"),
+    ("ANTHROPIC_API_KEY", "claude-haiku-4-5"),
     ("GEMINI_API_KEY", "gemini/gemini-2.0-flash"),
     ("MISTRAL_API_KEY", "mistral/mistral-small-latest"),
     ("GROQ_API_KEY", "groq/llama-3.1-8b-instant"),

@@ -286,7 +286,7 @@ def from_provider_error(exc: BaseException, *, model: str, provider: str | None 
     elif status in (400, 404, 409, 413, 422) or names & {"BadRequestError", "NotFoundError",
                                                        "UnprocessableEntityError"}:
         cls = LLMBadRequestError if status != 409 else LLMServerError
-    elif status is not None and status >= 500 or names & {"InternalServerError",
+    elif (status is not None and status >= 500) or names & {"InternalServerError",
                                                            "ServiceUnavailableError"}:
         cls = LLMServerError
     elif names & _CONNECTION_NAMES or "APIConnectionError" in names:

@@ -427,8 +427,16 @@ class LocalLLM(litellm.CustomLLM):
             n_ctx = _n_ctx(_optional(kwargs))
             loaded = _load(model_path(name), n_ctx, embedding=True)
             _describe(name, n_ctx)
+            raw: list[Any] = []
+            tokens = 0
             with loaded.lock:
-                raw, tokens = loaded.llama.embed(texts, return_count=True)
+                # One text per call: llama-cpp-python 0.3.x reads the per-token vectors of
+                # every sequence after the first in a batch from the wrong offset
+                # (`pos += size` instead of `size * n_embd`), so batched results differ.
+                for text in texts:
+                    vectors, count = loaded.llama.embed(text, return_count=True)
+                    raw.append(vectors)
+                    tokens += count
         response: EmbeddingResponse = kwargs.get("model_response") or EmbeddingResponse()
         response.model = _display_name(name)
         response.object = "list"

@@ -25,7 +25,6 @@ from ._exceptions import (
     LLMError,
     LLMRateLimitError,
     LLMServerError,
-    LLMTimeoutError,
 )
 
 __all__ = ["Cooldowns", "Policy", "RetryPlan", "Route", "Try", "run_async", "run_sync"]

@@ -75,7 +75,7 @@ def replay_chunks(data: dict[str, Any]) -> Iterator[ResponseData]:
     """A stored complete answer replayed as stream chunks (one per word, then usage)."""
     created = data.get("created") or int(time.time())
     base = {"id": data.get("id"), "object": "chat.completion.chunk", "created": created,
-            "model": data.get("model"), "cache_hit": True}
+            "model": data.get("model"), "system_fingerprint": data.get("system_fingerprint")}
     for index, choice in enumerate(data.get("choices") or []):
         message = choice.get("message") or {}
         yield _chunk(base, index, {"role": "assistant", "content": ""}, None)
@@ -84,13 +84,28 @@ def replay_chunks(data: dict[str, Any]) -> Iterator[ResponseData]:
         if message.get("tool_calls"):
             calls = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
             yield _chunk(base, index, {"tool_calls": calls}, None)
+        if message.get("function_call"):  # legacy functions=
+            yield _chunk(base, index, {"function_call": dict(message["function_call"])}, None)
         yield _chunk(base, index, {}, choice.get("finish_reason") or "stop")
     if data.get("usage"):
-        yield ResponseData({**base, "choices": [], "usage": data["usage"]})
+        yield _marked(ResponseData({**base, "choices": [], "usage": data["usage"]}))
+
+
+# Every key a fresh LiteLLM delta has, so that ``chunk.choices[0].delta.content`` (None on
+# the closing chunk) reads the same on a replayed chunk as on a fresh one.
+_DELTA = {"role": None, "content": None, "function_call": None, "tool_calls": None}
 
 
 def _chunk(base: dict[str, Any], index: int, delta: dict[str, Any], finish: str | None) -> ResponseData:
-    return ResponseData({**base, "choices": [{"index": index, "delta": delta, "finish_reason": finish}]})
+    choice = {"index": index, "delta": {**_DELTA, **delta}, "finish_reason": finish,
+              "logprobs": None}
+    return _marked(ResponseData({**base, "choices": [choice]}))
+
+
+def _marked(chunk: ResponseData) -> ResponseData:
+    """A replayed chunk, marked as a cache hit the way a response is (not in its data)."""
+    object.__setattr__(chunk, "_hidden_params", {"cache_hit": True})
+    return chunk
 
 
 def _pieces(text: str) -> Iterator[str]:

@@ -239,8 +239,11 @@ class Ledger(ABC):
             atexit.register(self._at_exit)
 
     def _run(self) -> None:
-        while (batch := self._next_batch()) is not None:
-            self._write_batch(batch)
+        try:
+            while (batch := self._next_batch()) is not None:
+                self._write_batch(batch)
+        except Exception:  # a bug, not an outage: say so loudly rather than stop silently
+            logger.exception("usage ledger %s: the writer thread stopped", self.location)
 
     def _next_batch(self) -> list[tuple[int, UsageRecord]] | None:
         with self._lock:
@@ -483,8 +486,8 @@ class SQLiteLedger(Ledger):
 
     def _commit(self) -> None:
         try:
-            assert self._writer is not None
-            self._writer.commit()
+            if self._writer is not None:
+                self._writer.commit()
         except BaseException:
             self._close_writer()
             raise
@@ -585,8 +588,8 @@ class PostgresLedger(Ledger):
 
     def _commit(self) -> None:
         try:
-            assert self._writer is not None
-            self._writer.commit()
+            if self._writer is not None:
+                self._writer.commit()
         except BaseException:
             self._close_writer()
             raise

@@ -1,0 +1,107 @@
+"""Speed of the embedded local model: load time, and tokens/s through LiteLLM.
+
+    python bench/bench_local.py [--model local/smollm2] [--tokens 64] [--runs 3]
+
+Loads the model once (timed), warms it up, then generates about ``--tokens`` tokens
+``--runs`` times each way and prints the medians: llama.cpp called directly (the floor),
+``litellm.completion``, and ``litellm.completion(stream=True)`` with its time to first
+token.  Tokens/s counts completion tokens over the whole call, prompt processing
+included, as a caller experiences it.  Runs are greedy with a fixed seed so that each
+generates the same tokens; a run that stops early is reported with its token count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import litellm
+
+from dewey.llm import _local
+
+PROMPT: Any = [{"role": "user", "content": "Write a long story about a dragon who bakes bread."}]
+# min_tokens does not exist in llama.cpp's chat API: a prompt that invites a long answer,
+# decoded greedily, is what makes every run produce the full --tokens.
+GREEDY: dict[str, Any] = {"temperature": 0.0, "seed": 1}
+
+
+Run = Callable[[], tuple[int, float | None]]  # -> (completion tokens, first-token clock)
+
+
+def timed(run: Run, runs: int) -> tuple[float, float, int, float | None]:
+    """(median seconds, median tokens/s, median tokens, median first-token seconds)."""
+    seconds, rates, counts, firsts = [], [], [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        tokens, first = run()
+        elapsed = time.perf_counter() - start
+        seconds.append(elapsed)
+        rates.append(tokens / elapsed)
+        counts.append(tokens)
+        if first is not None:
+            firsts.append(first - start)
+    first = statistics.median(firsts) if firsts else None
+    return statistics.median(seconds), statistics.median(rates), int(statistics.median(counts)), first
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="local/smollm2", help="local/smollm2 or local/<path.gguf>")
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    litellm.suppress_debug_info = True
+    _local.register(litellm)
+
+    path = _local.model_path(args.model)
+    n_ctx = _local.default_n_ctx()
+    start = time.perf_counter()
+    loaded = _local._load(path, n_ctx, embedding=False)
+    load_seconds = time.perf_counter() - start
+    print(f"model      {path.name}  (n_ctx {n_ctx}, {os.cpu_count()} threads)")
+    print(f"load       {load_seconds * 1000:.0f} ms")
+
+    # Warm-up: first decode allocates buffers; not what a steady caller sees.
+    litellm.completion(model=args.model, messages=PROMPT, max_tokens=4)
+
+    def raw() -> tuple[int, float | None]:
+        with loaded.lock:
+            result = loaded.llama.create_chat_completion(
+                messages=PROMPT, max_tokens=args.tokens, **GREEDY
+            )
+        return int(result["usage"]["completion_tokens"]), None
+
+    def completion() -> tuple[int, float | None]:
+        response = litellm.completion(
+            model=args.model, messages=PROMPT, max_tokens=args.tokens, **GREEDY
+        )
+        return int(response.usage.completion_tokens), None
+
+    def streaming() -> tuple[int, float | None]:
+        first: float | None = None
+        usage = None
+        for chunk in litellm.completion(
+            model=args.model, messages=PROMPT, max_tokens=args.tokens, stream=True,
+            stream_options={"include_usage": True}, **GREEDY,
+        ):
+            if first is None and chunk.choices and chunk.choices[0].delta.content:
+                first = time.perf_counter()
+            usage = getattr(chunk, "usage", None) or usage
+        return (int(usage.completion_tokens) if usage else 0), first
+
+    print(f"{'':22}{'median s':>9}{'tok/s':>8}{'tokens':>8}{'first tok':>11}")
+    for label, run in (("llama.cpp direct", raw), ("litellm.completion", completion),
+                       ("litellm stream=True", streaming)):
+        seconds, rate, tokens, first = timed(run, args.runs)
+        first_text = f"{first * 1000:.0f} ms" if first is not None else "-"
+        print(f"{label:22}{seconds:9.3f}{rate:8.1f}{tokens:8d}{first_text:>11}")
+
+
+if __name__ == "__main__":
+    main()
