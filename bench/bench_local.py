@@ -1,6 +1,7 @@
 """Speed of the embedded local model: load time, and tokens/s through LiteLLM.
 
     python bench/bench_local.py [--model local/smollm2] [--tokens 64] [--runs 3]
+    DEWEY_LLM_LOCAL_THREADS=1 python bench/bench_local.py     # fewer llama.cpp threads
 
 Loads the model once (timed), warms it up, then generates about ``--tokens`` tokens
 ``--runs`` times each way and prints the medians: llama.cpp called directly (the floor),
@@ -8,6 +9,10 @@ Loads the model once (timed), warms it up, then generates about ``--tokens`` tok
 token.  Tokens/s counts completion tokens over the whole call, prompt processing
 included, as a caller experiences it.  Runs are greedy with a fixed seed so that each
 generates the same tokens; a run that stops early is reported with its token count.
+
+On a shared machine the load average matters more than anything here: llama.cpp's threads
+synchronise after every layer, so with as many threads as cores, other work on the box
+can cut tokens/s by 10x from run to run.  The load average is printed for that reason.
 """
 
 from __future__ import annotations
@@ -60,11 +65,12 @@ def main() -> None:
     _local.register(litellm)
 
     path = _local.model_path(args.model)
-    n_ctx = _local.default_n_ctx()
+    settings = _local._settings({})  # as a call without n_ctx / n_threads gets
     start = time.perf_counter()
-    loaded = _local._load(path, n_ctx, embedding=False)
+    loaded = _local._load(path, settings, embedding=False)
     load_seconds = time.perf_counter() - start
-    print(f"model      {path.name}  (n_ctx {n_ctx}, {os.cpu_count()} threads)")
+    print(f"model      {path.name}  (n_ctx {settings.n_ctx}, {settings.n_threads} threads,"
+          f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print(f"load       {load_seconds * 1000:.0f} ms")
 
     # Warm-up: first decode allocates buffers; not what a steady caller sees.

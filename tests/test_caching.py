@@ -72,11 +72,19 @@ def redis_token() -> Iterator[str]:
         pytest.skip("no Redis on 127.0.0.1:6379")
     token = f"tok{uuid.uuid4().hex}"
     yield token
-    mine = [name for name in server.scan_iter(match=f"{REDIS_KEY_PREFIX}*", count=1000)
-            if token.encode() in (server.get(name) or b"")]
+    mine = list(_entries_with(server, token))
     if mine:
         server.unlink(*mine)
     server.close()
+
+
+def _entries_with(server: Any, token: str) -> dict[bytes, bytes]:
+    """Cache entries in ``server`` whose stored answer contains ``token``: name -> text."""
+    found = {}
+    for name in server.scan_iter(match=f"{REDIS_KEY_PREFIX}dewey:v1:*", count=1000):
+        if server.type(name) == b"string" and token.encode() in (text := server.get(name) or b""):
+            found[name] = text
+    return found
 
 
 def redis_entries(token: str) -> dict[bytes, tuple[bytes, int]]:
@@ -85,9 +93,8 @@ def redis_entries(token: str) -> dict[bytes, tuple[bytes, int]]:
 
     server = redis.Redis.from_url(REDIS_URL)
     try:
-        return {name: (server.get(name) or b"", int(server.pttl(name)))
-                for name in server.scan_iter(match=f"{REDIS_KEY_PREFIX}*", count=1000)
-                if token.encode() in (server.get(name) or b"")}
+        return {name: (text, int(server.pttl(name)))
+                for name, text in _entries_with(server, token).items()}
     finally:
         server.close()
 

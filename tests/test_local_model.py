@@ -5,9 +5,6 @@ own OpenAI-compatible server).  Generations are kept to a few tokens: the whole 
 should take well under 30 s on two cores.
 """
 
-# Pytest fixtures are imported by name and then requested as same-named parameters.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import asyncio
@@ -175,13 +172,18 @@ def test_relative_gguf_path_reuses_the_loaded_model(tmp_path: Path) -> None:
 
 
 def test_four_threads_get_four_good_answers() -> None:
+    # n_ctx=1024 is a context no other test uses: the four threads also race to load it.
     answers: dict[int, Any] = {}
     errors: list[BaseException] = []
+    start = threading.Barrier(4)
 
     def ask(index: int) -> None:
         try:
             messages = [{"role": "user", "content": f"Name a fruit number {index}."}]
-            answers[index] = litellm.completion(model=MODEL, messages=messages, max_tokens=8)
+            start.wait()
+            answers[index] = litellm.completion(
+                model=MODEL, messages=messages, max_tokens=8, n_ctx=1024
+            )
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
 
@@ -195,6 +197,7 @@ def test_four_threads_get_four_good_answers() -> None:
     for response in answers.values():
         assert response.choices[0].message.content.strip()
         _assert_usage(response.usage, max_completion=8)
+    assert len([key for key in _local._loaded if key[1].n_ctx == 1024]) == 1  # loaded once
 
 
 def test_async_completion_streaming_and_embedding() -> None:
@@ -220,6 +223,21 @@ def test_prompt_longer_than_the_context_is_a_context_window_error() -> None:
     long = [{"role": "user", "content": "word " * 3000}]
     with pytest.raises(litellm.ContextWindowExceededError, match="context window of 2048"):
         litellm.completion(model=MODEL, messages=long, max_tokens=4)
+
+
+def test_context_size_can_be_set_per_call() -> None:
+    # LiteLLM passes unknown keywords through to custom providers as optional_params.
+    prompt = [{"role": "user", "content": "word " * 600}]
+    with pytest.raises(litellm.ContextWindowExceededError, match="context window of 512"):
+        litellm.completion(model=MODEL, messages=prompt, max_tokens=4, n_ctx=512)
+
+
+def test_bad_settings_are_config_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEWEY_LLM_LOCAL_THREADS", "many")
+    with pytest.raises(LLMConfigError, match="DEWEY_LLM_LOCAL_THREADS must be a positive integer"):
+        _local.default_n_threads()
+    with pytest.raises(litellm.BadRequestError, match="n_ctx must be a positive integer"):
+        litellm.completion(model=MODEL, messages=QUESTION, max_tokens=4, n_ctx=-1)
 
 
 def test_tools_are_refused_rather_than_ignored() -> None:

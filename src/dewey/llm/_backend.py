@@ -81,6 +81,10 @@ class Backend:
     def __init__(self) -> None:
         self._sdk_clients: dict[tuple[str | None, str | None, bool], Any] = {}
 
+    def load(self) -> None:
+        """Import LiteLLM now (a no-op once done), e.g. before a latency clock starts."""
+        litellm()
+
     # --- completions ------------------------------------------------------------------------
 
     def complete(self, kwargs: dict[str, Any]) -> Any:
@@ -167,6 +171,7 @@ class Backend:
     def model_details(self, model: str) -> dict[str, Any]:
         """LiteLLM's model map entry for ``model`` (offline), as a plain dict."""
         if model.startswith("local/"):
+            litellm()  # _local imports LiteLLM: through here, so it is set up first
             from ._local import model_details
 
             return {"model": model, **model_details(model.removeprefix("local/"))}

@@ -633,12 +633,12 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title="Models", title_justify="left")
-    table.add_column("Role", no_wrap=True)
-    table.add_column("Model", overflow="fold", min_width=12)
-    table.add_column("Provider", no_wrap=True)
+    table.add_column("Role", overflow="fold")
+    table.add_column("Model", overflow="fold", ratio=3)
+    table.add_column("Provider", overflow="fold")
     for header in ("Context", "In $/1M", "Out $/1M"):
         table.add_column(header, justify="right", no_wrap=True)
-    table.add_column("Configured by", overflow="fold", min_width=14)
+    table.add_column("Configured by", overflow="fold")
     for row in rows:
         table.add_row(row["role"], row["model"], row["provider"] or "?",
                       _tokens(row["max_input_tokens"]), _price(row["input_usd_per_1m"]),
@@ -679,7 +679,7 @@ def _model_rows(config: LiteLLMConfig) -> list[dict[str, Any]]:
 
         with contextlib.suppress(LLMError):
             entries.append(("embedding", _default_embedding_model(config.resolved_model()),
-                            "default (matches the primary)"))
+                            "default (for the primary)"))
     backend = _backend()
     rows = []
     for role, model, source in entries:

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import _batch
 from ._backend import Backend
 from ._config import FallbackModel, LiteLLMConfig, qualify_model
 from ._exceptions import LLMConfigError, LLMError, LLMServerError, from_provider_error
@@ -95,6 +94,10 @@ class _ClientCore:
 
     def completion_cost(self, response: Any) -> float:
         """USD cost of a response this client returned (0 for a cache hit)."""
+        if isinstance(response, CompletionStream):
+            if response.response is None:  # not read to the end (or broken): nothing priced
+                return 0.0
+            response = response.response
         hidden = getattr(response, "_hidden_params", None) or {}
         if hidden.get("cache_hit"):
             return 0.0
@@ -174,6 +177,8 @@ class _ClientCore:
         return self._providers[key]
 
     def _plan(self, request: Request) -> RetryPlan:
+        # Loading LiteLLM takes seconds: not part of any attempt's latency or deadline.
+        self._backend.load()
         config = self.config
         # Vectors from different models are not comparable: embeddings never fall back.
         request.routes = ([self._route(request.model)] if request.kind == "embedding"
@@ -271,7 +276,9 @@ class _ClientCore:
         from ._usage import UsageRecord
 
         usage = _usage_of(response)
-        route = attempt.route if attempt else Route(request.model)
+        # A cache hit names the model as the call did: qualify it like a route, so that it
+        # adds up with the calls that reached that model.
+        route = attempt.route if attempt else Route(qualify_model(request.model))
         self._ledger.record(UsageRecord(
             model=route.model, provider=self._provider(route.model, route.api_base) if _loaded() else None,
             kind=request.kind, outcome=outcome, prompt_tokens=usage[0],
@@ -323,8 +330,9 @@ class _ClientCore:
         usage = _usage_of(fresh)
         response = ResponseData({"object": "list", "model": request.model, "data": data,
                                  "usage": {"prompt_tokens": usage[0], "total_tokens": usage[0]}})
+        cost = self.completion_cost(fresh) if fresh is not None else 0.0
         object.__setattr__(response, "_hidden_params",
-                           {"cache_hit": fresh is None, "response_cost": self.completion_cost(fresh) if fresh is not None else 0.0})
+                           {"cache_hit": fresh is None, "response_cost": cost})
         if fresh is None:
             self._record(request, None, "ok", cache_hit=True)
         return response
@@ -423,6 +431,8 @@ class LiteLLMClient(_ClientCore):
         """Many completions at once, at most ``concurrency`` in flight; results in input
         order.  With ``return_exceptions=True`` a failed item's ``LLMError`` takes its
         place instead of being raised."""
+        from . import _batch  # asyncio and thread pools: only for batches
+
         return _batch.run_threads(
             lambda messages: self.generate_completion(messages, model, **params), list(batch),
             concurrency=concurrency, return_exceptions=return_exceptions, progress=progress,
@@ -435,6 +445,8 @@ class LiteLLMClient(_ClientCore):
         """One vector per text, in input order, sent in provider-sized batches of
         ``batch_size``.  With ``return_exceptions=True`` the texts of a failed batch get
         its ``LLMError`` instead of a vector."""
+        from . import _batch  # asyncio and thread pools: only for batches
+
         batches = _batch.chunked(list(texts), batch_size)
         results = _batch.run_threads(
             lambda chunk: self.generate_embedding(list(chunk), model, **params), batches,
@@ -480,10 +492,7 @@ class CompletionStream:
         return self
 
     def __next__(self) -> Any:
-        if self._head:
-            chunk = self._head.pop(0)
-        else:
-            chunk = self._next()
+        chunk = self._head.pop(0) if self._head else self._next()
         self._chunks.append(chunk)
         return chunk
 
@@ -506,14 +515,17 @@ class CompletionStream:
             f"chunks: {error.message} (not retried, to avoid repeating text)",
             model=self._attempt.route.model, provider=error.provider,
             status_code=error.status_code)
+        self._broke = True  # _finish must not record, price or cache the partial answer
         self._client._failed(self._request, self._attempt, broken,
                              time.monotonic() - self._started)
         return broken
 
     def _finish(self) -> None:
         assert self._client is not None and self._request is not None and self._attempt is not None
-        if self.response is not None:
-            return  # iterated again after the end: recorded, priced and cached once only
+        if self.response is not None or getattr(self, "_broke", False):
+            # Iterated again after the end: recorded, priced and cached once only.  After
+            # a break the iterator just stops: the failure is what was recorded.
+            return
         client, request = self._client, self._request
         self.response = client._backend.build_stream_response(self._chunks, request.messages)
         if self.response is None:
@@ -599,6 +611,8 @@ class AsyncLiteLLMClient(_ClientCore):
                                    *, concurrency: int = 16, return_exceptions: bool = False,
                                    progress: bool = False, **params: Any) -> list[Any]:
         """See :meth:`LiteLLMClient.generate_completions`."""
+        from . import _batch  # asyncio and thread pools: only for batches
+
         return await _batch.run_async(
             lambda messages: self.generate_completion(messages, model, **params), list(batch),
             concurrency=concurrency, return_exceptions=return_exceptions, progress=progress,
@@ -609,6 +623,8 @@ class AsyncLiteLLMClient(_ClientCore):
                                   return_exceptions: bool = False, progress: bool = False,
                                   **params: Any) -> list[Any]:
         """See :meth:`LiteLLMClient.generate_embeddings`."""
+        from . import _batch  # asyncio and thread pools: only for batches
+
         batches = _batch.chunked(list(texts), batch_size)
         results = await _batch.run_async(
             lambda chunk: self.generate_embedding(list(chunk), model, **params), batches,

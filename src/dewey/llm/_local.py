@@ -14,8 +14,10 @@ Models load once per process (per file and context size) and are shared by every
 each llama.cpp context has its own lock because contexts are not re-entrant.  Chat and
 embeddings use separate contexts: an embedding context cannot generate and vice versa.
 
-The context size is 2048 tokens, or ``DEWEY_LLM_LOCAL_N_CTX``, or ``n_ctx=`` on a call
-(LiteLLM passes unknown keyword arguments through to custom providers).
+The context size is 2048 tokens and llama.cpp uses every core, unless the environment
+(``DEWEY_LLM_LOCAL_N_CTX``, ``DEWEY_LLM_LOCAL_THREADS``) or the call (``n_ctx=``,
+``n_threads=``: LiteLLM passes unknown keyword arguments through to custom providers)
+says otherwise.
 
 This module imports LiteLLM (``LocalLLM`` must subclass ``litellm.CustomLLM``): import it
 only where LiteLLM is imported anyway.  ``llama_cpp`` is imported when a model loads.
@@ -106,16 +108,32 @@ def model_details(name: str, n_ctx: int | None = None) -> dict[str, Any]:
 
 def default_n_ctx() -> int:
     """``DEWEY_LLM_LOCAL_N_CTX`` if set, else 2048."""
-    raw = os.environ.get("DEWEY_LLM_LOCAL_N_CTX", "").strip()
-    if not raw:
-        return DEFAULT_N_CTX
+    return _env_int("DEWEY_LLM_LOCAL_N_CTX") or DEFAULT_N_CTX
+
+
+def default_n_threads() -> int:
+    """``DEWEY_LLM_LOCAL_THREADS`` if set, else every core.
+
+    Every core is fastest on an idle machine; on a busy one, fewer threads are steadier
+    (llama.cpp's threads wait for each other after every layer, so one descheduled
+    thread stalls them all).
+    """
+    return _env_int("DEWEY_LLM_LOCAL_THREADS") or os.cpu_count() or 1
+
+
+def _env_int(variable: str) -> int | None:
+    raw = os.environ.get(variable, "").strip()
+    return _positive_int(raw, variable) if raw else None
+
+
+def _positive_int(value: Any, what: str) -> int:
     try:
-        value = int(raw)
+        number = int(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else 0
     except ValueError:
-        value = 0
-    if value <= 0:
-        raise LLMConfigError(f"DEWEY_LLM_LOCAL_N_CTX must be a positive integer, not {raw!r}")
-    return value
+        number = 0
+    if number <= 0:
+        raise LLMConfigError(f"{what} must be a positive integer, not {value!r}")
+    return number
 
 
 def _strip_prefix(name: str) -> str:
@@ -151,35 +169,52 @@ class _Loaded:
     lock: threading.Lock
 
 
-_loaded: dict[tuple[Path, int, bool], _Loaded] = {}
+@dataclass(frozen=True)
+class _Settings:
+    """How a model is loaded; a different setting means a different llama.cpp context."""
+
+    n_ctx: int
+    n_threads: int
+
+
+def _settings(optional: dict[str, Any]) -> _Settings:
+    """``n_ctx`` / ``n_threads`` from the call, else from the environment, else defaults."""
+    n_ctx, n_threads = optional.get("n_ctx"), optional.get("n_threads")
+    return _Settings(
+        n_ctx=default_n_ctx() if n_ctx is None else _positive_int(n_ctx, "n_ctx"),
+        n_threads=default_n_threads() if n_threads is None else _positive_int(n_threads, "n_threads"),
+    )
+
+
+_loaded: dict[tuple[Path, _Settings, bool], _Loaded] = {}
 _loading = threading.Lock()
 
 
-def _load(path: Path, n_ctx: int, *, embedding: bool) -> _Loaded:
+def _load(path: Path, settings: _Settings, *, embedding: bool) -> _Loaded:
     """The model for ``path``, loaded on first use and shared by every later caller."""
-    key = (path, n_ctx, embedding)
+    key = (path, settings, embedding)
     found = _loaded.get(key)
     if found is not None:
         return found
     with _loading:  # two threads asking at once must get one model, not two
         found = _loaded.get(key)
         if found is None:
-            found = _Loaded(_new_llama(path, n_ctx, embedding=embedding), threading.Lock())
+            found = _Loaded(_new_llama(path, settings, embedding=embedding), threading.Lock())
             _loaded[key] = found
         return found
 
 
-def _new_llama(path: Path, n_ctx: int, *, embedding: bool) -> Any:
+def _new_llama(path: Path, settings: _Settings, *, embedding: bool) -> Any:
     counting_llama = _counting_llama_class()
     options: dict[str, Any] = {}
     if embedding:
         # A whole input must fit one batch to be embedded in one piece.
-        options = {"n_batch": n_ctx, "n_ubatch": n_ctx}
+        options = {"n_batch": settings.n_ctx, "n_ubatch": settings.n_ctx}
     try:
         return counting_llama(
             model_path=str(path),
-            n_ctx=n_ctx,
-            n_threads=os.cpu_count(),
+            n_ctx=settings.n_ctx,
+            n_threads=settings.n_threads,
             embedding=embedding,
             verbose=False,
             **options,
@@ -236,7 +271,7 @@ class _Request:
 
     name: str
     path: Path
-    n_ctx: int
+    settings: _Settings
     messages: list[dict[str, Any]]
     params: dict[str, Any]
 
@@ -252,19 +287,10 @@ def _chat_request(model: str, messages: list[Any], optional: dict[str, Any]) -> 
     return _Request(
         name=name,
         path=model_path(name),
-        n_ctx=_n_ctx(optional),
+        settings=_settings(optional),
         messages=[_plain_message(m) for m in messages],
         params=params,
     )
-
-
-def _n_ctx(optional: dict[str, Any]) -> int:
-    value = optional.get("n_ctx")
-    if value is None:
-        return default_n_ctx()
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise LLMConfigError(f"n_ctx must be a positive integer, not {value!r}")
-    return value
 
 
 def _plain_message(message: Any) -> dict[str, Any]:
@@ -352,8 +378,8 @@ class LocalLLM(litellm.CustomLLM):
         """One chat answer, with usage; a local model costs nothing."""
         with _provider_errors(model):
             request = _chat_request(model, messages, _optional(kwargs))
-            loaded = _load(request.path, request.n_ctx, embedding=False)
-            _describe(request.name, request.n_ctx)
+            loaded = _load(request.path, request.settings, embedding=False)
+            _describe(request.name, request.settings.n_ctx)
             with loaded.lock:
                 result = loaded.llama.create_chat_completion(
                     messages=request.messages, **request.params
@@ -424,9 +450,9 @@ class LocalLLM(litellm.CustomLLM):
         with _provider_errors(model):
             if not all(isinstance(text, str) for text in texts):
                 raise LLMConfigError("local embeddings take text inputs, not token ids")
-            n_ctx = _n_ctx(_optional(kwargs))
-            loaded = _load(model_path(name), n_ctx, embedding=True)
-            _describe(name, n_ctx)
+            settings = _settings(_optional(kwargs))
+            loaded = _load(model_path(name), settings, embedding=True)
+            _describe(name, settings.n_ctx)
             raw: list[Any] = []
             tokens = 0
             with loaded.lock:
@@ -467,8 +493,8 @@ def _open_stream(
     # fails the call itself rather than the first iteration.
     with _provider_errors(model):
         request = _chat_request(model, messages, optional)
-        loaded = _load(request.path, request.n_ctx, embedding=False)
-        _describe(request.name, request.n_ctx)
+        loaded = _load(request.path, request.settings, embedding=False)
+        _describe(request.name, request.settings.n_ctx)
     return _stream(loaded, request)
 
 

@@ -16,7 +16,7 @@ uses all of it, instead of waiting forever for capacity that can never exist.
 listed (each model still has its own buckets).  A listed model with neither ``rpm`` nor
 ``tpm`` is unlimited, even when ``"*"`` is set.
 
-With a ``redis://`` URL the buckets live in Redis (``dewey-llm:rl:<model>``), so every
+With a ``redis://`` URL the buckets live in Redis (``dewey-llm-rl:<model>``), so every
 process and machine using that Redis shares them; the Lua script reads the Redis server
 clock, so the callers' clocks need not agree.  When Redis cannot be reached the limiter
 warns once and limits within the process until Redis answers again: a rate limiter must
@@ -42,7 +42,7 @@ __all__ = ["LocalRateLimiter", "RateLimiter", "RedisRateLimiter", "open_limiter"
 logger = logging.getLogger("dewey.llm")
 
 WINDOW = 60.0  # seconds: limits are per minute
-KEY_PREFIX = "dewey-llm:rl:"
+KEY_PREFIX = "dewey-llm-rl:"  # not under the cache's "dewey-llm:" keys, which `cache clear` deletes
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 Clock = Callable[[], float]

@@ -744,14 +744,16 @@ def open_ledger(url: str | None = None) -> Ledger:
 
     ``None`` -> SQLite at :func:`default_ledger_path`; a path, or ``sqlite:///relative.db``
     / ``sqlite:////absolute.db`` (SQLAlchemy's convention) -> SQLite;
-    ``postgresql://...`` or ``postgres://...`` -> PostgreSQL.
+    ``postgresql://...`` or ``postgres://...`` -> PostgreSQL, in the table ``dewey_usage``
+    unless the URL names another with ``?table=NAME`` (or ``schema.NAME``), e.g. to keep
+    two teams' ledgers apart in one database.
     """
     text = (url or "").strip()
     if not text:
         return SQLiteLedger(default_ledger_path())
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme in ("postgresql", "postgres"):
-        return PostgresLedger(text)
+        return _postgres_ledger(text)
     if scheme == "sqlite":
         prefix = "sqlite:///"
         path = text[len(prefix):].split("?", 1)[0] if text.lower().startswith(prefix) else ""
@@ -764,6 +766,20 @@ def open_ledger(url: str | None = None) -> Ledger:
             f"usage_db {mask_url(text)!r} is not supported: use a SQLite file path, "
             "sqlite:///path, or postgresql://user@host:5432/db")
     return SQLiteLedger(text)
+
+
+def _postgres_ledger(url: str) -> PostgresLedger:
+    """A Postgres ledger; a ``table=`` query parameter is ours, not libpq's: take it out."""
+    parts = urlsplit(url)
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    tables = [value for key, value in params if key == "table"]
+    if not tables:
+        return PostgresLedger(url)
+    if len(tables) > 1:
+        raise LLMConfigError(f"usage_db {mask_url(url)!r} names the table more than once")
+    query = urlencode([(key, value) for key, value in params if key != "table"])
+    return PostgresLedger(urlunsplit((parts.scheme, parts.netloc, parts.path, query,
+                                      parts.fragment)), table=tables[0])
 
 
 def mask_url(url: str) -> str:
