@@ -150,3 +150,8 @@ def test_default_model_follows_the_keys_present(monkeypatch: pytest.MonkeyPatch)
     assert LiteLLMClient().model == "claude-haiku-4-5"
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789")
     assert LiteLLMClient().model == "gpt-4o-mini"
+
+
+def test_a_budget_without_the_ledger_is_refused() -> None:
+    with pytest.raises(LLMConfigError, match="a budget needs the usage ledger.*track_usage: true"):
+        LiteLLMConfig(track_usage=False, budget={"daily_usd": 1})

@@ -101,6 +101,12 @@ def test_missing_gguf_gives_a_clear_error(tmp_path: Path) -> None:
         litellm.embedding(model=f"local/{missing}", input=["a"])
 
 
+def test_a_file_that_is_not_a_model_gives_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "broken.gguf").write_text("not a model")
+    with pytest.raises(litellm.BadRequestError, match=r"cannot load local model .*broken\.gguf"):
+        litellm.completion(model="local/broken.gguf", messages=QUESTION, max_tokens=4)
+
+
 def test_unknown_name_suggests_the_valid_forms() -> None:
     with pytest.raises(LLMConfigError, match="use 'local/smollm2' or 'local/<path"):
         _local.model_path("smolm2")
@@ -264,6 +270,9 @@ def test_embeddings_are_unit_vectors_equal_for_equal_text() -> None:
     assert _cosine(a, a2) == pytest.approx(1.0, abs=1e-6)
     assert _cosine(b, b2) == pytest.approx(1.0, abs=1e-6)
     assert _cosine(a, sentence) < 0.99
+
+    with pytest.raises(litellm.BadRequestError, match="cannot embed an empty text"):
+        litellm.embedding(model=MODEL, input=[""])
 
 
 # --- the same model behind llama.cpp's server ------------------------------------------------

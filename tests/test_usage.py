@@ -447,3 +447,15 @@ def test_calls_succeed_with_one_warning_when_the_ledger_is_unavailable(
     [warning] = ledger_warnings(caplog)
     assert "usage ledger" in warning and "unavailable" in warning
     assert client.total_cost > 0  # the client's own count does not depend on the ledger
+
+
+def test_an_abandoned_stream_is_recorded_and_not_cached(make_client: Any, provider: FakeProvider) -> None:
+    client = make_client(cache=True)  # the SQLite cache, shared by both clients
+    with client.generate_completion("one two three four", stream=True) as stream:
+        next(stream)
+    client.close()
+    ledger = open_ledger(None)
+    assert [r.outcome for r in ledger.records()] == ["abandoned"]
+    ledger.close()
+    make_client(cache=True).generate_completion("one two three four")
+    assert len(provider.requests) == 2

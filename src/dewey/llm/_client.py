@@ -118,8 +118,12 @@ class _ClientCore:
     def close(self) -> None:
         """Flush the usage ledger and close the cache and the rate limiter."""
         for resource in (self._ledger, self._cache, self._limiter):
-            if resource is not None:
+            if resource is None:
+                continue
+            try:
                 resource.close()
+            except Exception:  # one failing resource must not keep the others open
+                logger.warning("closing %s failed", type(resource).__name__, exc_info=True)
 
     # --- preparing requests -----------------------------------------------------------------
 
@@ -480,6 +484,7 @@ class CompletionStream:
         self._client, self._request, self._attempt = client, request, attempt
         self._iterator, self._head, self._started, self._key = iterator, list(head), started, key
         self._chunks: list[Any] = []
+        self._broke = False
         self.response: Any = None
 
     @classmethod
@@ -522,7 +527,7 @@ class CompletionStream:
 
     def _finish(self) -> None:
         assert self._client is not None and self._request is not None and self._attempt is not None
-        if self.response is not None or getattr(self, "_broke", False):
+        if self.response is not None or self._broke:
             # Iterated again after the end: recorded, priced and cached once only.  After
             # a break the iterator just stops: the failure is what was recorded.
             return
@@ -538,9 +543,23 @@ class CompletionStream:
         return "".join(_delta_text(chunk) for chunk in self)
 
     def close(self) -> None:
+        """Stop reading. A stream left before its end is recorded as abandoned (the
+        provider may still charge for it) and is not cached."""
         close = getattr(self._iterator, "close", None)
         if close is not None:
             close()
+        if self._client is None or self.response is not None or self._broke:
+            return
+        assert self._request is not None and self._attempt is not None
+        self._broke = True
+        self._client._record(self._request, self._attempt, "abandoned",
+                             latency=time.monotonic() - self._started)
+
+    def __enter__(self) -> CompletionStream:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 class AsyncLiteLLMClient(_ClientCore):

@@ -104,6 +104,10 @@ class LiteLLMConfig(_Strict):
             super().__init__(**data)
         except ValidationError as exc:
             raise _config_error(exc, data) from None
+        budget = self.budget
+        if not self.track_usage and (budget.daily_usd, budget.monthly_usd, budget.total_usd) != (None, None, None):
+            raise LLMConfigError(
+                "a budget needs the usage ledger to count spend: set track_usage: true, or remove budget")
         if self.api_key is not None:
             register_secret(self.api_key.get_secret_value())
         for fallback in self.fallback_models:

