@@ -589,10 +589,7 @@ def _process_worker(kind: str, location: str, prefix: str, writer: int, rounds: 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 def test_threads_and_processes_never_see_a_mixed_entry(kind: str, tmp_path: Path,
                                                        request: pytest.FixtureRequest) -> None:
-    if kind == "sqlite":
-        location = str(tmp_path / "shared.db")
-    else:
-        location = request.getfixturevalue("redis_url")
+    location = str(tmp_path / "shared.db") if kind == "sqlite" else request.getfixturevalue("redis_url")
     prefix = f"dewey-llm-test:{uuid.uuid4().hex}:"
     rounds = 150
     context = multiprocessing.get_context("spawn")

@@ -91,7 +91,7 @@ def test_file_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("DEWEY_LLM_CONFIG", str(explicit))
     assert LiteLLMConfig.load().model == "explicit-file"
     monkeypatch.setenv("DEWEY_LLM_CONFIG", str(tmp_path / "missing.yaml"))
-    with pytest.raises(LLMConfigError, match="DEWEY_LLM_CONFIG points to .*missing.yaml"):
+    with pytest.raises(LLMConfigError, match=r"DEWEY_LLM_CONFIG points to .*missing.yaml"):
         LiteLLMConfig.load()
     assert user_file.exists()
 
@@ -111,7 +111,7 @@ def test_misspelt_key_gets_a_did_you_mean(tmp_path: Path) -> None:
     file = write(tmp_path / "c.yaml", "llm:\n  fallback_model: [gpt-4o]\n")
     with pytest.raises(LLMConfigError, match="did you mean 'fallback_models'"):
         LiteLLMConfig.from_yaml(file)
-    with pytest.raises(LLMConfigError, match="unknown config key 'budget.daily'; did you mean 'daily_usd'"):
+    with pytest.raises(LLMConfigError, match=r"unknown config key 'budget.daily'; did you mean 'daily_usd'"):
         LiteLLMConfig(budget={"daily": 3})
 
 
@@ -132,7 +132,7 @@ def test_a_bad_env_value_names_the_variable_value(monkeypatch: pytest.MonkeyPatc
 
 def test_invalid_yaml_is_reported_with_the_file(tmp_path: Path) -> None:
     file = write(tmp_path / "bad.yaml", "llm: [unclosed\n")
-    with pytest.raises(LLMConfigError, match="bad.yaml is not valid YAML"):
+    with pytest.raises(LLMConfigError, match=r"bad.yaml is not valid YAML"):
         LiteLLMConfig.from_yaml(file)
 
 
@@ -153,5 +153,5 @@ def test_default_model_follows_the_keys_present(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_a_budget_without_the_ledger_is_refused() -> None:
-    with pytest.raises(LLMConfigError, match="a budget needs the usage ledger.*track_usage: true"):
+    with pytest.raises(LLMConfigError, match=r"a budget needs the usage ledger.*track_usage: true"):
         LiteLLMConfig(track_usage=False, budget={"daily_usd": 1})

@@ -5,7 +5,6 @@ error mapping depends on it (see the comments on each fault test).
 """
 
 # Pytest fixtures are imported by name and then requested as same-named parameters.
-# ruff: noqa: F811
 
 from __future__ import annotations
 

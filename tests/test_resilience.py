@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from email.utils import formatdate
@@ -25,7 +26,7 @@ from tests.servers.fake_provider import FakeProvider, Reply
 
 def gaps(provider: FakeProvider) -> list[float]:
     times = [r.time for r in provider.requests]
-    return [b - a for a, b in zip(times, times[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(times)]
 
 
 def test_retryable_errors_are_retried_then_succeed(make_client: Any, provider: FakeProvider) -> None:

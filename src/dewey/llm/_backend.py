@@ -256,7 +256,7 @@ def _never_retrying(sdk_class: type) -> type:
     """An SDK client class whose ``max_retries`` stays 0: LiteLLM assigns its default
     to the client it is given, so the attribute ignores assignment."""
 
-    class NeverRetrying(sdk_class):  # type: ignore[misc, valid-type]
+    class NeverRetrying(sdk_class):  # type: ignore[misc,valid-type,unused-ignore]
         @property
         def max_retries(self) -> int:
             return 0

@@ -229,7 +229,7 @@ class _ClientCore:
     def _cached(self, request: Request, key: str | None) -> dict[str, Any] | None:
         if key is None or request.cache == "refresh":
             return None
-        return self._cache.get(key)  # type: ignore[no-any-return]
+        return self._cache.get(key)
 
     def _store(self, key: str | None, response: Any) -> None:
         if key is not None:

@@ -74,27 +74,36 @@ class LiteLLMConfig(_Strict):
     """
 
     model: str | None = Field(default=None, description="Model to call, e.g. gpt-4o or anthropic/claude-3-5-sonnet")
-    api_key: SecretStr | None = Field(default=None, description="Key for the primary model (else the provider's variable)")
+    api_key: SecretStr | None = Field(default=None,
+        description="Key for the primary model (else the provider's variable)")
     api_base: str | None = Field(default=None, description="Base URL of the provider or proxy")
     api_version: str | None = Field(default=None, description="API version (Azure)")
     timeout: float = Field(default=60.0, gt=0, description="Seconds allowed for one attempt")
-    deadline: float | None = Field(default=None, gt=0, description="Seconds allowed for the whole call, retries included")
+    deadline: float | None = Field(default=None, gt=0,
+        description="Seconds allowed for the whole call, retries included")
     max_retries: int = Field(default=2, ge=0, le=20, description="Retries per model after the first attempt")
     backoff_base: float = Field(default=0.5, ge=0, description="First backoff in seconds (exponential, full jitter)")
     backoff_max: float = Field(default=20.0, ge=0, description="Largest backoff in seconds")
     max_retry_after: float = Field(default=60.0, ge=0, description="Longest Retry-After honoured, in seconds")
-    cooldown_failures: int = Field(default=5, ge=1, description="Retryable failures in a row that put a model in cooldown")
+    cooldown_failures: int = Field(default=5, ge=1,
+        description="Retryable failures in a row that put a model in cooldown")
     cooldown_seconds: float = Field(default=30.0, ge=0, description="How long a model in cooldown is skipped")
-    fallback_models: list[str | FallbackModel] = Field(default_factory=list, description="Models tried in order when the primary fails")
+    fallback_models: list[str | FallbackModel] = Field(default_factory=list,
+        description="Models tried in order when the primary fails")
     embedding_model: str | None = Field(default=None, description="Model for generate_embedding")
-    params: dict[str, Any] = Field(default_factory=dict, description="Default generation parameters (temperature, max_tokens, ...)")
-    cache: CacheSetting = Field(default=False, description="Response cache: false, true (sqlite), memory, sqlite or redis")
+    params: dict[str, Any] = Field(default_factory=dict,
+        description="Default generation parameters (temperature, max_tokens, ...)")
+    cache: CacheSetting = Field(default=False,
+        description="Response cache: false, true (sqlite), memory, sqlite or redis")
     cache_url: str | None = Field(default=None, description="redis://... or a SQLite file path for the cache")
-    cache_ttl: float | None = Field(default=None, gt=0, description="Seconds a cached answer stays valid (none: forever)")
+    cache_ttl: float | None = Field(default=None, gt=0,
+        description="Seconds a cached answer stays valid (none: forever)")
     track_usage: bool = Field(default=True, description="Record every call in the usage ledger")
-    usage_db: str | None = Field(default=None, description="Ledger: a SQLite path, postgresql://..., or none for the default file")
+    usage_db: str | None = Field(default=None,
+        description="Ledger: a SQLite path, postgresql://..., or none for the default file")
     budget: Budget = Field(default_factory=Budget, description="Spending limits in USD")
-    rate_limits: dict[str, RateLimit] = Field(default_factory=dict, description="Per-model rpm/tpm limits ('*' for every model)")
+    rate_limits: dict[str, RateLimit] = Field(default_factory=dict,
+        description="Per-model rpm/tpm limits ('*' for every model)")
     rate_limit_url: str | None = Field(default=None, description="redis://... to share rate limits across processes")
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -103,7 +112,7 @@ class LiteLLMConfig(_Strict):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise _config_error(exc, data) from None
+            raise _config_error(exc) from None
         budget = self.budget
         if not self.track_usage and (budget.daily_usd, budget.monthly_usd, budget.total_usd) != (None, None, None):
             raise LLMConfigError(
@@ -312,17 +321,17 @@ def _parse_cache(raw: str, variable: str) -> bool | str:
 
 # --- errors -------------------------------------------------------------------------------
 
-def _config_error(exc: ValidationError, data: dict[str, Any]) -> LLMConfigError:
+def _config_error(exc: ValidationError) -> LLMConfigError:
     """One readable message: the key, the value given, what was expected, a did-you-mean."""
     lines = []
-    known = list(LiteLLMConfig.model_fields)
     for error in exc.errors():
         location = [str(part) for part in error["loc"]]
         key = ".".join(location) or "config"
         value = error.get("input")
         if error["type"] == "extra_forbidden":
             suggestion = difflib.get_close_matches(location[-1], _known_keys(location), n=1)
-            hint = f"; did you mean '{suggestion[0]}'?" if suggestion else f"; known keys: {', '.join(known)}"
+            hint = (f"; did you mean '{suggestion[0]}'?" if suggestion
+                    else f"; known keys: {', '.join(_known_keys(location))}")
             lines.append(f"unknown config key '{key}'{hint}")
             continue
         shown = "***" if "api_key" in key else repr(value)
@@ -330,9 +339,12 @@ def _config_error(exc: ValidationError, data: dict[str, Any]) -> LLMConfigError:
     return LLMConfigError("invalid configuration: " + "; ".join(dict.fromkeys(lines)))
 
 
+_UNION_BRANCHES = ("str", "FallbackModel", "bool", "literal['memory','sqlite','redis']")
+
+
 def _top_key(location: list[str]) -> str:
-    # pydantic reports unions as fallback_models.0.str / .FallbackModel.model: keep it readable.
-    return ".".join(p for p in location if p not in ("str", "FallbackModel", "bool", "literal['memory','sqlite','redis']"))
+    # pydantic names union branches (fallback_models.0.str, cache.bool): leave them out.
+    return ".".join(part for part in location if part not in _UNION_BRANCHES)
 
 
 def _known_keys(location: list[str]) -> list[str]:

@@ -210,9 +210,9 @@ class RetryPlan:
         current = self.context_window(self.routes[index].model)
         for candidate in range(index + 1, len(self.routes)):
             size = self.context_window(self.routes[candidate].model)
-            if size is not None and (current is None or size > current):
-                if not self.cooldowns.remaining(self.routes[candidate].model):
-                    return candidate
+            larger = size is not None and (current is None or size > current)
+            if larger and not self.cooldowns.remaining(self.routes[candidate].model):
+                return candidate
         return None
 
     def _try(self, index: int, number: int) -> Try:

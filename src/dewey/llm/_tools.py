@@ -73,7 +73,8 @@ def _type_schema(hint: Any) -> dict[str, Any]:
 
 def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     paragraphs = doc.split("\n\n")
-    summary = " ".join(paragraphs[0].split()) if paragraphs and not paragraphs[0].lstrip().startswith(("Args", ":param")) else ""
+    first = paragraphs[0] if paragraphs else ""
+    summary = "" if first.lstrip().startswith(("Args", ":param")) else " ".join(first.split())
     params: dict[str, str] = {}
     for match in re.finditer(r":param\s+(\w+):\s*(.+)", doc):
         params[match.group(1)] = match.group(2).strip()
