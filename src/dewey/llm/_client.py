@@ -125,6 +125,32 @@ class _ClientCore:
             except Exception:  # one failing resource must not keep the others open
                 logger.warning("closing %s failed", type(resource).__name__, exc_info=True)
 
+    # --- the start of every call, shared by both clients ------------------------------------
+
+    def _start_completion(self, messages: MessagesInput, model: str | None, stream: bool,
+                          params: dict[str, Any]) -> tuple[Request, str | None, ResponseData | None]:
+        """Prepare a completion; the cached answer if there is one, else check the budget."""
+        request = self._prepare_completion(messages, model, stream, params)
+        key = self._cache_key(request)
+        hit = self._cached(request, key)
+        if hit is not None:
+            return request, key, self._hit(request, hit)
+        self._check_budget()
+        return request, key, None
+
+    def _start_embedding(self, input: str | list[str], model: str | None, params: dict[str, Any]
+                         ) -> tuple[Request, list[str], list[Any], list[int], list[str | None]]:
+        """Prepare embeddings: which texts the cache answers, and the request for the rest."""
+        texts = _texts(input)
+        request = self._prepare_embedding(model, params)
+        found, missing, keys = self._embedding_plan(texts, request)
+        if missing:
+            self._check_budget()
+            subset = [texts[i] for i in missing]
+            single = isinstance(input, str) and len(subset) == 1
+            request.payload = {**params, "input": subset[0] if single else subset}
+        return request, texts, found, missing, keys
+
     # --- preparing requests -----------------------------------------------------------------
 
     def _prepare_completion(
@@ -378,15 +404,11 @@ class LiteLLMClient(_ClientCore):
         ``params`` pass through to LiteLLM (temperature, max_tokens, response_format, ...),
         plus ``cache=False`` / ``cache="refresh"``, ``tags=[...]`` and ``user=...``.
         """
-        request = self._prepare_completion(messages, model, stream, {
+        request, key, cached = self._start_completion(messages, model, stream, {
             **params, "functions": functions, "function_call": function_call,
             "tools": tools, "tool_choice": tool_choice})
-        key = self._cache_key(request)
-        hit = self._cached(request, key)
-        if hit is not None:
-            response = self._hit(request, hit)
-            return CompletionStream.replay(response) if stream else response
-        self._check_budget()
+        if cached is not None:
+            return CompletionStream.replay(cached) if stream else cached
         if stream:
             return self._stream(request, key)
         response = run_sync(self._plan(request), lambda attempt: self._complete(request, attempt))
@@ -412,14 +434,9 @@ class LiteLLMClient(_ClientCore):
 
         With caching on, each text is cached on its own: only new texts are sent.
         """
-        texts = _texts(input)
-        request = self._prepare_embedding(model, params)
-        found, missing, keys = self._embedding_plan(texts, request)
+        request, texts, found, missing, keys = self._start_embedding(input, model, params)
         fresh = None
         if missing:
-            self._check_budget()
-            subset = [texts[i] for i in missing]
-            request.payload = {**params, "input": subset if isinstance(input, list) or len(subset) > 1 else subset[0]}
 
             def embed(attempt: Try) -> Any:
                 self._acquire(request, attempt)
@@ -579,15 +596,11 @@ class AsyncLiteLLMClient(_ClientCore):
     ) -> Any:
         """See :meth:`LiteLLMClient.generate_completion`; with ``stream=True`` this returns
         an async iterator of chunks."""
-        request = self._prepare_completion(messages, model, stream, {
+        request, key, cached = self._start_completion(messages, model, stream, {
             **params, "functions": functions, "function_call": function_call,
             "tools": tools, "tool_choice": tool_choice})
-        key = self._cache_key(request)
-        hit = self._cached(request, key)
-        if hit is not None:
-            response = self._hit(request, hit)
-            return AsyncCompletionStream.replay(response) if stream else response
-        self._check_budget()
+        if cached is not None:
+            return AsyncCompletionStream.replay(cached) if stream else cached
         if stream:
             return await run_async(self._plan(request),
                                    lambda attempt: self._open_stream(request, attempt, key))
@@ -609,14 +622,9 @@ class AsyncLiteLLMClient(_ClientCore):
     async def generate_embedding(self, input: str | list[str], model: str | None = None,
                                  **params: Any) -> Any:
         """See :meth:`LiteLLMClient.generate_embedding`."""
-        texts = _texts(input)
-        request = self._prepare_embedding(model, params)
-        found, missing, keys = self._embedding_plan(texts, request)
+        request, texts, found, missing, keys = self._start_embedding(input, model, params)
         fresh = None
         if missing:
-            self._check_budget()
-            subset = [texts[i] for i in missing]
-            request.payload = {**params, "input": subset if isinstance(input, list) or len(subset) > 1 else subset[0]}
 
             async def embed(attempt: Try) -> Any:
                 await self._aacquire(request, attempt)
