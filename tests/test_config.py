@@ -155,3 +155,9 @@ def test_default_model_follows_the_keys_present(monkeypatch: pytest.MonkeyPatch)
 def test_a_budget_without_the_ledger_is_refused() -> None:
     with pytest.raises(LLMConfigError, match=r"a budget needs the usage ledger.*track_usage: true"):
         LiteLLMConfig(track_usage=False, budget={"daily_usd": 1})
+
+
+def test_a_generation_parameter_in_the_config_points_to_params() -> None:
+    with pytest.raises(LLMConfigError, match=r"'max_tokens' is a generation parameter.*params"):
+        LiteLLMConfig(max_tokens=8)
+    assert LiteLLMConfig(params={"max_tokens": 8}).params == {"max_tokens": 8}

@@ -328,6 +328,10 @@ def _config_error(exc: ValidationError) -> LLMConfigError:
         location = [str(part) for part in error["loc"]]
         key = ".".join(location) or "config"
         value = error.get("input")
+        if error["type"] == "extra_forbidden" and location == [location[0]] and key in _GENERATION_PARAMS:
+            lines.append(f"'{key}' is a generation parameter, not a setting: put it under "
+                         f"params (params: {{{key}: ...}}), or pass it to generate_completion")
+            continue
         if error["type"] == "extra_forbidden":
             suggestion = difflib.get_close_matches(location[-1], _known_keys(location), n=1)
             hint = (f"; did you mean '{suggestion[0]}'?" if suggestion
@@ -339,6 +343,8 @@ def _config_error(exc: ValidationError) -> LLMConfigError:
     return LLMConfigError("invalid configuration: " + "; ".join(dict.fromkeys(lines)))
 
 
+_GENERATION_PARAMS = {"temperature", "max_tokens", "max_completion_tokens", "top_p", "seed", "stop",
+                      "presence_penalty", "frequency_penalty", "response_format", "n", "logprobs"}
 _UNION_BRANCHES = ("str", "FallbackModel", "bool", "literal['memory','sqlite','redis']")
 
 

@@ -559,4 +559,10 @@ def register(litellm_module: ModuleType) -> None:
     if not any(entry.get("provider") == PROVIDER for entry in providers):
         providers.append({"provider": PROVIDER, "custom_handler": LocalLLM()})
     litellm_module.utils.custom_llm_setup()
-    _describe(SMOLLM2, default_n_ctx())
+    try:
+        n_ctx = default_n_ctx()
+    except LLMConfigError:
+        # Registration runs for every client, local or not: a bad DEWEY_LLM_LOCAL_N_CTX
+        # is reported when a local model is actually used.
+        n_ctx = DEFAULT_N_CTX
+    _describe(SMOLLM2, n_ctx)

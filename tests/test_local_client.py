@@ -1,0 +1,58 @@
+"""The embedded default through the client: no key, no network, a real local model."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from dewey.llm import LiteLLMClient, LiteLLMConfig, LLMAuthenticationError
+from dewey.llm._usage import open_ledger
+from tests.servers.fake_provider import FakeProvider, Reply
+from tests.servers.llama_server import llama_server  # noqa: F401
+
+
+def test_with_no_key_the_client_answers_from_the_local_model() -> None:
+    client = LiteLLMClient()
+    assert client.model == "local/smollm2"
+    response = client.generate_completion("What is the capital of France?", max_tokens=12)
+    assert response.choices[0].message.content.strip()
+    assert response.usage.completion_tokens > 0
+    assert client.completion_cost(response) == 0.0
+    client.close()
+    rows = open_ledger(None).records()
+    assert [(r.model, r.outcome, r.cost_usd) for r in rows] == [("local/smollm2", "ok", 0.0)]
+    assert rows[0].prompt_tokens > 0
+
+
+def test_local_streaming_through_the_client() -> None:
+    stream = LiteLLMClient().generate_completion("Count: one, two,", stream=True,
+                                                              max_tokens=8, temperature=0)
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text and text == stream.response.choices[0].message.content
+
+
+def test_local_embeddings_through_the_client() -> None:
+    client = LiteLLMClient(config=LiteLLMConfig(embedding_model="local/smollm2"))
+    result = client.generate_embedding(["a cat", "a cat", "stock prices"])
+    vectors = [item["embedding"] for item in result["data"]]
+    assert all(math.isclose(sum(x * x for x in v), 1.0, rel_tol=1e-4) for v in vectors)
+    assert vectors[0] == vectors[1] and vectors[0] != vectors[2]
+    assert client.completion_cost(result) == 0.0
+
+
+def test_an_explicit_model_without_its_key_names_the_variable() -> None:
+    with pytest.raises(LLMAuthenticationError, match="set ANTHROPIC_API_KEY"):
+        LiteLLMClient(config=LiteLLMConfig(model="anthropic/claude-haiku-4-5")).generate_completion("hi")
+
+
+def test_fallback_from_a_failing_provider_to_the_llama_server(
+        make_client: Any, provider: FakeProvider, llama_server: str) -> None:  # noqa: F811
+    provider.script("gpt-4o-mini", Reply.error(503), Reply.error(503))
+    client = make_client(max_retries=1, fallback_models=[
+        {"model": "openai/smollm2", "api_base": llama_server, "api_key": "sk-no-key-needed"}])
+    response = client.generate_completion("Say hi.", max_tokens=8)
+    assert response.choices[0].message.content.strip()
+    assert len(provider.requests) == 2
+    assert response.model.endswith("smollm2")
