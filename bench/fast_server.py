@@ -109,7 +109,7 @@ class HTTP(asyncio.Protocol):
     """HTTP/1.1 request parsing just good enough for httpx and aiohttp clients."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport
         self.buffer = b""
 
     def data_received(self, data: bytes) -> None:
@@ -138,7 +138,7 @@ class HTTP(asyncio.Protocol):
                     return
                 body, consumed = self.buffer[start:start + length], start + length
             self.buffer = self.buffer[consumed:]
-            method, path, _ = (head[0].split(" ") + ["", ""])[:3]
+            method, path, _ = [*head[0].split(" "), "", ""][:3]
             self.transport.write(answer(method, path, body))  # type: ignore[attr-defined]
 
 
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     args = parser.parse_args(argv)
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop
     except ImportError:
         asyncio.run(serve(args.port))
     else:

@@ -34,6 +34,7 @@ import datetime as dt
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import statistics
@@ -98,7 +99,7 @@ def quantile(values: list[float], q: float) -> float:
 
 
 def spread(values: list[float], digits: int = 3) -> str:
-    return f"{quantile(values, 0.1):.{digits}f}–{quantile(values, 0.9):.{digits}f}"
+    return f"{quantile(values, 0.1):.{digits}f}-{quantile(values, 0.9):.{digits}f}"
 
 
 @dataclass
@@ -120,7 +121,8 @@ class Report:
     goals: list[Goal] = field(default_factory=list)
     diagnoses: list[tuple[str, str]] = field(default_factory=list)
 
-    def section(self, title: str, lines: list[str]) -> None:
+    def section(self, title: str, lines: list[str], note: str = "") -> None:
+        lines = [*lines, "", note] if note else lines
         self.sections.append((title, lines))
         print(f"\n## {title}\n", flush=True)
         print("\n".join(lines), flush=True)
@@ -132,11 +134,18 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
             *("| " + " | ".join(row) + " |" for row in rows)]
 
 
-def rotations(names: list[str], rounds: int) -> Iterator[list[str]]:
-    """Each round every contender once, the starting one rotating: A B C, B C A, ..."""
-    for index in range(rounds):
-        shift = index % len(names)
-        yield names[shift:] + names[:shift]
+def shuffled_rounds(names: list[str], rounds: int, seed: int = 0) -> Iterator[list[str]]:
+    """Each round every contender once, in a new random order (a fixed seed).
+
+    Not a fixed A, B, C order: LiteLLM leaves work in a background thread after each call
+    (success logging), which runs during whatever call comes next.  With a fixed order the
+    same contender would always pay for its neighbour's (measured: +8% on an A/A pair).
+    """
+    rng = random.Random(seed)
+    for _ in range(rounds):
+        order = list(names)
+        rng.shuffle(order)
+        yield order
 
 
 # --- machine and versions ----------------------------------------------------------------------
@@ -166,7 +175,7 @@ def machine() -> dict[str, str]:
 
     return {"date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
             "machine": f"{nproc} CPUs ({cpu}), {ram} RAM, {platform.system()} {platform.release()}",
-            "load": "load average %.2f %.2f %.2f at start" % os.getloadavg(),
+            "load": "load average {:.2f} {:.2f} {:.2f} at start".format(*os.getloadavg()),
             "python": f"{platform.python_implementation()} {platform.python_version()}",
             "versions": ", ".join(f"{name} {version(name)}" for name in
                                   ("dewey-llm", "litellm", "openai", "httpx"))}
@@ -196,16 +205,20 @@ def fast_server() -> Iterator[str]:
 # --- 1. imports ----------------------------------------------------------------------------------
 
 IMPORT_PROBE = """\
-import resource, sys, time
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+import sys, time
+def memory():  # (current, peak) resident set size in KiB
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+rss_before, peak_before = memory()
 start = time.perf_counter()
 {statement}
 elapsed = time.perf_counter() - start
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rss_after, peak_after = memory()
 loaded = "litellm" in sys.modules
 {after}
 import json
-print(json.dumps({{"ms": elapsed * 1000, "rss_mb": (after - before) / 1024, "litellm": loaded,
+print(json.dumps({{"ms": elapsed * 1000, "rss_mb": (rss_after - rss_before) / 1024,
+                  "peak_mb": (peak_after - peak_before) / 1024, "litellm": loaded,
                   "litellm_after": "litellm" in sys.modules}}))
 """
 
@@ -222,7 +235,7 @@ IMPORTS = {
 
 def bench_imports(runs: int, report: Report) -> None:
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in IMPORTS}
-    for order in rotations(list(IMPORTS), runs):
+    for order in shuffled_rounds(list(IMPORTS), runs):
         for name in order:
             statement, after = IMPORTS[name]
             done = subprocess.run([PY, "-c", IMPORT_PROBE.format(statement=statement, after=after)],
@@ -234,15 +247,17 @@ def bench_imports(runs: int, report: Report) -> None:
     for name, runs_ in results.items():
         times = [r["ms"] for r in runs_]
         rss = [r["rss_mb"] for r in runs_]
+        peak = [r["peak_mb"] for r in runs_]
         litellm_loaded = "yes" if any(r["litellm"] for r in runs_) else "no"
         if any(r["litellm_after"] and not r["litellm"] for r in runs_):
             litellm_loaded += " (after making a client: yes)"
         elif name.startswith("from dewey"):
             litellm_loaded += " (also not after making a client)"
-        rows.append([f"`{name}`", f"{median(times):.1f}", spread(times, 1), f"{median(rss):.1f}",
-                     litellm_loaded])
+        rows.append([f"`{name}`", f"{median(times):.1f}", spread(times, 1), f"{median(peak):.1f}",
+                     f"{median(rss):.1f}", litellm_loaded])
     report.section(f"1. Import (fresh process each, {runs} runs, median)", table(
-        ["statement", "ms", "p10–p90 ms", "peak RSS +MB", "litellm in sys.modules"], rows))
+        ["statement", "ms", "p10-p90 ms", "peak RSS +MiB", "RSS +MiB", "litellm in sys.modules"],
+        rows), note="Memory from /proc/self/status (VmHWM, VmRSS) before and after the statement.")
     dewey = results["import dewey.llm"]
     ms = median([r["ms"] for r in dewey])
     loaded = any(r["litellm"] for r in dewey)
@@ -253,24 +268,30 @@ def bench_imports(runs: int, report: Report) -> None:
 
 # --- 2. one completion ------------------------------------------------------------------------
 
-def timed_calls(contenders: dict[str, Callable[[], Any]], rounds: int, warmup: int
-                ) -> tuple[dict[str, list[float]], dict[str, float]]:
-    """Wall ms of each call, interleaved; and mean process CPU ms per call."""
+def timed_calls(contenders: dict[str, Callable[[], Any]], calls: int, warmup: int,
+                block: int = 10) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall ms of each call, and process CPU ms per call of each block of ``block`` calls.
+
+    Interleaved in blocks: every round runs ``block`` calls of each contender, the
+    contenders in a shuffled order, so drift hits all alike while each contender mostly
+    pays for its own background work.
+    """
     for call in contenders.values():
         for _ in range(warmup):
             call()
     wall: dict[str, list[float]] = {name: [] for name in contenders}
-    cpu: dict[str, float] = dict.fromkeys(contenders, 0.0)
+    cpu: dict[str, list[float]] = {name: [] for name in contenders}
     clock, cpu_clock = time.perf_counter_ns, time.process_time_ns
-    for order in rotations(list(contenders), rounds):
+    for order in shuffled_rounds(list(contenders), -(-calls // block)):
         for name in order:
             call = contenders[name]
             cpu_start = cpu_clock()
-            start = clock()
-            call()
-            wall[name].append((clock() - start) / 1e6)
-            cpu[name] += (cpu_clock() - cpu_start) / 1e6
-    return wall, {name: total / rounds for name, total in cpu.items()}
+            for _ in range(block):
+                start = clock()
+                call()
+                wall[name].append((clock() - start) / 1e6)
+            cpu[name].append((cpu_clock() - cpu_start) / 1e6 / block)
+    return wall, cpu
 
 
 def sync_contenders(base: str) -> tuple[dict[str, Callable[[], Any]], list[Any]]:
@@ -309,10 +330,10 @@ def sync_contenders(base: str) -> tuple[dict[str, Callable[[], Any]], list[Any]]
     return contenders, [http, sdk, off, on, priced]
 
 
-def bench_completion(base: str, rounds: int, warmup: int, report: Report) -> None:
+def bench_completion(base: str, calls: int, warmup: int, report: Report) -> None:
     contenders, resources = sync_contenders(base)
     try:
-        wall, cpu = timed_calls(contenders, rounds, warmup)
+        wall, cpu = timed_calls(contenders, calls, warmup)
     finally:
         for resource in resources:
             resource.close()
@@ -324,14 +345,18 @@ def bench_completion(base: str, rounds: int, warmup: int, report: Report) -> Non
     rows = []
     for name, times in wall.items():
         base_name = baselines.get(name)
-        ratio = f"{median(times) / median(wall[base_name]):.3f}" if base_name else ""
-        rows.append([name, f"{median(times):.3f}", spread(times), f"{cpu[name]:.3f}", ratio])
+        wall_ratio = f"{median(times) / median(wall[base_name]):.3f}" if base_name else ""
+        cpu_ratio = f"{median(cpu[name]) / median(cpu[base_name]):.3f}" if base_name else ""
+        rows.append([name, f"{median(times):.3f}", spread(times), wall_ratio,
+                     f"{median(cpu[name]):.3f}", cpu_ratio])
     report.section(
-        f"2. One non-streaming completion ({rounds} calls each after {warmup} warm-up, "
-        "interleaved)",
-        table(["client", "median ms", "p10–p90 ms", "CPU ms/call", "ratio to LiteLLM"], rows)
-        + ["", f"Model `{MODEL}` (not in LiteLLM's price map) unless marked priced. CPU ms/call "
-           "is this process's CPU time (all threads) per call: it does not include the server."])
+        f"2. One non-streaming completion ({len(wall['litellm.completion'])} calls each after "
+        f"{warmup} warm-up, interleaved in shuffled blocks of 10)",
+        table(["client", "median ms", "p10-p90 ms", "ratio to LiteLLM", "CPU ms/call",
+               "CPU ratio"], rows),
+        note=f"Model `{MODEL}` (not in LiteLLM's price map, like a private or proxied model) "
+        "unless marked priced.  CPU ms/call: this process's CPU time, all threads, per "
+        "call (median over blocks); the server runs in another process.")
     ratio = median(wall["dewey-llm, track_usage=False"]) / median(wall["litellm.completion"])
     control = median(wall["litellm.completion (A/A control)"]) / median(wall["litellm.completion"])
     ledger = median(wall["dewey-llm, usage ledger on (default)"]) / median(wall["litellm.completion"])
@@ -342,7 +367,7 @@ def bench_completion(base: str, rounds: int, warmup: int, report: Report) -> Non
 
 # --- 3. one stream -----------------------------------------------------------------------------
 
-def bench_stream(base: str, rounds: int, warmup: int, report: Report) -> None:
+def bench_stream(base: str, calls: int, warmup: int, report: Report, block: int = 5) -> None:
     import litellm
 
     from dewey.llm import LiteLLMClient
@@ -363,50 +388,64 @@ def bench_stream(base: str, rounds: int, warmup: int, report: Report) -> None:
             lambda: on.generate_completion(MESSAGES, stream=True),
     }
     first: dict[str, list[float]] = {name: [] for name in openers}
+    token: dict[str, list[float]] = {name: [] for name in openers}
     total: dict[str, list[float]] = {name: [] for name in openers}
     clock = time.perf_counter_ns
 
     def one(name: str, record: bool) -> None:
         start = clock()
-        seen = None
+        seen = text = None
         chunks = 0
-        for _chunk in openers[name]():
+        for chunk in openers[name]():
             if seen is None:
                 seen = clock()
+            if text is None and chunk.choices and chunk.choices[0].delta.content:
+                text = clock()
             chunks += 1
         end = clock()
         if chunks < 3:
             raise RuntimeError(f"{name}: {chunks} chunks")
         if record:
             first[name].append((seen - start) / 1e6)  # type: ignore[operator]
+            token[name].append((text - start) / 1e6)  # type: ignore[operator]
             total[name].append((end - start) / 1e6)
 
     try:
         for name in openers:
             for _ in range(warmup):
                 one(name, False)
-        for order in rotations(list(openers), rounds):
+        for order in shuffled_rounds(list(openers), -(-calls // block), seed=1):
             for name in order:
-                one(name, True)
+                for _ in range(block):
+                    one(name, True)
     finally:
         off.close()
         on.close()
     base_name = "litellm.completion(stream=True)"
     rows = []
     for name in openers:
-        rows.append([name, f"{median(first[name]):.3f}", f"{median(total[name]):.3f}",
-                     spread(total[name]),
+        rows.append([name, f"{median(first[name]):.3f}", f"{median(token[name]):.3f}",
+                     f"{median(total[name]):.3f}", spread(total[name]),
                      f"{median(first[name]) / median(first[base_name]):.3f}",
+                     f"{median(token[name]) / median(token[base_name]):.3f}",
                      f"{median(total[name]) / median(total[base_name]):.3f}"])
     report.section(
-        f"3. One stream ({rounds} streams each after {warmup} warm-up, interleaved)",
-        table(["client", "first chunk ms", "all chunks ms", "p10–p90 all ms",
-               "first-chunk ratio", "total ratio"], rows)
-        + ["", "Each stream: a role chunk, 7 content chunks, a finish chunk and a usage chunk."])
+        f"3. One stream ({len(total[base_name])} streams each after {warmup} warm-up, "
+        f"interleaved in shuffled blocks of {block})",
+        table(["client", "first chunk ms", "first text ms", "all chunks ms", "p10-p90 all ms",
+               "first-chunk ratio", "first-text ratio", "total ratio"], rows),
+        note="Each stream: a role chunk (no text), 7 content chunks, a finish chunk and a "
+        "usage chunk.  dewey-llm reads up to the first chunk with text before returning "
+        "the stream (so a failure before any text can be retried): its first chunk "
+        "arrives with the first text, one chunk later than LiteLLM's role chunk.")
     ratio_first = median(first["dewey-llm, track_usage=False"]) / median(first[base_name])
+    ratio_token = median(token["dewey-llm, track_usage=False"]) / median(token[base_name])
     ratio_total = median(total["dewey-llm, track_usage=False"]) / median(total[base_name])
     report.goals.append(Goal("stream first chunk, dewey-llm / litellm", f"≤ {OVERHEAD_GOAL:.2f}",
                              f"{ratio_first:.3f}", ratio_first <= OVERHEAD_GOAL))
+    report.goals.append(Goal("stream first text, dewey-llm / litellm (extra)",
+                             f"≤ {OVERHEAD_GOAL:.2f}", f"{ratio_token:.3f}",
+                             ratio_token <= OVERHEAD_GOAL))
     report.goals.append(Goal("stream total, dewey-llm / litellm", f"≤ {OVERHEAD_GOAL:.2f}",
                              f"{ratio_total:.3f}", ratio_total <= OVERHEAD_GOAL))
 
@@ -426,12 +465,13 @@ def saved_environ() -> Iterator[None]:
 def bench_cache(calls: int, warmup: int, cli_runs: int, report: Report) -> None:
     try:
         import bench_cache_hit as hits
-    except Exception as exc:  # noqa: BLE001 - a colleague's module: report, don't crash
+    except Exception as exc:  # a colleague's module: report, don't crash
         report.section("4. Cache hits", [f"skipped: bench/bench_cache_hit.py failed to import ({exc})"])
         report.goals.append(Goal("cache hit (SQLite, in process)", "< 1 ms", "-", None))
         report.goals.append(Goal("cold CLI call answered from the cache", "< 300 ms", "-", None))
         return
     root = WORK / "cache-hit"
+    root.mkdir(parents=True, exist_ok=True)
     with saved_environ(), hits.FakeProvider() as provider:
         cli = hits.bench_cli(provider, root, cli_runs)
         startup = hits.bench_python_startup(cli_runs)
@@ -448,9 +488,9 @@ def bench_cache(calls: int, warmup: int, cli_runs: int, report: Report) -> None:
         rows.append(['`dewey-llm chat "..."`, whole process', f"{cli[0]:.1f}", f"{cli[1]:.1f}"])
     report.section(
         f"4. Cache hits (SQLite; {calls} hits after {warmup} warm-up; {cli_runs} CLI runs)",
-        table(["call", "median ms", "p99 ms"], rows)
-        + ["", "From `bench/bench_cache_hit.py`: a warm entry, `generate_completion` in process; "
-           "the CLI from a warm cache file (the provider checks that nothing reached it)."])
+        table(["call", "median ms", "p99 ms"], rows),
+        note="From `bench/bench_cache_hit.py`: a warm entry, `generate_completion` in process; "
+        "the CLI from a warm cache file (the provider checks that nothing reached it).")
     hit = on["generate_completion"][0]
     report.goals.append(Goal("cache hit (SQLite, in process, ledger on)", f"< {HIT_GOAL_MS:.0f} ms",
                              f"{hit:.3f} ms", hit < HIT_GOAL_MS))
@@ -466,7 +506,7 @@ def bench_cache(calls: int, warmup: int, cli_runs: int, report: Report) -> None:
 # --- 5. concurrency ------------------------------------------------------------------------------
 
 async def _concurrency(base: str, total: int, concurrency: int, rounds: int
-                       ) -> dict[str, list[float]]:
+                       ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     import litellm
 
     from dewey.llm import AsyncLiteLLMClient
@@ -498,25 +538,32 @@ async def _concurrency(base: str, total: int, concurrency: int, rounds: int
     for run in runners.values():  # warm-up: connection pools, lazy imports
         await run(concurrency * 2)
     rates: dict[str, list[float]] = {name: [] for name in runners}
-    for order in rotations(list(runners), rounds):
+    cpu: dict[str, list[float]] = {name: [] for name in runners}
+    for order in shuffled_rounds(list(runners), rounds, seed=2):
         for name in order:
+            cpu_start = time.process_time()
             start = time.perf_counter()
             await runners[name](total)
             rates[name].append(total / (time.perf_counter() - start))
+            cpu[name].append((time.process_time() - cpu_start) * 1000 / total)
     off.close()
     on.close()
-    return rates
+    return rates, cpu
 
 
 def bench_concurrency(base: str, total: int, concurrency: int, rounds: int,
                       report: Report) -> None:
-    rates = asyncio.run(_concurrency(base, total, concurrency, rounds))
+    rates, cpu = asyncio.run(_concurrency(base, total, concurrency, rounds))
     base_name = "asyncio.gather(litellm.acompletion), Semaphore(50)"
     rows = [[name, f"{median(values):.0f}", spread(values, 0),
-             f"{median(values) / median(rates[base_name]):.3f}"] for name, values in rates.items()]
+             f"{median(values) / median(rates[base_name]):.3f}", f"{median(cpu[name]):.3f}",
+             f"{median(cpu[name]) / median(cpu[base_name]):.3f}"] for name, values in rates.items()]
     report.section(
-        f"5. {total} completions at concurrency {concurrency} ({rounds} rounds each, interleaved)",
-        table(["client", "median calls/s", "p10–p90 calls/s", "throughput ratio"], rows))
+        f"5. {total} completions at concurrency {concurrency} ({rounds} rounds each, "
+        "interleaved in shuffled order)",
+        table(["client", "median calls/s", "p10-p90 calls/s", "throughput ratio", "CPU ms/call",
+               "CPU ratio"], rows),
+        note="One event loop for all rounds; a warm-up of 100 calls each first.")
     ratio = median(rates["dewey-llm generate_completions, track_usage=False"]) / median(rates[base_name])
     ledger = median(rates["dewey-llm generate_completions, usage ledger on"]) / median(rates[base_name])
     report.goals.append(Goal("throughput at concurrency 50, dewey-llm / litellm",
@@ -581,33 +628,119 @@ def profile(name: str, work: Callable[[], Any], report: Report) -> None:
     # The tree under the dewey-llm entry point, library internals folded away.
     lines = [line for line in text.splitlines() if line.strip()]
     start = next((i for i, line in enumerate(lines) if "dewey/llm" in line), 0)
-    report.diagnoses.append((name, "\n".join(lines[start:start + 40])))
+    report.diagnoses.append((f"{name}: pyinstrument tree", "\n".join(lines[start:start + 40])))
+
+
+def timing_backend() -> Any:
+    """A ``Backend`` (the client's only seam to LiteLLM) that adds up the time of each of
+    its calls, so a dewey-llm call splits into LiteLLM's work and dewey-llm's own."""
+    from dewey.llm._backend import Backend
+
+    class TimingBackend(Backend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.spent: dict[str, float] = {}  # microseconds
+            self._depth = 0
+
+        def _timed(self, name: str, function: Callable[..., Any], *args: Any) -> Any:
+            if self._depth:  # nested (open_stream reads chunks): counted by the outer call
+                return function(*args)
+            self._depth += 1
+            start = time.perf_counter_ns()
+            try:
+                return function(*args)
+            finally:
+                self._depth -= 1
+                self.spent[name] = self.spent.get(name, 0.0) + (time.perf_counter_ns() - start) / 1e3
+
+        def complete(self, kwargs: dict[str, Any]) -> Any:
+            return self._timed("litellm.completion (the call itself)", super().complete, kwargs)
+
+        def open_stream(self, kwargs: dict[str, Any]) -> Any:
+            return self._timed("litellm stream: open and read chunks", super().open_stream, kwargs)
+
+        def next_chunk(self, iterator: Any, model: str) -> Any:
+            return self._timed("litellm stream: open and read chunks", super().next_chunk,
+                               iterator, model)
+
+        def cost(self, response: Any, model: str | None = None, kind: str = "completion") -> float:
+            return float(self._timed("Backend.cost -> litellm.completion_cost", super().cost,
+                                     response, model, kind))
+
+        def build_stream_response(self, chunks: list[Any], messages: list[dict[str, Any]]) -> Any:
+            return self._timed("Backend.build_stream_response -> litellm.stream_chunk_builder",
+                               super().build_stream_response, chunks, messages)
+
+    return TimingBackend()
+
+
+def breakdown(name: str, calls: int, total_us: float, spent: dict[str, float],
+              report: Report, what: str = "wall time",
+              rest: str = "dewey-llm's own code (the rest)") -> None:
+    rows = [(label, value / calls) for label, value in spent.items()]
+    own = total_us / calls - sum(value for _, value in rows)
+    rows.append((rest, own))
+    per_call = total_us / calls
+    lines = [f"{calls} calls, {per_call:.0f} µs per call ({what}):"]
+    lines += [f"  {value:8.0f} µs  {100 * value / per_call:5.1f}%  {label}" for label, value in rows]
+    report.diagnoses.append((f"{name}: where a dewey-llm call spends its time", "\n".join(lines)))
 
 
 def diagnose(report: Report, base: str, quick: bool) -> None:
+    """Profile the dewey-llm path of each missed goal: a split by Backend call, then the
+    pyinstrument tree."""
     calls = 100 if quick else 400
     missed = {goal.name for goal in report.goals if goal.met is False}
-    if any(name.startswith("completion latency") for name in missed):
-        from dewey.llm import LiteLLMClient
+    from dewey.llm import AsyncLiteLLMClient, LiteLLMClient
 
-        with LiteLLMClient(model=MODEL, api_base=base, api_key=KEY, track_usage=False) as client:
-            client.generate_completion(MESSAGES)
-            profile("completion", lambda: [client.generate_completion(MESSAGES)
+    def client(backend: Any = None) -> LiteLLMClient:
+        return LiteLLMClient(model=MODEL, api_base=base, api_key=KEY, track_usage=False,
+                             backend=backend)
+
+    if any(name.startswith("completion latency") for name in missed):
+        backend = timing_backend()
+        with client(backend) as timed:
+            timed.generate_completion(MESSAGES)
+            backend.spent.clear()
+            start = time.perf_counter_ns()
+            for _ in range(calls):
+                timed.generate_completion(MESSAGES)
+            breakdown("completion", calls, (time.perf_counter_ns() - start) / 1e3, backend.spent,
+                      report)
+        with client() as plain:
+            plain.generate_completion(MESSAGES)
+            profile("completion", lambda: [plain.generate_completion(MESSAGES)
                                            for _ in range(calls)], report)
     if any(name.startswith("stream") for name in missed):
-        from dewey.llm import LiteLLMClient
-
-        with LiteLLMClient(model=MODEL, api_base=base, api_key=KEY, track_usage=False) as client:
-            profile("stream", lambda: [list(client.generate_completion(MESSAGES, stream=True))
+        backend = timing_backend()
+        with client(backend) as timed:
+            list(timed.generate_completion(MESSAGES, stream=True))
+            backend.spent.clear()
+            start = time.perf_counter_ns()
+            for _ in range(calls):
+                list(timed.generate_completion(MESSAGES, stream=True))
+            breakdown("stream", calls, (time.perf_counter_ns() - start) / 1e3, backend.spent,
+                      report)
+        with client() as plain:
+            profile("stream", lambda: [list(plain.generate_completion(MESSAGES, stream=True))
                                        for _ in range(calls)], report)
     if any(name.startswith("throughput") for name in missed):
-        from dewey.llm import AsyncLiteLLMClient
+        async def batch(backend: Any = None) -> float:
+            batch_client = AsyncLiteLLMClient(model=MODEL, api_base=base, api_key=KEY,
+                                              track_usage=False, backend=backend)
+            await batch_client.generate_completions([MESSAGES] * 50, concurrency=50)
+            if backend is not None:
+                backend.spent.clear()
+            start = time.process_time_ns()
+            await batch_client.generate_completions([MESSAGES] * calls, concurrency=50)
+            batch_client.close()
+            return (time.process_time_ns() - start) / 1e3
 
-        async def batch() -> None:
-            client = AsyncLiteLLMClient(model=MODEL, api_base=base, api_key=KEY, track_usage=False)
-            await client.generate_completions([MESSAGES] * calls, concurrency=50)
-            client.close()
-
+        backend = timing_backend()
+        cpu_us = asyncio.run(batch(backend))
+        breakdown("concurrency", calls, cpu_us, backend.spent, report,
+                  what="process CPU time, as async calls overlap",
+                  rest="the rest: litellm.acompletion, the event loop, dewey-llm's own code")
         profile("concurrency", lambda: asyncio.run(batch()), report)
     if "`import dewey.llm`" in missed:
         done = subprocess.run([PY, "-X", "importtime", "-c", "import dewey.llm"],
@@ -622,9 +755,9 @@ def diagnose(report: Report, base: str, quick: bool) -> None:
 def render(info: dict[str, str], report: Report, seconds: float) -> str:
     lines = ["# dewey-llm benchmark results", "",
              f"- Date: {info['date']}", f"- Machine: {info['machine']}",
-             f"- Load: {info['load']}; {'%.2f %.2f %.2f' % os.getloadavg()} at the end",
+             f"- Load: {info['load']}; " + "{:.2f} {:.2f} {:.2f} at the end".format(*os.getloadavg()),
              f"- Python: {info['python']}", f"- Versions: {info['versions']}",
-             f"- Run: `python bench/run.py {' '.join(sys.argv[1:])}`".rstrip() + f", {seconds:.0f} s",
+             f"- Run: `{' '.join(['python bench/run.py', *sys.argv[1:]])}`, {seconds:.0f} s",
              "", "Generated by `bench/run.py` (see `bench/README.md` for how to read it).", "",
              "## Goals", "",
              *table(["goal", "target", "measured", "status"],
@@ -633,8 +766,9 @@ def render(info: dict[str, str], report: Report, seconds: float) -> str:
         lines += ["", f"## {title}", "", *body]
     if report.diagnoses:
         lines += ["", "## Profiles of missed goals", "",
-                  "pyinstrument over the dewey-llm path (library frames folded); full trees in "
-                  "`bench/profiles/`."]
+                  "For each missed goal: the dewey-llm call split by its calls into LiteLLM "
+                  "(timed at the client's `Backend` seam), then pyinstrument over the dewey-llm "
+                  "path (library frames folded; full trees in `bench/profiles/`)."]
         for name, text in report.diagnoses:
             lines += ["", f"### {name}", "", "```", text, "```"]
     return "\n".join(lines) + "\n"
@@ -643,9 +777,9 @@ def render(info: dict[str, str], report: Report, seconds: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few repetitions (a smoke test)")
-    parser.add_argument("--calls", type=int, default=200, help="timed calls per contender (2, 3)")
+    parser.add_argument("--calls", type=int, default=300, help="timed calls per contender (2, 3)")
     parser.add_argument("--import-runs", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of 500 calls per contender (5)")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds of 500 calls per contender (5)")
     parser.add_argument("--skip-local", action="store_true", help="skip the local model (6)")
     parser.add_argument("--no-profile", action="store_true", help="do not profile missed goals")
     parser.add_argument("--output", type=Path, default=BENCH / "RESULTS.md")
@@ -659,6 +793,8 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     print("# dewey-llm benchmark", *(f"{k}: {v}" for k, v in info.items()), sep="\n", flush=True)
     report = Report()
+    if not args.no_profile:  # profiles of an earlier run's misses would mislead
+        shutil.rmtree(BENCH / "profiles", ignore_errors=True)
     try:
         bench_imports(args.import_runs, report)
         with fast_server() as base:

@@ -27,7 +27,8 @@ _litellm: ModuleType | None = None
 
 # Providers that accept stream_options={"include_usage": True} for usage on streams.
 _STREAM_USAGE_PROVIDERS = {"openai", "azure", "openai_like", "deepseek", "groq", "mistral",
-                           "together_ai", "fireworks_ai", "xai", "hosted_vllm", "text-completion-openai"}
+                           "together_ai", "fireworks_ai", "xai", "hosted_vllm", "text-completion-openai",
+                           "local"}  # our llama.cpp provider reports real usage when asked
 
 
 def litellm() -> ModuleType:
@@ -80,6 +81,8 @@ class Backend:
 
     def __init__(self) -> None:
         self._sdk_clients: dict[tuple[str | None, str | None, bool], Any] = {}
+        self._unpriced: set[tuple[str, str]] = set()
+        self._price_map_size = 0
 
     def load(self) -> None:
         """Import LiteLLM now (a no-op once done), e.g. before a latency clock starts."""
@@ -197,20 +200,42 @@ class Backend:
         hidden = getattr(response, "_hidden_params", None) or {}
         if hidden.get("response_cost") is not None:
             return float(hidden["response_cost"])
+        key = (model or str(getattr(response, "model", "")), kind)
+        if self._is_unpriced(key):
+            return 0.0
+        module = litellm()
         try:
-            return float(litellm().completion_cost(
+            return float(module.completion_cost(
                 completion_response=response, model=model,
                 call_type="embedding" if kind == "embedding" else "completion"))
-        except Exception:
-            return 0.0
+        except Exception as exc:
+            return self._no_price(key, exc)
 
     def token_cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        """USD cost of token counts for ``model`` (0 when the model is unpriced)."""
+        key = (model, "tokens")
+        if self._is_unpriced(key):
+            return 0.0
         try:
             prompt, completion = litellm().cost_per_token(
                 model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
             return float(prompt + completion)
-        except Exception:
-            return 0.0
+        except Exception as exc:
+            return self._no_price(key, exc)
+
+    def _is_unpriced(self, key: tuple[str, str]) -> bool:
+        """Whether LiteLLM already failed to price this model. Asking again costs ~0.5 ms
+        a call (the look-ups, then an exception) for every private or proxied model."""
+        size = len(litellm().model_cost)
+        if size != self._price_map_size:  # register_model() added prices: ask again
+            self._price_map_size = size
+            self._unpriced.clear()
+        return key in self._unpriced
+
+    def _no_price(self, key: tuple[str, str], exc: Exception) -> float:
+        if type(exc).__name__ == "ModelNotMappedError" or "isn't mapped" in str(exc):
+            self._unpriced.add(key)
+        return 0.0
 
     def build_stream_response(self, chunks: list[Any], messages: list[dict[str, Any]]) -> Any:
         return litellm().stream_chunk_builder(chunks, messages=messages)

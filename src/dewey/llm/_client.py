@@ -95,9 +95,7 @@ class _ClientCore:
     def completion_cost(self, response: Any) -> float:
         """USD cost of a response this client returned (0 for a cache hit)."""
         if isinstance(response, CompletionStream):
-            if response.response is None:  # not read to the end (or broken): nothing priced
-                return 0.0
-            response = response.response
+            return response.cost  # 0 until read to the end, and for a broken stream
         hidden = getattr(response, "_hidden_params", None) or {}
         if hidden.get("cache_hit"):
             return 0.0
@@ -281,9 +279,11 @@ class _ClientCore:
 
         check_budget(self._ledger, budget)
 
-    def _succeeded(self, request: Request, attempt: Try, response: Any, latency: float) -> Any:
+    def _succeeded(self, request: Request, attempt: Try, response: Any, latency: float, *,
+                   cost: float | None = None) -> Any:
         kind = "embedding" if request.kind == "embedding" else "completion"
-        cost = self._backend.cost(response, attempt.route.model, kind)
+        if cost is None:
+            cost = self._backend.cost(response, attempt.route.model, kind)
         hidden = getattr(response, "_hidden_params", None)
         if isinstance(hidden, dict):
             hidden["dewey_cost"] = cost
@@ -501,13 +501,14 @@ class CompletionStream:
         self._client, self._request, self._attempt = client, request, attempt
         self._iterator, self._head, self._started, self._key = iterator, list(head), started, key
         self._chunks: list[Any] = []
-        self._broke = False
-        self.response: Any = None
+        self._broke = self._finished = False
+        self._response: Any = None
+        self.cost = 0.0  # USD, known once the stream has been read to its end
 
     @classmethod
     def replay(cls, response: ResponseData) -> CompletionStream:
         stream = cls(None, None, None, replay_chunks(response), [], 0.0, None)
-        stream.response = response
+        stream._response = response
         return stream
 
     def __iter__(self) -> Iterator[Any]:
@@ -544,16 +545,36 @@ class CompletionStream:
 
     def _finish(self) -> None:
         assert self._client is not None and self._request is not None and self._attempt is not None
-        if self.response is not None or self._broke:
+        if self._finished or self._broke:
             # Iterated again after the end: recorded, priced and cached once only.  After
             # a break the iterator just stops: the failure is what was recorded.
             return
-        client, request = self._client, self._request
-        self.response = client._backend.build_stream_response(self._chunks, request.messages)
-        if self.response is None:
+        self._finished = True
+        client, attempt = self._client, self._attempt
+        latency = time.monotonic() - self._started
+        usage = _final_usage(self._chunks)
+        if usage is not None and self._key is None:
+            # The provider counted the tokens: price them without assembling the whole
+            # answer (stream_chunk_builder costs more than the rest of our work together).
+            self.cost = client._backend.token_cost(attempt.route.model, *_usage_of({"usage": usage})[:2])
+            client._succeeded(self._request, attempt, {"usage": usage}, latency, cost=self.cost)
             return
-        client._succeeded(request, self._attempt, self.response, time.monotonic() - self._started)
-        client._store(self._key, self.response)
+        response = self.response
+        if response is None:
+            return
+        self.cost = client._succeeded(self._request, attempt, response, latency)._hidden_params["dewey_cost"]
+        client._store(self._key, response)
+
+    @property
+    def response(self) -> Any:
+        """The whole answer as one response, once the stream has been read to its end."""
+        if self._response is None and self._finished and self._client is not None:
+            assert self._request is not None
+            self._response = self._client._backend.build_stream_response(self._chunks, self._request.messages)
+            hidden = getattr(self._response, "_hidden_params", None)
+            if isinstance(hidden, dict):
+                hidden["dewey_cost"] = self.cost
+        return self._response
 
     def text(self) -> str:
         """Read the whole stream and return the text it delivered."""
@@ -565,7 +586,7 @@ class CompletionStream:
         close = getattr(self._iterator, "close", None)
         if close is not None:
             close()
-        if self._client is None or self.response is not None or self._broke:
+        if self._client is None or self._finished or self._broke:
             return
         assert self._request is not None and self._attempt is not None
         self._broke = True
@@ -692,7 +713,7 @@ class AsyncCompletionStream(CompletionStream):
     @classmethod
     def replay(cls, response: ResponseData) -> AsyncCompletionStream:
         stream = cls(None, None, None, _aiter(replay_chunks(response)), [], 0.0, None)
-        stream.response = response
+        stream._response = response
         return stream
 
     def __aiter__(self) -> AsyncCompletionStream:
@@ -794,6 +815,15 @@ def _usage_of(response: Any) -> tuple[int, int, int]:
     details = read("prompt_tokens_details", None) or {}
     cached = details.get("cached_tokens") if isinstance(details, dict) else getattr(details, "cached_tokens", 0)
     return int(read("prompt_tokens", 0) or 0), int(read("completion_tokens", 0) or 0), int(cached or 0)
+
+
+def _final_usage(chunks: list[Any]) -> Any:
+    """The usage a provider sent at the end of a stream, if it did."""
+    for chunk in reversed(chunks[-3:]):
+        usage = chunk.get("usage") if isinstance(chunk, dict) else getattr(chunk, "usage", None)
+        if usage:
+            return usage
+    return None
 
 
 def _embedding_items(response: Any) -> list[list[float]]:
