@@ -48,7 +48,7 @@ def test_an_explicit_model_without_its_key_names_the_variable() -> None:
 
 
 def test_fallback_from_a_failing_provider_to_the_llama_server(
-        make_client: Any, provider: FakeProvider, llama_server: str) -> None:  # noqa: F811
+        make_client: Any, provider: FakeProvider, llama_server: str) -> None:
     provider.script("gpt-4o-mini", Reply.error(503), Reply.error(503))
     client = make_client(max_retries=1, fallback_models=[
         {"model": "openai/smollm2", "api_base": llama_server, "api_key": "sk-no-key-needed"}])
