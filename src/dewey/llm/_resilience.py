@@ -9,6 +9,7 @@ never retried by two loops at once.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -218,8 +219,12 @@ class RetryPlan:
     def _try(self, index: int, number: int) -> Try:
         route = self.routes[index]
         timeout = route.timeout or self.policy.timeout
-        if self._deadline is not None:
-            timeout = max(0.001, min(timeout, self._deadline - self.clock()))
+        remaining = None if self._deadline is None else self._deadline - self.clock()
+        if remaining is not None and remaining < timeout:
+            # Rounded up to a quarter second: LiteLLM keeps one SDK client (and its
+            # connection pool) per timeout value, so an exact value would mean a new
+            # client, and a new connection, on every attempt.
+            timeout = max(0.25, math.ceil(remaining * 4) / 4)
         return Try(route, number, timeout)
 
     def _log(self, attempt: Try, error: LLMError | None, latency: float, wait: float) -> None:
