@@ -24,6 +24,14 @@ from tests.conftest import TEST_KEY
 from tests.servers.fake_provider import FakeProvider, Reply
 
 
+@pytest.fixture(autouse=True)
+def litellm_loaded() -> None:
+    """Tests below time whole calls: LiteLLM's one-off import must not be in them."""
+    from dewey.llm._backend import litellm
+
+    litellm()
+
+
 def gaps(provider: FakeProvider) -> list[float]:
     times = [r.time for r in provider.requests]
     return [b - a for a, b in itertools.pairwise(times)]

@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "and defaults: see `dewey-llm config show`.",
         epilog=_examples(
             'dewey-llm chat "Write a haiku about retries"',
-            'git diff | dewey-llm chat -m claude-3-5-haiku-latest "Review this diff:"',
+            'git diff | dewey-llm chat -m claude-haiku-4-5 "Review this diff:"',
             "dewey-llm config check && dewey-llm usage --since 7d",
         ))
     _global_options(parser, suppress=False)
@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(offline: nothing is sent).",
         ("dewey-llm models show gpt-4o", "dewey-llm models show gemini/gemini-2.0-flash --json"))
     show.add_argument("model", metavar="MODEL", help="a model name, e.g. gpt-4o or "
-                                                     "anthropic/claude-3-5-haiku-latest")
+                                                     "anthropic/claude-haiku-4-5")
     show.add_argument("--json", action="store_true", help="print the details as JSON")
     show.set_defaults(handler=_cmd_models_show)
 
