@@ -459,3 +459,18 @@ def test_an_abandoned_stream_is_recorded_and_not_cached(make_client: Any, provid
     ledger.close()
     make_client(cache=True).generate_completion("one two three four")
     assert len(provider.requests) == 2
+
+
+def test_embedding_cache_hits_record_what_they_saved(make_client: Any, provider: FakeProvider) -> None:
+    provider.script("text-embedding-3-small", Reply.ok(prompt_tokens=1000))
+    client = make_client(cache="memory", embedding_model="openai/text-embedding-3-small")
+    first = client.generate_embedding(["alpha", "beta"])
+    paid = client.completion_cost(first)
+    assert paid > 0
+    again = client.generate_embedding(["alpha", "beta"])
+    assert client.completion_cost(again) == 0.0
+    client.close()
+    hit = open_ledger(None).records()[0]
+    assert (hit.cache_hit, hit.cost_usd) == (True, 0.0)
+    assert hit.saved_usd == pytest.approx(paid)
+    assert len(provider.requests) == 1

@@ -348,11 +348,14 @@ class _ClientCore:
 
     def _merge_embeddings(self, request: Request, texts: list[str], found: list[Any],
                           missing: list[int], keys: list[str | None], fresh: Any) -> Any:
-        if fresh is not None and len(missing) == len(texts):
-            self._store_embeddings(fresh, missing, keys)
-            return fresh
         if fresh is not None:
             self._store_embeddings(fresh, missing, keys)
+            if len(missing) == len(texts):
+                return fresh
+        # Texts the cache answered: recorded as one hit, with what they cost when computed.
+        saved = sum(float(entry.get(_COST_FIELD) or 0.0) for entry in found if entry is not None)
+        self._record(request, None, "ok", cache_hit=True, saved=saved)
+        if fresh is not None:
             for item, index in zip(_embedding_items(fresh), missing, strict=True):
                 found[index] = {"embedding": item}
         data = [{"object": "embedding", "index": i, "embedding": entry["embedding"]}
@@ -362,15 +365,14 @@ class _ClientCore:
                                  "usage": {"prompt_tokens": usage[0], "total_tokens": usage[0]}})
         cost = self.completion_cost(fresh) if fresh is not None else 0.0
         object.__setattr__(response, "_hidden_params",
-                           {"cache_hit": fresh is None, "response_cost": cost})
-        if fresh is None:
-            self._record(request, None, "ok", cache_hit=True)
+                           {"cache_hit": fresh is None, "response_cost": cost, "dewey_cost": cost})
         return response
 
     def _store_embeddings(self, fresh: Any, missing: list[int], keys: list[str | None]) -> None:
         if self._cache is None:
             return
-        items = {keys[index]: {"embedding": vector}
+        share = self.completion_cost(fresh) / max(1, len(missing))  # each vector's part of the cost
+        items = {keys[index]: {"embedding": vector, _COST_FIELD: share}
                  for vector, index in zip(_embedding_items(fresh), missing, strict=True)
                  if keys[index] is not None}
         if items:
