@@ -19,8 +19,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "LiteLLMClient": "_client",
     "AsyncLiteLLMClient": "_client",
-    "CompletionStream": "_client",
-    "AsyncCompletionStream": "_client",
+    "CompletionStream": "_stream",
+    "AsyncCompletionStream": "_stream",
     "LiteLLMConfig": "_config",
     "FallbackModel": "_config",
     "Budget": "_config",
@@ -44,7 +44,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from ._client import AsyncCompletionStream, AsyncLiteLLMClient, CompletionStream, LiteLLMClient
+    from ._client import AsyncLiteLLMClient, LiteLLMClient
     from ._config import Budget, FallbackModel, LiteLLMConfig, RateLimit
     from ._exceptions import (
         Attempt,
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
         LLMTimeoutError,
     )
     from ._messages import Message
+    from ._stream import AsyncCompletionStream, CompletionStream
     from ._tools import tool
 
 

@@ -45,7 +45,6 @@ def litellm() -> ModuleType:
 
             module.suppress_debug_info = True  # the "Give Feedback / Get Help" prints
             module.telemetry = False
-            module.drop_params = False
             for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
             _register_local(module)
