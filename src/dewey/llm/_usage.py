@@ -189,7 +189,11 @@ class Ledger(ABC):
                     self._queued += 1
                     self._pending.append((self._queued, record))
                     self._start_writer()
-                    self._lock.notify_all()
+                    # Wake the writer only when it sleeps without a timeout (the queue was
+                    # empty) or a batch is full: waking it on every call costs the caller
+                    # a thread switch, and the writer lingers for more records anyway.
+                    if len(self._pending) == 1 or len(self._pending) >= BATCH_SIZE:
+                        self._lock.notify_all()
             if full:
                 self._warn_once("full", (
                     f"usage ledger {self.location}: {self._max_pending} records are waiting "
