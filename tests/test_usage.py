@@ -10,8 +10,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,34 +27,15 @@ from dewey.llm import (
 from dewey.llm._usage import PostgresLedger, UsageRecord, UsageSummary, open_ledger
 from tests.conftest import TEST_KEY
 from tests.servers.fake_provider import FakeProvider, Reply
+from tests.servers.postgres import DOWN_PG_URL, PG_URL, needs_postgres, pg_table  # noqa: F401
 
-PG_URL = os.environ.get("DEWEY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-DOWN_PG_URL = "postgresql://postgres@127.0.0.1:1/test"
 MINI = "openai/gpt-4o-mini"
 
 
-def postgres_available() -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_URL, connect_timeout=2):
-            return True
-    except Exception:
-        return False
-
-
-needs_postgres = pytest.mark.skipif(not postgres_available(), reason=f"no PostgreSQL at {PG_URL}")
-
-
 @pytest.fixture
-def pg_usage_db() -> Iterator[str]:
+def pg_usage_db(pg_table: str) -> str:
     """A ``usage_db`` URL naming a Postgres table of this test's own, dropped afterwards."""
-    import psycopg
-
-    table = f"dewey_usage_e2e_{uuid.uuid4().hex[:10]}"
-    yield f"{PG_URL}?table={table}"
-    with psycopg.connect(PG_URL, autocommit=True) as connection:
-        connection.execute(f"DROP TABLE IF EXISTS {table}")
+    return f"{PG_URL}?table={pg_table}"
 
 
 def price(client: LiteLLMClient, model: str, prompt_tokens: int, completion_tokens: int = 0) -> float:

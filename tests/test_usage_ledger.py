@@ -11,7 +11,6 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,9 +34,8 @@ from dewey.llm._usage import (
     open_ledger,
 )
 from dewey.llm._usage_report import parse_since, render_usage
+from tests.servers.postgres import DOWN_PG_URL, PG_URL, needs_postgres, pg_table  # noqa: F401
 
-PG_URL = os.environ.get("DEWEY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-DOWN_PG_URL = "postgresql://postgres@127.0.0.1:1/test"
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
@@ -53,30 +51,6 @@ def usage(model: str = "gpt-test", cost: float = 0.0, when: float = NOW,
     values: dict[str, object] = {"provider": "openai", "kind": "completion", "outcome": "ok"}
     values.update(fields)
     return UsageRecord(model=model, cost_usd=cost, time=when, **values)  # type: ignore[arg-type]
-
-
-def postgres_available() -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_URL, connect_timeout=2):
-            return True
-    except Exception:
-        return False
-
-
-needs_postgres = pytest.mark.skipif(not postgres_available(), reason=f"no PostgreSQL at {PG_URL}")
-
-
-@pytest.fixture
-def pg_table() -> Iterator[str]:
-    """A table of this test's own, dropped afterwards."""
-    import psycopg
-
-    table = f"dewey_usage_test_{uuid.uuid4().hex[:10]}"
-    yield table
-    with psycopg.connect(PG_URL, autocommit=True) as connection:
-        connection.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=needs_postgres)])
