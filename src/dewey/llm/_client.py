@@ -192,9 +192,8 @@ class _ClientCore:
         model = qualify_model(model)
         if config.api_key is None and config.api_base is None:
             return Route(model)
-        if model != qualify_model(config.model or model) and config.model is not None and (
-            self._provider(model) != self._provider(qualify_model(config.model))
-        ):
+        primary = qualify_model(config.model) if config.model else None
+        if primary is not None and model != primary and self._provider(model) != self._provider(primary):
             return Route(model)
         key = config.api_key.get_secret_value() if config.api_key else None
         return Route(model, key, config.api_base, config.api_version)
@@ -294,10 +293,9 @@ class _ClientCore:
         self._record(request, attempt, "ok", response=response, cost=cost, latency=latency)
         return response
 
-    def _failed(self, request: Request, attempt: Try, error: LLMError, latency: float) -> LLMError:
+    def _failed(self, request: Request, attempt: Try, error: LLMError, latency: float) -> None:
         self._record(request, attempt, type(error).__name__, latency=latency,
                      status=error.status_code)
-        return error
 
     def _record(self, request: Request, attempt: Try | None, outcome: str, *,
                 response: Any = None, cost: float = 0.0, saved: float = 0.0,

@@ -289,7 +289,7 @@ def from_provider_error(exc: BaseException, *, model: str, provider: str | None 
     elif (status is not None and status >= 500) or names & {"InternalServerError",
                                                            "ServiceUnavailableError"}:
         cls = LLMServerError
-    elif names & _CONNECTION_NAMES or "APIConnectionError" in names:
+    elif names & _CONNECTION_NAMES:
         cls, status = LLMConnectionError, None
     else:
         cls = LLMResponseError
