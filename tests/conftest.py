@@ -1,4 +1,8 @@
-"""Shared fixtures: an isolated environment for every test, and the fake provider."""
+"""Shared fixtures: an isolated environment for every test, and the servers tests talk to.
+
+The servers' fixtures live beside them in ``tests/servers`` and reach every test module
+through ``pytest_plugins``; test modules request them by name and never import them.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,13 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from dewey.llm import LiteLLMClient, LiteLLMConfig
 from tests.servers.fake_provider import FakeProvider
-from tests.servers.fixtures import provider, provider_session  # noqa: F401
+
+pytest_plugins = [
+    "tests.servers.fixtures",  # provider, provider_session
+    "tests.servers.postgres",  # pg_table
+    "tests.servers.redis_server",  # redis_namespace
+    "tests.servers.llama_server",  # llama_server
+]
 
 TEST_KEY = "sk-test-0123456789abcdef"
 _PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "MISTRAL_API_KEY",

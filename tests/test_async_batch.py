@@ -14,9 +14,12 @@ from dewey.llm import (
     LLMBadRequestError,
     LLMServerError,
     Message,
+    RateLimit,
 )
+from dewey.llm._ratelimit import open_limiter
 from tests.conftest import TEST_KEY
 from tests.servers.fake_provider import FakeProvider, Reply
+from tests.servers.redis_server import REDIS_URL, needs_redis
 
 
 def async_client(provider: FakeProvider, **settings: Any) -> AsyncLiteLLMClient:
@@ -122,21 +125,19 @@ def test_async_embedding_batches_with_errors(provider: FakeProvider) -> None:
     assert isinstance(vectors[2], LLMBadRequestError) and vectors[2] is vectors[3]
 
 
-def test_client_rate_limit_is_shared_through_redis(make_client: Any, provider: FakeProvider) -> None:
-    import time
-    import uuid
-
-    from dewey.llm import RateLimit
-    from dewey.llm._ratelimit import open_limiter
-
-    model = f"openai/rl-{uuid.uuid4().hex[:8]}"
-    url = "redis://127.0.0.1:6379/15"
-    other_process = open_limiter({model: RateLimit(rpm=120)}, url)
+@needs_redis
+def test_client_rate_limit_is_shared_through_redis(make_client: Any, provider: FakeProvider,
+                                                   redis_namespace: str) -> None:
+    model = f"openai/{redis_namespace}"
+    client = make_client(model=model, rate_limits={model: {"rpm": 120}}, rate_limit_url=REDIS_URL)
+    client.generate_completion("before", model="openai/gpt-4o-mini")  # not limited: goes at once
+    other_process = open_limiter({model: RateLimit(rpm=120)}, REDIS_URL)
     for _ in range(120):  # another machine spends the whole burst
         other_process.acquire(model)
-    client = make_client(model=model, rate_limits={model: {"rpm": 120}}, rate_limit_url=url)
-    started = time.monotonic()
     assert client.generate_completion("hi").choices[0].message.content == "echo: hi"
-    assert time.monotonic() - started >= 0.4  # waited for its turn (one request per 0.5 s)
-    assert len(provider.requests) == 1
+    before, limited = provider.requests
+    # Its turn comes one refill (0.5 s at 120 rpm) after the burst was spent, which was
+    # after "before" arrived.  With a bucket of its own the client would have gone at once.
+    assert (before.model, limited.model) == ("gpt-4o-mini", redis_namespace)
+    assert limited.time - before.time >= 0.45
     other_process.close()

@@ -1,7 +1,7 @@
 """The response cache: key stability and sensitivity, and each backend for real.
 
-SQLite runs on files in ``tmp_path``; Redis on the server at ``redis://127.0.0.1:6379/15``
-with a unique key prefix per test (only that prefix is ever deleted).  Concurrency tests
+SQLite runs on files in ``tmp_path``; Redis on the machine's server (``tests/servers/
+redis_server.py``) with a key prefix of the test's own (only that prefix is ever deleted).  Concurrency tests
 hammer one store from 8 threads and 4 spawned processes at once and check that no read
 ever sees a value mixed from two writes.
 """
@@ -15,12 +15,10 @@ import multiprocessing
 import os
 import random
 import sqlite3
-import statistics
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,8 +39,8 @@ from dewey.llm._cache import (
     open_cache,
 )
 from dewey.llm._exceptions import LLMConfigError, LLMError
+from tests.servers.redis_server import REDIS_URL, connect_redis, needs_redis
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
 CLOSED_PORT_URL = "redis://:s3cret-redis-pass@127.0.0.1:1/0"
 SECRET = "sk-live-abcdef0123456789"
 
@@ -205,26 +203,14 @@ def test_embedding_key() -> None:
 
 # --- every backend -------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
-    return REDIS_URL
-
-
 @pytest.fixture
-def redis_cache(redis_url: str) -> Iterator[RedisCache]:
-    cache = RedisCache(redis_url, prefix=f"dewey-llm-test:{uuid.uuid4().hex}:")
+def redis_cache(redis_namespace: str) -> Iterator[RedisCache]:
+    cache = RedisCache(REDIS_URL, prefix=f"dewey-llm-{redis_namespace}:")
     yield cache
-    cache.clear()
     cache.close()
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=needs_redis)])
 def cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ResponseCache]:
     made: ResponseCache
     if request.param == "memory":
@@ -393,17 +379,22 @@ def test_sqlite_locked_database_skips_the_write(tmp_path: Path,
 
 
 def test_sqlite_expired_read_does_not_wait_for_a_writer(tmp_path: Path) -> None:
-    cache = SQLiteCache(tmp_path / "c.db")  # 5 s busy timeout
+    cache = SQLiteCache(tmp_path / "c.db", timeout=120)
     cache.set("k", {"v": 1}, ttl=0.05)
     time.sleep(0.1)
     blocker = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
-    started = time.perf_counter()
-    assert cache.get("k") is None
-    assert time.perf_counter() - started < 0.5
+    got: list[Any] = []
+    reader = threading.Thread(target=lambda: got.append(cache.get("k")))
+    reader.start()
+    reader.join(timeout=60)  # a guard against hanging: waiting for the writer takes 120 s
+    read_while_locked = not reader.is_alive()
     blocker.execute("ROLLBACK")
     blocker.close()
-    assert cache._conn().execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    reader.join()
+    assert read_while_locked and got == [None]
+    assert cache.stats().expired == 1  # dropping it needed the writer's lock: left for later
+    assert cache._conn().execute("PRAGMA busy_timeout").fetchone()[0] == 120_000
     cache.close()
 
 
@@ -446,26 +437,11 @@ def test_sqlite_purge_expired(tmp_path: Path) -> None:
     cache.close()
 
 
-def test_sqlite_hit_is_well_under_a_millisecond(tmp_path: Path) -> None:
-    cache = SQLiteCache(tmp_path / "c.db")
-    cache.set("k", RESPONSE)
-    for _ in range(200):
-        cache.get("k")
-    timings = []
-    for _ in range(2000):
-        start = time.perf_counter()
-        cache.get("k")
-        timings.append(time.perf_counter() - start)
-    assert statistics.median(timings) < 0.001
-    cache.close()
-
-
 # --- Redis ---------------------------------------------------------------------------------
 
+@needs_redis
 def test_redis_keys_are_namespaced_json_with_native_expiry(redis_cache: RedisCache) -> None:
-    import redis
-
-    raw = redis.Redis.from_url(REDIS_URL)
+    raw = connect_redis()
     redis_cache.set("k", RESPONSE, ttl=30)
     redis_cache.set("forever", {"v": 1})
     name = redis_cache.prefix + "k"
@@ -476,10 +452,10 @@ def test_redis_keys_are_namespaced_json_with_native_expiry(redis_cache: RedisCac
     raw.close()
 
 
-def test_redis_clear_deletes_only_its_prefix(redis_url: str) -> None:
-    tag = uuid.uuid4().hex
-    mine = RedisCache(redis_url, prefix=f"dewey-llm-test:{tag}:[*]?:")
-    other = RedisCache(redis_url, prefix=f"dewey-llm-test:{tag}:x:")
+@needs_redis
+def test_redis_clear_deletes_only_its_prefix(redis_namespace: str) -> None:
+    mine = RedisCache(REDIS_URL, prefix=f"dewey-llm-{redis_namespace}:[*]?:")
+    other = RedisCache(REDIS_URL, prefix=f"dewey-llm-{redis_namespace}:x:")
     mine.set_many({f"k{i}": {"i": i} for i in range(1200)})
     other.set("k", {"v": 1})
     assert mine.stats().entries == 1200
@@ -520,11 +496,9 @@ def test_redis_down_is_not_retried_at_every_call(monkeypatch: pytest.MonkeyPatch
     tries = []
     real_get = cache._client.get
     monkeypatch.setattr(cache._client, "get", lambda name: tries.append(name) or real_get(name))
-    started = time.perf_counter()
     for _ in range(100):
         assert cache.get("k") is None
     assert len(tries) == 1
-    assert time.perf_counter() - started < 1
 
 
 # --- many threads and processes --------------------------------------------------------------
@@ -586,11 +560,13 @@ def _process_worker(kind: str, location: str, prefix: str, writer: int, rounds: 
     results.put((writer, checked, bad[:3], handler.messages))
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("redis", marks=needs_redis)])
 def test_threads_and_processes_never_see_a_mixed_entry(kind: str, tmp_path: Path,
                                                        request: pytest.FixtureRequest) -> None:
-    location = str(tmp_path / "shared.db") if kind == "sqlite" else request.getfixturevalue("redis_url")
-    prefix = f"dewey-llm-test:{uuid.uuid4().hex}:"
+    if kind == "sqlite":
+        location, prefix = str(tmp_path / "shared.db"), ""
+    else:
+        location, prefix = REDIS_URL, f"dewey-llm-{request.getfixturevalue('redis_namespace')}:"
     rounds = 150
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(4 + 8), context.Queue()
@@ -625,8 +601,6 @@ def test_threads_and_processes_never_see_a_mixed_entry(kind: str, tmp_path: Path
         assert all(_consistent(value) for value in final.values())
     finally:
         logging.getLogger("dewey.llm").removeHandler(handler)
-        if kind == "redis":
-            cache.clear()
         cache.close()
         for process in processes:
             if process.is_alive():

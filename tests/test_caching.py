@@ -2,7 +2,8 @@
 
 A hit is proved by what the server did not receive; a miss by what it did.  Every test
 runs with its own ``$XDG_CACHE_HOME`` (the ``isolated`` fixture), so the default SQLite
-file starts empty; Redis tests use db 15 and unique prompts, and delete only their keys.
+file starts empty; Redis tests put their own namespace in every prompt, and only entries
+holding it are deleted (``tests/servers/redis_server.py``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +32,11 @@ from dewey.llm import (
 from dewey.llm._cache import REDIS_KEY_PREFIX
 from tests.conftest import TEST_KEY
 from tests.servers.fake_provider import FakeProvider, Reply
+from tests.servers.redis_server import REDIS_URL, connect_redis, needs_redis
 
 MODEL = "openai/gpt-4o-mini"
 WIRE = "gpt-4o-mini"  # the model name the provider receives
 EMBEDDING_MODEL = "openai/text-embedding-3-small"
-REDIS_URL = "redis://127.0.0.1:6379/15"
 SUBPROCESS_TIMEOUT = 120
 
 
@@ -58,45 +57,17 @@ def get_weather(location: str) -> str:
     return f"sunny in {location}"
 
 
-# --- Redis: db 15, our keys only ------------------------------------------------------------
+# --- Redis: our entries only -----------------------------------------------------------------
 
-@pytest.fixture
-def redis_token() -> Iterator[str]:
-    """A unique word for prompts sent to the Redis cache; afterwards every entry whose
-    answer contains it (ours, and only ours) is deleted."""
-    redis = pytest.importorskip("redis")
-    server = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    try:
-        server.ping()
-    except redis.RedisError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    token = f"tok{uuid.uuid4().hex}"
-    yield token
-    mine = list(_entries_with(server, token))
-    if mine:
-        server.unlink(*mine)
-    server.close()
-
-
-def _entries_with(server: Any, token: str) -> dict[bytes, bytes]:
-    """Cache entries in ``server`` whose stored answer contains ``token``: name -> text."""
+def redis_entries(namespace: str) -> dict[bytes, tuple[bytes, int]]:
+    """Cache entries whose stored answer contains ``namespace`` (which the test put in its
+    prompt): name -> (stored text, milliseconds left to live)."""
     found = {}
-    for name in server.scan_iter(match=f"{REDIS_KEY_PREFIX}dewey:v1:*", count=1000):
-        if server.type(name) == b"string" and token.encode() in (text := server.get(name) or b""):
-            found[name] = text
+    with connect_redis() as server:
+        for name in server.scan_iter(match=f"{REDIS_KEY_PREFIX}dewey:v1:*", count=1000):
+            if server.type(name) == b"string" and namespace.encode() in (text := server.get(name) or b""):
+                found[name] = (text, int(server.pttl(name)))
     return found
-
-
-def redis_entries(token: str) -> dict[bytes, tuple[bytes, int]]:
-    """Our entries in Redis db 15: name -> (stored text, milliseconds left to live)."""
-    import redis
-
-    server = redis.Redis.from_url(REDIS_URL)
-    try:
-        return {name: (text, int(server.pttl(name)))
-                for name, text in _entries_with(server, token).items()}
-    finally:
-        server.close()
 
 
 # --- backends ---------------------------------------------------------------------------------
@@ -132,12 +103,13 @@ def test_memory_cache(make_client: Any, provider: FakeProvider, isolated: Path) 
     assert not (isolated / "xdg_cache_home" / "dewey-llm").exists()  # no file written
 
 
+@needs_redis
 def test_redis_cache_is_shared_by_clients(make_client: Any, provider: FakeProvider,
-                                          redis_token: str) -> None:
-    prompt = f"shared {redis_token}"
+                                          redis_namespace: str) -> None:
+    prompt = f"shared {redis_namespace}"
     settings = {"cache": "redis", "cache_url": REDIS_URL, "cache_ttl": 60}
     first = make_client(**settings).generate_completion(prompt)
-    entries = redis_entries(redis_token)
+    entries = redis_entries(redis_namespace)
     assert len(entries) == 1  # stored in Redis, as one entry, with the TTL
     (name, (text, ttl)), = entries.items()
     assert name.startswith(f"{REDIS_KEY_PREFIX}dewey:v1:chat:".encode())
@@ -269,14 +241,14 @@ def test_refresh_calls_and_overwrites(make_client: Any, provider: FakeProvider) 
     assert len(provider.requests) == 2
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite", "redis"])
+@pytest.mark.parametrize("backend", ["memory", "sqlite", pytest.param("redis", marks=needs_redis)])
 def test_entries_expire_after_cache_ttl(make_client: Any, provider: FakeProvider,
                                         request: pytest.FixtureRequest, backend: str) -> None:
     settings: dict[str, Any] = {"cache": backend, "cache_ttl": 0.3}
     prompt = "short-lived"
     if backend == "redis":
         settings["cache_url"] = REDIS_URL
-        prompt += " " + request.getfixturevalue("redis_token")
+        prompt += " " + request.getfixturevalue("redis_namespace")
     client = make_client(**settings)
     client.generate_completion(prompt)
     assert client.generate_completion(prompt)._hidden_params["cache_hit"] is True

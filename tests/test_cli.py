@@ -20,7 +20,6 @@ import pytest
 
 from dewey.llm import _cli
 from tests.servers.fake_provider import EMBEDDING_DIMENSIONS, FakeProvider, Reply
-from tests.servers.fixtures import provider, provider_session  # noqa: F401
 
 KEY = "sk-test-cli-123456"
 MODEL = "openai/gpt-4o-mini"

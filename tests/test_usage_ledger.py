@@ -34,7 +34,7 @@ from dewey.llm._usage import (
     open_ledger,
 )
 from dewey.llm._usage_report import parse_since, render_usage
-from tests.servers.postgres import DOWN_PG_URL, PG_URL, needs_postgres, pg_table  # noqa: F401
+from tests.servers.postgres import DOWN_PG_URL, PG_URL, needs_postgres
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -186,10 +186,8 @@ def test_record_never_blocks_and_warns_once_when_storage_is_down(
         (tmp_path / "a-file").write_text("not a directory")
         ledger = open_ledger(str(tmp_path / "a-file" / "usage.db"))
 
-    started = time.perf_counter()
-    for _ in range(200):
+    for _ in range(200):  # what record() costs meanwhile: bench/bench_micro.py
         ledger.record(usage(cost=0.01))
-    assert time.perf_counter() - started < 0.1
     ledger.flush(timeout=5)
     for _ in range(50):
         ledger.record(usage(cost=0.01))
@@ -198,9 +196,8 @@ def test_record_never_blocks_and_warns_once_when_storage_is_down(
     warnings = warnings_of(caplog)
     assert len(warnings) == 1, warnings
     assert "unavailable" in warnings[0] and ledger.location in warnings[0]
-    started = time.perf_counter()
+    assert ledger.spent() == pytest.approx(2.5)  # kept in memory, still counted
     ledger.close()
-    assert time.perf_counter() - started < 1.0
 
 
 def test_records_kept_while_down_are_written_when_storage_comes_back(

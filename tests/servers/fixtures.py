@@ -1,7 +1,5 @@
-"""Pytest fixtures for the fake provider; import them into a conftest or a test module::
-
-from tests.servers.fixtures import provider, provider_session  # noqa: F401
-"""
+"""Pytest fixtures for the fake provider, registered for every test by ``tests/conftest.py``
+(``pytest_plugins``): request ``provider`` by name, do not import it."""
 
 from __future__ import annotations
 
