@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import random
+import re
 import sqlite3
 import subprocess
 import sys
@@ -72,8 +73,9 @@ def test_completion_key_is_a_prefixed_sha256() -> None:
     key = completion_key(BASE)
     assert key.startswith("dewey:v1:chat:")
     digest = key.removeprefix("dewey:v1:chat:")
-    assert len(digest) == 64 and int(digest, 16) >= 0
+    assert re.fullmatch("[0-9a-f]{64}", digest)  # lowercase hex of 32 bytes
     assert completion_key(request()) == key
+    assert completion_key(request(max_tokens=51)) != key
 
 
 def test_completion_key_ignores_dict_order_and_none_values() -> None:
