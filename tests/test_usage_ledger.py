@@ -196,7 +196,6 @@ def test_record_never_blocks_and_warns_once_when_storage_is_down(
     warnings = warnings_of(caplog)
     assert len(warnings) == 1, warnings
     assert "unavailable" in warnings[0] and ledger.location in warnings[0]
-    assert ledger.spent() == pytest.approx(2.5)  # kept in memory, still counted
     ledger.close()
 
 
