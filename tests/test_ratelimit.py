@@ -269,7 +269,6 @@ def test_redis_limit_is_shared_across_processes(redis_namespace: str) -> None:
     assert [child.returncode for child in children] == [0] * processes
     assert len(admitted) == processes * calls
     assert sum(1 for at in admitted if at < 0.4) <= rpm  # no refill slot is due before 0.5 s
-    assert admitted[-1] < 8.0  # but not held back more than the limit asks
     # The k-th request past the burst is due 0.5 k s after the first one (a lower bound:
     # a busy machine can only make a process later, never earlier).
     for k in range(1, processes * calls - rpm + 1):
