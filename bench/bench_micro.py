@@ -23,7 +23,7 @@ from pathlib import Path
 from dewey.llm import RateLimit
 from dewey.llm._cache import RedisCache
 from dewey.llm._ratelimit import LocalRateLimiter
-from dewey.llm._usage import UsageRecord, open_ledger
+from dewey.llm._usage import Ledger, UsageRecord, open_ledger
 
 DOWN_REDIS_URL = "redis://127.0.0.1:1/15"  # nothing listens on port 1
 DOWN_PG_URL = "postgresql://postgres@127.0.0.1:1/test"
@@ -45,6 +45,10 @@ def record() -> UsageRecord:
                        kind="completion", outcome="ok")
 
 
+def recording_into(ledger: Ledger) -> Callable[[], None]:
+    return lambda: ledger.record(record())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20_000, help="timed calls per line")
@@ -64,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         (Path(tmp) / "a-file").write_text("not a directory")
         for name, location in (("postgres", DOWN_PG_URL), ("sqlite", str(Path(tmp) / "a-file" / "u.db"))):
             ledger = open_ledger(location)
-            rows.append((f"ledger record, {name} down", *timings_us(
-                lambda ledger=ledger: ledger.record(record()), min(args.calls, 2000))))
+            rows.append((f"ledger record, {name} down",
+                         *timings_us(recording_into(ledger), min(args.calls, 2000))))
             ledger.flush(timeout=5)
             start = time.perf_counter_ns()
             ledger.close()

@@ -49,7 +49,7 @@ def test_the_tree(cls: type[LLMError], parent: type[Exception]) -> None:
     line: set[type[Exception]] = {cls}
     current: type[Exception] = cls
     while current is not LLMError:
-        current = TREE[current]  # type: ignore[index]
+        current = TREE[current]
         line.add(current)
     assert {base for base in cls.__mro__ if base in TREE} == line
     assert cls.__doc__  # every error says when it is raised
