@@ -66,28 +66,36 @@ class _StreamCall:
         self._chunks.append(chunk)
         return bool(_field(chunk, "choices")) or not _field(chunk, "usage") or self._usage_chunks_wanted
 
-    def _received(self, chunk: Any) -> None:
-        """Called with each chunk read after the head: the deadline covers the whole call."""
-        if self._deadline is not None and time.monotonic() >= self._deadline:
-            assert self._attempt is not None and self._client is not None
-            model = self._attempt.route.model
-            raise self._broken(LLMTimeoutError(
+    def _check_deadline(self) -> None:
+        """Called with each chunk read after the head: ``deadline`` is for the whole call.
+
+        A read that stalls is bounded by the attempt's timeout, which was cut to the time
+        left when the attempt started: a stalled stream ends too, as this same timeout.
+        """
+        if self._past_deadline():
+            raise self._broken(None)
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def _broken(self, error: LLMError | None) -> LLMError:
+        """Record the stream as failed (after ``error``, or at the deadline); the error to raise."""
+        assert self._client is not None and self._request is not None and self._attempt is not None
+        model = self._attempt.route.model
+        failure: LLMError
+        if error is None or self._past_deadline():
+            failure = LLMTimeoutError(
                 f"the stream from {model} was still running at the call's deadline "
                 f"({self._client.config.deadline}s) after {len(self._chunks)} chunks: raise "
-                "`deadline`, or ask for a shorter answer (max_tokens)", model=model))
-
-    def _broken(self, error: LLMError) -> LLMError:
-        """Record the stream as failed; the error to raise to the caller."""
-        assert self._client is not None and self._request is not None and self._attempt is not None
-        if not isinstance(error, LLMTimeoutError):
-            error = LLMServerError(
-                f"the stream from {self._attempt.route.model} broke after {len(self._chunks)} "
-                f"chunks: {error.message} (not retried, to avoid repeating text)",
-                model=self._attempt.route.model, provider=error.provider,
-                status_code=error.status_code)
+                "`deadline`, or ask for a shorter answer (max_tokens)", model=model)
+        else:
+            failure = LLMServerError(
+                f"the stream from {model} broke after {len(self._chunks)} chunks: "
+                f"{error.message} (not retried, to avoid repeating text)",
+                model=model, provider=error.provider, status_code=error.status_code)
         self._broke = True  # _finish must not record, price or cache the partial answer
-        self._client._failed(self._request, self._attempt, error, time.monotonic() - self._started)
-        return error
+        self._client._failed(self._request, self._attempt, failure, time.monotonic() - self._started)
+        return failure
 
     def _finish(self) -> None:
         assert self._client is not None and self._request is not None and self._attempt is not None
@@ -165,7 +173,7 @@ class CompletionStream(_StreamCall):
         except LLMError as error:
             raise self._broken(error) from error.__cause__
         try:
-            self._received(chunk)
+            self._check_deadline()
         except LLMTimeoutError:
             self._close_iterator()
             raise
@@ -238,7 +246,7 @@ class AsyncCompletionStream(_StreamCall):
         except LLMError as error:
             raise self._broken(error) from error.__cause__
         try:
-            self._received(chunk)
+            self._check_deadline()
         except LLMTimeoutError:
             await self._aclose_iterator()
             raise
