@@ -14,6 +14,7 @@ from tests.conftest import TEST_KEY
 from tests.servers.fake_provider import FakeProvider, Reply
 
 WIRE = "gpt-4o-mini"
+TEN_WORDS = "one two three four five six seven eight nine ten"  # 5 s at 0.5 s a word
 
 
 def rows(client: Any) -> list[UsageRecord]:
@@ -171,15 +172,15 @@ def test_an_async_stream_read_with_a_plain_for_says_how_and_records_nothing(
 
 def test_a_stream_still_running_at_the_deadline_times_out_and_is_recorded(
         make_client: Any, provider: FakeProvider) -> None:
-    client = make_client(deadline=1.0, cache="memory")
-    provider.script(WIRE, Reply.ok("one two three four five six seven eight", chunk_delay=0.4))
+    client = make_client(deadline=2.0, cache="memory")
+    provider.script(WIRE, Reply.ok(TEN_WORDS, chunk_delay=0.5))
     stream = client.generate_completion("hi", stream=True)
     seen: list[str] = []
     with pytest.raises(LLMTimeoutError, match="deadline"):
         for chunk in stream:
             seen.append(chunk.choices[0].delta.content or "")
 
-    assert seen and "".join(seen) != "one two three four five six seven eight"
+    assert seen and "".join(seen) != TEN_WORDS
     [row] = rows(client)
     assert (row.kind, row.outcome) == ("stream", "LLMTimeoutError")
     assert client.total_cost == 0.0
@@ -189,8 +190,8 @@ def test_a_stream_still_running_at_the_deadline_times_out_and_is_recorded(
 
 
 def test_an_async_stream_still_running_at_the_deadline_times_out(provider: FakeProvider) -> None:
-    client = async_client(provider, deadline=1.0)
-    provider.script(WIRE, Reply.ok("one two three four five six seven eight", chunk_delay=0.4))
+    client = async_client(provider, deadline=2.0)
+    provider.script(WIRE, Reply.ok(TEN_WORDS, chunk_delay=0.5))
 
     async def main() -> None:
         stream = await client.generate_completion("hi", stream=True)
