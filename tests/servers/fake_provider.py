@@ -104,8 +104,8 @@ class Reply:
 
         For streams, ``chunk_delay`` sleeps that long before each content chunk, and
         ``usage_unasked`` sends the usage-only chunk (empty ``choices``) even without
-        ``stream_options.include_usage``, as some OpenAI-compatible servers do (vLLM with
-        ``--enable-force-include-usage``, and several proxies and hosted gateways).
+        ``stream_options.include_usage``, as some OpenAI-compatible servers do (e.g. vLLM
+        started with ``--enable-force-include-usage``).
         """
         return cls(
             "ok",

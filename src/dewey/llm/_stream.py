@@ -29,8 +29,9 @@ class _StreamCall:
 
     Every chunk received is kept (to assemble and price the answer), but a usage-only
     chunk (``choices == []``) reaches the caller only if they passed ``stream_options``
-    themselves: we ask for usage on every stream to price it, and some servers send it
-    unasked, and either way the README's ``chunk.choices[0]`` must not fail on it.
+    themselves: we ask for usage wherever the provider supports it (to price the stream),
+    some servers send it unasked, and either way the README's ``chunk.choices[0]`` must
+    not fail on it.  A cache replay is filtered the same way, so it reads like live.
     """
 
     def __init__(self, client: _ClientCore | None, request: Request | None, attempt: Try | None,
