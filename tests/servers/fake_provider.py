@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -85,6 +86,8 @@ class Reply:
     error_type: str | None = None
     code: str | None = None
     after_chunks: int = 2
+    chunk_delay: float = 0.0
+    usage_unasked: bool = False
 
     @classmethod
     def ok(
@@ -94,14 +97,24 @@ class Reply:
         delay: float = 0.0,
         prompt_tokens: int | None = None,
         completion_tokens: int | None = None,
+        chunk_delay: float = 0.0,
+        usage_unasked: bool = False,
     ) -> Reply:
-        """A successful answer; ``content=None`` echoes the last user message."""
+        """A successful answer; ``content=None`` echoes the last user message.
+
+        For streams, ``chunk_delay`` sleeps that long before each content chunk, and
+        ``usage_unasked`` sends the usage-only chunk (empty ``choices``) even without
+        ``stream_options.include_usage``, as some OpenAI-compatible servers do (e.g. vLLM
+        started with ``--enable-force-include-usage``).
+        """
         return cls(
             "ok",
             content=content,
             delay=delay,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
+            chunk_delay=chunk_delay,
+            usage_unasked=usage_unasked,
         )
 
     @classmethod
@@ -711,6 +724,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve_chat(self, dialect: _Dialect, body: dict[str, Any], reply: Reply) -> None:
         request = dialect.parse(body)
+        if reply.usage_unasked:
+            request = dataclasses.replace(request, include_usage=True)
         if not self._wait(reply.delay):
             return
         if reply.kind in ("error", "context_window"):
@@ -721,7 +736,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_partial(json.dumps(dialect.completion(request, _answer(request, reply))))
         elif request.stream:
             cut_after = reply.after_chunks if reply.kind == "cut_stream" else None
-            self._send_stream(dialect.stream(request, _answer(request, reply)), cut_after=cut_after)
+            self._send_stream(dialect.stream(request, _answer(request, reply)), cut_after=cut_after,
+                              chunk_delay=reply.chunk_delay)
         else:
             self._send_json(200, dialect.completion(request, _answer(request, reply)))
 
@@ -823,13 +839,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self._hang_up()
 
-    def _send_stream(self, stream: _Stream, *, cut_after: int | None) -> None:
+    def _send_stream(self, stream: _Stream, *, cut_after: int | None, chunk_delay: float = 0.0) -> None:
         self._send_head(200, "text/event-stream", None, None)
         for event in stream.preamble:
             self._write_chunk(event)
         for index, event in enumerate(stream.content):
             if cut_after is not None and index >= cut_after:
                 break
+            if not self._wait(chunk_delay):
+                return
             self._write_chunk(event)
         if cut_after is not None:
             self._hang_up()

@@ -95,7 +95,7 @@ class _ClientCore:
 
     def completion_cost(self, response: Any) -> float:
         """USD cost of a response this client returned (0 for a cache hit)."""
-        if isinstance(response, CompletionStream):
+        if isinstance(response, CompletionStream | AsyncCompletionStream):
             return response.cost  # 0 until read to the end, and for a broken stream
         hidden = getattr(response, "_hidden_params", None) or {}
         if hidden.get("cache_hit"):
@@ -409,7 +409,7 @@ class LiteLLMClient(_ClientCore):
             **params, "functions": functions, "function_call": function_call,
             "tools": tools, "tool_choice": tool_choice})
         if cached is not None:
-            return CompletionStream.replay(cached) if stream else cached
+            return CompletionStream.replay(cached, request) if stream else cached
         if stream:
             return self._stream(request, key)
         response = run_sync(self._plan(request), lambda attempt: self._complete(request, attempt))
@@ -422,12 +422,14 @@ class LiteLLMClient(_ClientCore):
         return self._succeeded(request, attempt, response, time.monotonic() - started)
 
     def _stream(self, request: Request, key: str | None) -> CompletionStream:
+        plan = self._plan(request)
+
         def open_stream(attempt: Try) -> CompletionStream:
             self._acquire(request, attempt)
             (iterator, head), started = self._attempt(request, attempt, self._backend.open_stream)
-            return CompletionStream(self, request, attempt, iterator, head, started, key)
+            return CompletionStream(self, request, attempt, iterator, head, started, key, plan.deadline)
 
-        return run_sync(self._plan(request), open_stream)
+        return run_sync(plan, open_stream)
 
     def generate_embedding(self, input: str | list[str], model: str | None = None,
                            **params: Any) -> Any:
@@ -508,10 +510,11 @@ class AsyncLiteLLMClient(_ClientCore):
             **params, "functions": functions, "function_call": function_call,
             "tools": tools, "tool_choice": tool_choice})
         if cached is not None:
-            return AsyncCompletionStream.replay(cached) if stream else cached
+            return AsyncCompletionStream.replay(cached, request) if stream else cached
         if stream:
-            return await run_async(self._plan(request),
-                                   lambda attempt: self._open_stream(request, attempt, key))
+            plan = self._plan(request)
+            return await run_async(plan, lambda attempt: self._open_stream(request, attempt, key,
+                                                                            plan.deadline))
         response = await run_async(self._plan(request),
                                    lambda attempt: self._complete(request, attempt))
         self._store(key, response)
@@ -522,10 +525,11 @@ class AsyncLiteLLMClient(_ClientCore):
         response, started = await self._aattempt(request, attempt, self._backend.acomplete)
         return self._succeeded(request, attempt, response, time.monotonic() - started)
 
-    async def _open_stream(self, request: Request, attempt: Try, key: str | None) -> AsyncCompletionStream:
+    async def _open_stream(self, request: Request, attempt: Try, key: str | None,
+                           deadline: float | None) -> AsyncCompletionStream:
         await self._aacquire(request, attempt)
         (iterator, head), started = await self._aattempt(request, attempt, self._backend.aopen_stream)
-        return AsyncCompletionStream(self, request, attempt, iterator, head, started, key)
+        return AsyncCompletionStream(self, request, attempt, iterator, head, started, key, deadline)
 
     async def generate_embedding(self, input: str | list[str], model: str | None = None,
                                  **params: Any) -> Any:

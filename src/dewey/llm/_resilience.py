@@ -238,6 +238,11 @@ class RetryPlan:
                    attempt.route.model, attempt.number, outcome,
                    error.status_code if error else 200, latency, wait)
 
+    @property
+    def deadline(self) -> float | None:
+        """When the whole call must be over, on ``clock`` (None: no deadline)."""
+        return self._deadline
+
     def remaining_time(self) -> float | None:
         return None if self._deadline is None else self._deadline - self.clock()
 

@@ -3,15 +3,18 @@
 A stream is opened by the client's retry loop, which reads it up to its first token (so
 a provider failing before any text is retried or fallen back from); from then on the
 chunks are the user's, and a failure is raised, never silently restarted.
+
+``CompletionStream`` and ``AsyncCompletionStream`` are siblings: what they share (the
+bookkeeping of one streamed call) is ``_StreamCall``; they differ only in how they read.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from ._exceptions import LLMError, LLMServerError
+from ._exceptions import LLMError, LLMServerError, LLMTimeoutError
 from ._resilience import Try
 from ._response import ResponseData, replay_chunks, usage_counts
 
@@ -21,62 +24,79 @@ if TYPE_CHECKING:
 __all__ = ["AsyncCompletionStream", "CompletionStream"]
 
 
-class CompletionStream:
-    """The chunks of a streamed completion, as they arrive.
+class _StreamCall:
+    """The bookkeeping of one streamed call, shared by the sync and async streams.
 
-    The chunks up to the first token were read when the stream was opened, so a provider
-    that fails before sending any text was retried or fallen back from transparently.  A failure after
-    text was delivered raises ``LLMServerError`` (never a silent restart that would
-    repeat text).  Once complete, ``response`` holds the assembled answer, and it is
-    recorded and cached.
+    Every chunk received is kept (to assemble and price the answer), but a usage-only
+    chunk (``choices == []``) reaches the caller only if they passed ``stream_options``
+    themselves: we ask for usage wherever the provider supports it (to price the stream),
+    some servers send it unasked, and either way the README's ``chunk.choices[0]`` must
+    not fail on it.  A cache replay is filtered the same way, so it reads like live.
     """
 
     def __init__(self, client: _ClientCore | None, request: Request | None, attempt: Try | None,
-                 iterator: Iterator[Any], head: list[Any], started: float, key: str | None) -> None:
+                 head: list[Any], started: float, key: str | None, deadline: float | None) -> None:
         self._client, self._request, self._attempt = client, request, attempt
-        self._iterator, self._head, self._started, self._key = iterator, list(head), started, key
-        self._chunks: list[Any] = []
+        self._head, self._started, self._key, self._deadline = list(head), started, key, deadline
+        self._chunks: list[Any] = []  # every chunk received, shown to the caller or not
         self._broke = self._finished = False
         self._response: Any = None
+        payload = request.payload if request is not None else {}
+        self._usage_chunks_wanted = "stream_options" in payload
         self.cost = 0.0  # USD, known once the stream has been read to its end
 
-    @classmethod
-    def replay(cls, response: ResponseData) -> CompletionStream:
-        stream = cls(None, None, None, replay_chunks(response), [], 0.0, None)
-        stream._response = response
-        return stream
+    def _replayed(self, response: ResponseData, request: Request) -> None:
+        """Make this a replay of a cached answer, as the caller would see it live."""
+        options = request.payload.get("stream_options") or {}
+        self._usage_chunks_wanted = bool(options.get("include_usage"))
+        self._response = response
 
-    def __iter__(self) -> Iterator[Any]:
-        return self
+    @property
+    def response(self) -> Any:
+        """The whole answer as one response, once the stream has been read to its end."""
+        if self._response is None and self._finished and self._client is not None:
+            assert self._request is not None
+            self._response = self._client._backend.build_stream_response(self._chunks, self._request.messages)
+            hidden = getattr(self._response, "_hidden_params", None)
+            if isinstance(hidden, dict):
+                hidden["dewey_cost"] = self.cost
+        return self._response
 
-    def __next__(self) -> Any:
-        chunk = self._head.pop(0) if self._head else self._next()
+    def _shown(self, chunk: Any) -> bool:
+        """Keep ``chunk``; whether the caller is to see it."""
         self._chunks.append(chunk)
-        return chunk
+        return bool(_field(chunk, "choices")) or not _field(chunk, "usage") or self._usage_chunks_wanted
 
-    def _next(self) -> Any:
-        if self._client is None:  # a replayed cache hit
-            return next(self._iterator)
-        assert self._request is not None and self._attempt is not None
-        try:
-            return self._client._backend.next_chunk(self._iterator, self._attempt.route.model)
-        except StopIteration:
-            self._finish()
-            raise
-        except LLMError as error:
-            raise self._broken(error) from error.__cause__
+    def _check_deadline(self) -> None:
+        """Called with each chunk read after the head: ``deadline`` is for the whole call.
 
-    def _broken(self, error: LLMError) -> LLMError:
+        A read that stalls is bounded by the attempt's timeout, which was cut to the time
+        left when the attempt started: a stalled stream ends too, as this same timeout.
+        """
+        if self._past_deadline():
+            raise self._broken(None)
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def _broken(self, error: LLMError | None) -> LLMError:
+        """Record the stream as failed (after ``error``, or at the deadline); the error to raise."""
         assert self._client is not None and self._request is not None and self._attempt is not None
-        broken = LLMServerError(
-            f"the stream from {self._attempt.route.model} broke after {len(self._chunks)} "
-            f"chunks: {error.message} (not retried, to avoid repeating text)",
-            model=self._attempt.route.model, provider=error.provider,
-            status_code=error.status_code)
+        model = self._attempt.route.model
+        failure: LLMError
+        if error is None or self._past_deadline():
+            failure = LLMTimeoutError(
+                f"the stream from {model} was still running at the call's deadline "
+                f"({self._client.config.deadline}s) after {len(self._chunks)} chunks: raise "
+                "`deadline`, or ask for a shorter answer (max_tokens)", model=model)
+        else:
+            failure = LLMServerError(
+                f"the stream from {model} broke after {len(self._chunks)} chunks: "
+                f"{error.message} (not retried, to avoid repeating text)",
+                model=model, provider=error.provider, status_code=error.status_code)
         self._broke = True  # _finish must not record, price or cache the partial answer
-        self._client._failed(self._request, self._attempt, broken,
-                             time.monotonic() - self._started)
-        return broken
+        self._client._failed(self._request, self._attempt, failure, time.monotonic() - self._started)
+        return failure
 
     def _finish(self) -> None:
         assert self._client is not None and self._request is not None and self._attempt is not None
@@ -100,16 +120,65 @@ class CompletionStream:
         self.cost = client._succeeded(self._request, attempt, response, latency)._hidden_params["dewey_cost"]
         client._store(self._key, response)
 
-    @property
-    def response(self) -> Any:
-        """The whole answer as one response, once the stream has been read to its end."""
-        if self._response is None and self._finished and self._client is not None:
-            assert self._request is not None
-            self._response = self._client._backend.build_stream_response(self._chunks, self._request.messages)
-            hidden = getattr(self._response, "_hidden_params", None)
-            if isinstance(hidden, dict):
-                hidden["dewey_cost"] = self.cost
-        return self._response
+    def _abandon(self) -> None:
+        """A stream left before its end is recorded as abandoned (the provider may still
+        charge for it) and is not cached."""
+        if self._client is None or self._finished or self._broke:
+            return
+        assert self._request is not None and self._attempt is not None
+        self._broke = True
+        self._client._record(self._request, self._attempt, "abandoned",
+                             latency=time.monotonic() - self._started)
+
+
+class CompletionStream(_StreamCall):
+    """The chunks of a streamed completion, as they arrive.
+
+    The chunks up to the first token were read when the stream was opened, so a provider
+    that fails before sending any text was retried or fallen back from transparently.  A failure after
+    text was delivered raises ``LLMServerError`` (never a silent restart that would
+    repeat text), a stream still running at the call's ``deadline`` ``LLMTimeoutError``.
+    Once complete, ``response`` holds the assembled answer, and it is recorded and cached.
+    """
+
+    def __init__(self, client: _ClientCore | None, request: Request | None, attempt: Try | None,
+                 iterator: Iterator[Any], head: list[Any], started: float, key: str | None,
+                 deadline: float | None = None) -> None:
+        super().__init__(client, request, attempt, head, started, key, deadline)
+        self._iterator = iterator
+
+    @classmethod
+    def replay(cls, response: ResponseData, request: Request) -> CompletionStream:
+        stream = cls(None, None, None, replay_chunks(response), [], 0.0, None)
+        stream._replayed(response, request)
+        return stream
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        while True:
+            chunk = self._head.pop(0) if self._head else self._next()
+            if self._shown(chunk):
+                return chunk
+
+    def _next(self) -> Any:
+        if self._client is None:  # a replayed cache hit
+            return next(self._iterator)
+        assert self._attempt is not None
+        try:
+            chunk = self._client._backend.next_chunk(self._iterator, self._attempt.route.model)
+        except StopIteration:
+            self._finish()
+            raise
+        except LLMError as error:
+            raise self._broken(error) from error.__cause__
+        try:
+            self._check_deadline()
+        except LLMTimeoutError:
+            self._close_iterator()
+            raise
+        return chunk
 
     def text(self) -> str:
         """Read the whole stream and return the text it delivered."""
@@ -118,15 +187,13 @@ class CompletionStream:
     def close(self) -> None:
         """Stop reading. A stream left before its end is recorded as abandoned (the
         provider may still charge for it) and is not cached."""
+        self._close_iterator()
+        self._abandon()
+
+    def _close_iterator(self) -> None:
         close = getattr(self._iterator, "close", None)
         if close is not None:
             close()
-        if self._client is None or self._finished or self._broke:
-            return
-        assert self._request is not None and self._attempt is not None
-        self._broke = True
-        self._client._record(self._request, self._attempt, "abandoned",
-                             latency=time.monotonic() - self._started)
 
     def __enter__(self) -> CompletionStream:
         return self
@@ -135,48 +202,76 @@ class CompletionStream:
         self.close()
 
 
-class AsyncCompletionStream(CompletionStream):
-    """:class:`CompletionStream` for ``async for``."""
-
-    _aiterator: AsyncIterator[Any]
+class AsyncCompletionStream(_StreamCall):
+    """:class:`CompletionStream` for ``async for`` (and ``await stream.atext()``)."""
 
     def __init__(self, client: _ClientCore | None, request: Request | None, attempt: Try | None,
-                 iterator: Any, head: list[Any], started: float, key: str | None) -> None:
-        super().__init__(client, request, attempt, iter(()), head, started, key)
+                 iterator: AsyncIterator[Any], head: list[Any], started: float, key: str | None,
+                 deadline: float | None = None) -> None:
+        super().__init__(client, request, attempt, head, started, key, deadline)
         self._aiterator = iterator
 
     @classmethod
-    def replay(cls, response: ResponseData) -> AsyncCompletionStream:
+    def replay(cls, response: ResponseData, request: Request) -> AsyncCompletionStream:
         stream = cls(None, None, None, _aiter(replay_chunks(response)), [], 0.0, None)
-        stream._response = response
+        stream._replayed(response, request)
         return stream
+
+    def __iter__(self) -> NoReturn:
+        # Python's own "object is not iterable" would not say what to do instead.
+        raise TypeError("an AsyncCompletionStream is read with `async for chunk in stream` "
+                        "or `await stream.atext()`, not `for` or `.text()`")
+
+    def text(self) -> NoReturn:
+        """Not for async streams: ``await stream.atext()``."""
+        self.__iter__()
 
     def __aiter__(self) -> AsyncCompletionStream:
         return self
 
     async def __anext__(self) -> Any:
-        if self._head:
-            chunk = self._head.pop(0)
-        else:
-            chunk = await self._anext()
-        self._chunks.append(chunk)
-        return chunk
+        while True:
+            chunk = self._head.pop(0) if self._head else await self._anext()
+            if self._shown(chunk):
+                return chunk
 
     async def _anext(self) -> Any:
-        if self._client is None:
+        if self._client is None:  # a replayed cache hit
             return await self._aiterator.__anext__()
         assert self._attempt is not None
         try:
-            return await self._client._backend.anext_chunk(self._aiterator, self._attempt.route.model)
+            chunk = await self._client._backend.anext_chunk(self._aiterator, self._attempt.route.model)
         except StopAsyncIteration:
             self._finish()
             raise
         except LLMError as error:
             raise self._broken(error) from error.__cause__
+        try:
+            self._check_deadline()
+        except LLMTimeoutError:
+            await self._aclose_iterator()
+            raise
+        return chunk
 
     async def atext(self) -> str:
         """Read the whole stream and return the text it delivered."""
         return "".join([_delta_text(chunk) async for chunk in self])
+
+    async def aclose(self) -> None:
+        """Stop reading; see :meth:`CompletionStream.close`."""
+        await self._aclose_iterator()
+        self._abandon()
+
+    async def _aclose_iterator(self) -> None:
+        close = getattr(self._aiterator, "aclose", None)
+        if close is not None:
+            await close()
+
+    async def __aenter__(self) -> AsyncCompletionStream:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
 
 
 async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:
@@ -187,16 +282,19 @@ async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:
 def _final_usage(chunks: list[Any]) -> Any:
     """The usage a provider sent at the end of a stream, if it did."""
     for chunk in reversed(chunks[-3:]):
-        usage = chunk.get("usage") if isinstance(chunk, dict) else getattr(chunk, "usage", None)
+        usage = _field(chunk, "usage")
         if usage:
             return usage
     return None
 
 
+def _field(chunk: Any, name: str) -> Any:
+    return chunk.get(name) if isinstance(chunk, dict) else getattr(chunk, name, None)
+
+
 def _delta_text(chunk: Any) -> str:
-    choices = chunk["choices"] if isinstance(chunk, dict) else chunk.choices
+    choices = _field(chunk, "choices")
     if not choices:
         return ""
-    delta = choices[0]["delta"] if isinstance(choices[0], dict) else choices[0].delta
-    content = delta.get("content") if isinstance(delta, dict) else getattr(delta, "content", None)
+    content = _field(_field(choices[0], "delta"), "content")
     return content or ""
