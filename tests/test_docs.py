@@ -104,8 +104,12 @@ class Command:
     output: list[str]
 
     @property
+    def words(self) -> list[str]:
+        return shlex.split(self.command, comments=True)
+
+    @property
     def id(self) -> str:
-        return f"{self.document}:{self.line} {' '.join(shlex.split(self.command, comments=True))}"
+        return f"{self.document}:{self.line} {' '.join(self.words)}"
 
 
 def console_commands() -> list[Command]:
@@ -140,7 +144,7 @@ def test_python_block_runs(block: Block, provider: FakeProvider, monkeypatch: py
         for value in namespace.values():
             if isinstance(value, LiteLLMClient):
                 value.close()
-    if "generate_" in block.text:
+    if "generate_" in block.text:  # every call to a model is a generate_* method
         assert provider.requests, "the example called a model but nothing reached the provider"
 
 
@@ -164,10 +168,6 @@ def test_yaml_config_loads(block: Block, tmp_path: Path, monkeypatch: pytest.Mon
 COMMANDS = console_commands()
 
 
-def words(command: Command) -> list[str]:
-    return shlex.split(command.command, comments=True)
-
-
 @dataclass(frozen=True)
 class Run:
     provider: FakeProvider
@@ -187,19 +187,21 @@ def console_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     runs: dict[str, Run] = {}
     with contextlib.ExitStack() as stack:
         for command in COMMANDS:
-            if " ".join(words(command)) in SKIPPED_COMMANDS:
+            if " ".join(command.words) in SKIPPED_COMMANDS:
                 continue
             provider = stack.enter_context(FakeProvider())
             home = tmp_path_factory.mktemp("console")
             for name, text in CONSOLE_FILES.items():
                 (home / name).write_text(text, encoding="utf-8")
+            # The bundled price map, as in conftest: LiteLLM would try to download one at import.
             env = {**inherited, **provider_variables(provider), "HOME": str(home),
                    "PATH": f"{bin_dir}:{os.environ['PATH']}", "COLUMNS": "200",
                    "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
             process = subprocess.Popen(["bash", "-o", "pipefail", "-c", command.command], cwd=home,
                                        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE, text=True)
-            stack.callback(process.kill)  # a no-op for a process that has finished
+            stack.enter_context(process)  # on exit: close its pipes and reap it...
+            stack.callback(process.kill)  # ...after killing it if a test did not wait for it
             runs[command.id] = Run(provider, process)
         yield runs
 
@@ -207,7 +209,7 @@ def console_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
 def console_params() -> list[Any]:
     params = []
     for command in COMMANDS:
-        reason = SKIPPED_COMMANDS.get(" ".join(words(command)))
+        reason = SKIPPED_COMMANDS.get(" ".join(command.words))
         params.append(pytest.param(command, id=command.id, marks=[pytest.mark.skip(reason=reason)] if reason else []))
     return params
 
@@ -221,5 +223,5 @@ def test_console_command_runs(command: Command, console_runs: dict[str, Run]) ->
         assert (run.process.returncode, stderr.strip()) == (1, documented_error)
     else:
         assert run.process.returncode == 0, stderr
-        if {"chat", "embed"} & set(words(command)):
+        if {"chat", "embed"} & set(command.words):
             assert run.provider.requests, "the command called a model but nothing reached the provider"
