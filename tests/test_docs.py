@@ -166,6 +166,9 @@ def test_yaml_config_loads(block: Block, tmp_path: Path, monkeypatch: pytest.Mon
 # --- console ------------------------------------------------------------------------------------
 
 COMMANDS = console_commands()
+# A guard against a hang, not a speed check: the lines share the machine's cores, and each
+# imports LiteLLM (seconds of CPU); on a busy machine that takes minutes.
+TIMEOUT = 600
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,7 @@ def console_params() -> list[Any]:
 @pytest.mark.parametrize("command", console_params())
 def test_console_command_runs(command: Command, console_runs: dict[str, Run]) -> None:
     run = console_runs[command.id]
-    _, stderr = run.process.communicate(timeout=120)
+    _, stderr = run.process.communicate(timeout=TIMEOUT)
     documented_error = next((line for line in command.output if line.startswith("error:")), None)
     if documented_error is not None:
         assert (run.process.returncode, stderr.strip()) == (1, documented_error)
