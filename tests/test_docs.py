@@ -38,11 +38,6 @@ KEY = "sk-doc-test-0123456789"
 SNIPPET_GLOBALS: dict[str, Any] = {"messages": [{"role": "user", "content": "Hello!"}]}
 
 # Blocks known to fail because of a bug in src/, keyed by (document, a line of the block).
-KNOWN_BUGS: dict[tuple[str, str], pytest.MarkDecorator] = {
-    ("README.md", "stream=True"): pytest.mark.xfail(
-        strict=True, raises=IndexError,
-        reason="usage-only chunk reaches the caller; fixed on branch i12-streams"),
-}
 
 # Files the documented command lines read.
 CONSOLE_FILES = {
@@ -88,9 +83,7 @@ def fenced_blocks(language: str) -> list[Block]:
 def with_known_bugs(blocks: list[Block]) -> list[Any]:
     params = []
     for block in blocks:
-        marks = [mark for (document, text), mark in KNOWN_BUGS.items()
-                 if document == block.document and text in block.text]
-        params.append(pytest.param(block, id=block.id, marks=marks))
+        params.append(pytest.param(block, id=block.id))
     return params
 
 
