@@ -41,7 +41,30 @@ _EXPORTS = {
     "LLMServerError": "_exceptions",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AsyncCompletionStream",
+    "AsyncLiteLLMClient",
+    "Attempt",
+    "Budget",
+    "CompletionStream",
+    "FallbackModel",
+    "LLMAuthenticationError",
+    "LLMBadRequestError",
+    "LLMBudgetExceededError",
+    "LLMConfigError",
+    "LLMConnectionError",
+    "LLMContextWindowError",
+    "LLMError",
+    "LLMRateLimitError",
+    "LLMResponseError",
+    "LLMServerError",
+    "LLMTimeoutError",
+    "LiteLLMClient",
+    "LiteLLMConfig",
+    "Message",
+    "RateLimit",
+    "tool",
+]
 
 if TYPE_CHECKING:
     from ._client import AsyncLiteLLMClient, LiteLLMClient
@@ -70,6 +93,10 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'dewey.llm' has no attribute {name!r}")
     value = getattr(import_module(f"dewey.llm.{module}"), name)
+    if isinstance(value, type):
+        # As httpx does: users and tracebacks see `dewey.llm.LiteLLMClient`, not a
+        # private path that may move. Pickle finds the class here too.
+        value.__module__ = "dewey.llm"
     globals()[name] = value
     return value
 
