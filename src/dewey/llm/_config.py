@@ -102,7 +102,8 @@ class LiteLLMConfig(_Strict):
     deadline: float | None = Field(default=None, gt=0, le=DAY,
         description="Seconds allowed for the whole call, retries included")
     max_retries: int = Field(default=2, ge=0, le=20, description="Retries per model after the first attempt")
-    backoff_base: float = Field(default=0.5, ge=0, le=HOUR, description="First backoff in seconds (exponential, full jitter)")
+    backoff_base: float = Field(default=0.5, ge=0, le=HOUR,
+        description="First backoff in seconds (exponential, full jitter)")
     backoff_max: float = Field(default=20.0, ge=0, le=HOUR, description="Largest backoff in seconds")
     max_retry_after: float = Field(default=60.0, ge=0, le=DAY, description="Longest Retry-After honoured, in seconds")
     cooldown_failures: int = Field(default=5, ge=1,
