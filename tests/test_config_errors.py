@@ -126,5 +126,5 @@ def test_the_command_refuses_an_alias_bomb_in_one_line(tmp_path: Path) -> None:
 
 def test_a_key_that_is_not_a_name(tmp_path: Path) -> None:
     (tmp_path / "conf.yaml").write_text("llm:\n  1: x\n")
-    with pytest.raises(LLMConfigError, match="config key 1 .* is not a name"):
+    with pytest.raises(LLMConfigError, match=r"config key 1 .* is not a name"):
         LiteLLMConfig.from_yaml(tmp_path / "conf.yaml")
