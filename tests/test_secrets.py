@@ -190,3 +190,16 @@ def test_a_wrong_setting_does_not_print_its_secret(tmp_path: Path) -> None:
         "llm:\n  model: openai/gpt-4o-mini\n  params: [sk-listed-0123456789]\n")
     line = one_error_line(dewey(["config", "show"], cli_env(tmp_path), tmp_path))
     assert "params" in line and "sk-listed-0123456789" not in line
+
+
+def test_a_key_from_the_environment_is_redacted_too(
+        make_client: Any, provider: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Shaped like no known key (as Mistral's are): only its variable's name gives it away.
+    key = "Zq8mK2vP0rT5wX9yB3nC6dF1gH4jL7sA"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    provider.script_all(Reply.error(401, f"Incorrect API key provided: {key}"))
+    with pytest.raises(LLMAuthenticationError) as caught:
+        make_client(api_key=None, max_retries=0).generate_completion("hi")
+    assert provider.requests[-1].headers.get("authorization") == f"Bearer {key}"
+    assert key not in "".join(traceback.format_exception(caught.value))
+    assert key not in everything_reachable(caught.value)

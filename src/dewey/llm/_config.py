@@ -171,6 +171,11 @@ class LiteLLMConfig(_Strict):
     ) -> LiteLLMConfig:
         """Merge defaults < YAML file < ``LITELLM_*`` environment < ``overrides``."""
         environ = dict(os.environ if environ is None else environ)
+        for variable, value in environ.items():
+            # LiteLLM reads provider keys (MISTRAL_API_KEY, ...) from the environment
+            # itself; many look like nothing in particular, so remember them to redact.
+            if variable.endswith("_API_KEY"):
+                register_secret(value)
         merged: dict[str, Any] = {}
         sources: dict[str, str] = {}
         file = Path(path) if path else find_config_file(environ)
