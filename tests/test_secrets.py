@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from dewey.llm import LiteLLMConfig, LLMAuthenticationError, LLMError
-from dewey.llm._exceptions import ProviderError
+from dewey.llm import LiteLLMConfig, LLMAuthenticationError, LLMError, ProviderError
 from dewey.llm._secrets import mask_secrets, mask_url, redact
 from tests.servers.fake_provider import FakeProvider, Reply
 from tests.test_cli import cli_env, dewey, ok, one_error_line
