@@ -380,7 +380,8 @@ def _fix_hint(location: list[str]) -> str:
     field = LiteLLMConfig.model_fields.get(location[0]) if len(location) == 1 else None
     if field is None or not field.description:
         return ""
-    default = "none" if field.default is None else repr(field.default)
+    value = field.get_default(call_default_factory=True)
+    default = "none" if value is None else repr(value)
     return f" ({location[0]}: {field.description[0].lower()}{field.description[1:]}; " \
            f"fix it, or remove it for the default, {default})"
 
