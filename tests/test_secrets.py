@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from dewey.llm import LiteLLMConfig, LLMAuthenticationError, LLMError, ProviderError
+from dewey.llm import LiteLLMConfig, LLMAuthenticationError, LLMError, ProviderError, RateLimit
 from dewey.llm._secrets import mask_secrets, mask_url, redact
 from tests.servers.fake_provider import FakeProvider, Reply
 from tests.test_cli import cli_env, dewey, ok, one_error_line
@@ -202,3 +202,27 @@ def test_a_key_from_the_environment_is_redacted_too(
     assert provider.requests[-1].headers.get("authorization") == f"Bearer {key}"
     assert key not in "".join(traceback.format_exception(caught.value))
     assert key not in everything_reachable(caught.value)
+
+
+# --- URLs ---------------------------------------------------------------------------------------
+
+def test_ledger_cache_and_rate_limiter_hide_a_url_password_alike(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from dewey.llm._cache import RedisCache
+    from dewey.llm._ratelimit import RedisRateLimiter
+    from dewey.llm._usage import PostgresLedger
+
+    caplog.set_level(logging.WARNING, logger="dewey.llm")
+    dead = "redis://:sesame-0042@127.0.0.1:1/0"  # nothing listens on port 1
+    limiter = RedisRateLimiter({"m": RateLimit(rpm=1)}, dead, sleep=lambda seconds: None)
+    limiter.acquire("m")
+    limiter.close()
+    cache = RedisCache(dead)
+    ledger = PostgresLedger("postgresql://bob:sesame-0042@127.0.0.1:1/test")
+    shown = [cache.location, ledger.location, caplog.text]
+    ledger.close()
+    cache.close()
+    assert shown[0] == "redis://:***@127.0.0.1:1/0"
+    assert shown[1] == "postgresql://bob:***@127.0.0.1:1/test"
+    assert "redis://:***@127.0.0.1:1/0" in shown[2]
+    assert all("sesame-0042" not in text for text in shown)
