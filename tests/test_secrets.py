@@ -56,12 +56,13 @@ def everything_reachable(error: BaseException) -> str:
 
 @pytest.mark.parametrize("key", KEYS)
 def test_a_key_echoed_by_the_provider_is_nowhere_in_the_error(
-        make_client: Any, provider: FakeProvider, key: str) -> None:
+        make_client: Any, provider: FakeProvider, key: str, caplog: pytest.LogCaptureFixture) -> None:
     # OpenAI answers a wrong key with "Incorrect API key provided: sk-..." (masked there
     # today, but proxies and other providers echo keys whole): the fake echoes it whole.
     provider.script_all(
         Reply.error(500, f"upstream rejected credentials {key}"),
         Reply.error(401, f"Incorrect API key provided: {key}. You can find your API key at ..."))
+    caplog.set_level(logging.DEBUG, logger="dewey.llm")  # the client's own attempt logs
     client = make_client(api_key=key, max_retries=1, max_retry_after=0)
     records = io.StringIO()
     handler = logging.StreamHandler(records)
@@ -78,7 +79,9 @@ def test_a_key_echoed_by_the_provider_is_nowhere_in_the_error(
     assert isinstance(error, LLMAuthenticationError) and error.status_code == 401
     assert len(error.attempts) == 2
     printed = "".join(traceback.format_exception(error))
-    for text in (printed, records.getvalue(), everything_reachable(error), str(error), repr(error)):
+    assert "attempt" in caplog.text
+    for text in (printed, records.getvalue(), caplog.text, everything_reachable(error), str(error),
+                 repr(error)):
         assert key not in text
     # The provider's words stay, for debugging: only the key is gone.
     assert "Incorrect API key provided" in printed and "Traceback" in records.getvalue()
