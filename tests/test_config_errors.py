@@ -128,3 +128,12 @@ def test_a_key_that_is_not_a_name(tmp_path: Path) -> None:
     (tmp_path / "conf.yaml").write_text("llm:\n  1: x\n")
     with pytest.raises(LLMConfigError, match=r"config key 1 .* is not a name"):
         LiteLLMConfig.from_yaml(tmp_path / "conf.yaml")
+
+
+def test_yaml_syntax_and_nesting_errors_say_where(tmp_path: Path) -> None:
+    (tmp_path / "tabs.yaml").write_text("llm:\n\tmodel: x\n")
+    with pytest.raises(LLMConfigError, match=r"tabs\.yaml is not valid YAML(.|\n)*tabs\.yaml\", line 2"):
+        LiteLLMConfig.from_yaml(tmp_path / "tabs.yaml")
+    (tmp_path / "deep.yaml").write_text("llm:\n  params: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(LLMConfigError, match=r"deep\.yaml is nested too deeply"):
+        LiteLLMConfig.from_yaml(tmp_path / "deep.yaml")

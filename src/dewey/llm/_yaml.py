@@ -25,6 +25,7 @@ def load_yaml(text: str, what: str) -> Any:
     import yaml  # PyYAML costs ~15 ms to import: only when a file is read.
 
     loader = yaml.SafeLoader(text)
+    loader.name = what  # PyYAML's messages say where: "in <what>, line 2, column 1"
     try:
         node = loader.get_single_node()
         if node is None:
