@@ -39,6 +39,7 @@ _EXPORTS = {
     "LLMBadRequestError": "_exceptions",
     "LLMContextWindowError": "_exceptions",
     "LLMServerError": "_exceptions",
+    "ProviderError": "_exceptions",
 }
 
 __all__ = [
@@ -82,6 +83,7 @@ if TYPE_CHECKING:
         LLMResponseError,
         LLMServerError,
         LLMTimeoutError,
+        ProviderError,
     )
     from ._messages import Message
     from ._stream import AsyncCompletionStream, CompletionStream

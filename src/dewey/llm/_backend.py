@@ -125,7 +125,8 @@ class Backend:
         except StopIteration:
             raise
         except Exception as exc:
-            raise from_provider_error(exc, model=model) from exc
+            error = from_provider_error(exc, model=model)
+        raise error  # out of the except block: exc must not become its __context__
 
     async def anext_chunk(self, iterator: AsyncIterator[Any], model: str) -> Any:
         try:
@@ -133,7 +134,8 @@ class Backend:
         except StopAsyncIteration:
             raise
         except Exception as exc:
-            raise from_provider_error(exc, model=model) from exc
+            error = from_provider_error(exc, model=model)
+        raise error  # out of the except block: exc must not become its __context__
 
     # --- embeddings -------------------------------------------------------------------------
 
@@ -266,14 +268,16 @@ class Backend:
         try:
             return function(**kwargs)
         except Exception as exc:
-            raise from_provider_error(exc, model=kwargs["model"]) from exc
+            error = from_provider_error(exc, model=kwargs["model"])
+        raise error  # out of the except block: exc must not become its __context__
 
     @staticmethod
     async def _acall(function: Any, kwargs: dict[str, Any]) -> Any:
         try:
             return await function(**kwargs)
         except Exception as exc:
-            raise from_provider_error(exc, model=kwargs["model"]) from exc
+            error = from_provider_error(exc, model=kwargs["model"])
+        raise error  # out of the except block: exc must not become its __context__
 
 
 def _never_retrying(sdk_class: type) -> type:

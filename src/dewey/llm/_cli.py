@@ -786,24 +786,18 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def _shown(name: str, value: Any) -> Any:
-    """A setting as JSON-able data with keys masked and URL passwords hidden."""
-    from pydantic import BaseModel, SecretStr
+    """A setting as JSON-able data, every secret-looking value masked (keys, tokens,
+    Authorization and api-key headers, URL passwords)."""
+    from pydantic import BaseModel
 
-    from ._exceptions import mask
-    from ._usage import mask_url
+    from ._secrets import mask_secrets
 
-    if isinstance(value, SecretStr):
-        return mask(value.get_secret_value())
     if isinstance(value, BaseModel):
         return {key: _shown(key, getattr(value, key)) for key in value.model_fields_set
                 or type(value).model_fields}
-    if isinstance(value, dict):
-        return {str(key): _shown(str(key), item) for key, item in value.items()}
     if isinstance(value, list):
         return [_shown(name, item) for item in value]
-    if isinstance(value, str) and name.endswith(("_url", "_db")) and "://" in value:
-        return mask_url(value)
-    return value
+    return mask_secrets(value, name)
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:

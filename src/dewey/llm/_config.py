@@ -16,7 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
 
-from ._exceptions import LLMConfigError, register_secret
+from ._exceptions import LLMConfigError
+from ._secrets import mask_secrets, register_secret
+from ._yaml import load_yaml
 
 __all__ = ["Budget", "FallbackModel", "LiteLLMConfig", "RateLimit", "default_model"]
 
@@ -32,8 +34,26 @@ PROVIDER_DEFAULTS: tuple[tuple[str, str], ...] = (
 )
 
 
+# Upper bounds that keep every duration a number the clock and sleep() can use:
+# inf, nan or 1e308 seconds would overflow or wait forever.
+DAY = 86_400.0
+HOUR = 3_600.0
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: every float setting must be a finite number.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    def __repr_args__(self) -> Any:
+        # Keys in params/extra_headers and passwords in URLs are masked like SecretStr.
+        for name, value in super().__repr_args__():
+            if name is None or isinstance(value, BaseModel | SecretStr):
+                yield name, value
+            elif isinstance(value, list):
+                yield name, [item if isinstance(item, BaseModel) else mask_secrets(item, name)
+                             for item in value]
+            else:
+                yield name, mask_secrets(value, name)
 
 
 class FallbackModel(_Strict):
@@ -43,7 +63,7 @@ class FallbackModel(_Strict):
     api_key: SecretStr | None = None
     api_base: str | None = None
     api_version: str | None = None
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0, le=DAY)
 
 
 class Budget(_Strict):
@@ -78,16 +98,17 @@ class LiteLLMConfig(_Strict):
         description="Key for the primary model (else the provider's variable)")
     api_base: str | None = Field(default=None, description="Base URL of the provider or proxy")
     api_version: str | None = Field(default=None, description="API version (Azure)")
-    timeout: float = Field(default=60.0, gt=0, description="Seconds allowed for one attempt")
-    deadline: float | None = Field(default=None, gt=0,
+    timeout: float = Field(default=60.0, gt=0, le=DAY, description="Seconds allowed for one attempt")
+    deadline: float | None = Field(default=None, gt=0, le=DAY,
         description="Seconds allowed for the whole call, retries included")
     max_retries: int = Field(default=2, ge=0, le=20, description="Retries per model after the first attempt")
-    backoff_base: float = Field(default=0.5, ge=0, description="First backoff in seconds (exponential, full jitter)")
-    backoff_max: float = Field(default=20.0, ge=0, description="Largest backoff in seconds")
-    max_retry_after: float = Field(default=60.0, ge=0, description="Longest Retry-After honoured, in seconds")
+    backoff_base: float = Field(default=0.5, ge=0, le=HOUR,
+        description="First backoff in seconds (exponential, full jitter)")
+    backoff_max: float = Field(default=20.0, ge=0, le=HOUR, description="Largest backoff in seconds")
+    max_retry_after: float = Field(default=60.0, ge=0, le=DAY, description="Longest Retry-After honoured, in seconds")
     cooldown_failures: int = Field(default=5, ge=1,
         description="Retryable failures in a row that put a model in cooldown")
-    cooldown_seconds: float = Field(default=30.0, ge=0, description="How long a model in cooldown is skipped")
+    cooldown_seconds: float = Field(default=30.0, ge=0, le=DAY, description="How long a model in cooldown is skipped")
     fallback_models: list[str | FallbackModel] = Field(default_factory=list,
         description="Models tried in order when the primary fails")
     embedding_model: str | None = Field(default=None, description="Model for generate_embedding")
@@ -96,7 +117,7 @@ class LiteLLMConfig(_Strict):
     cache: CacheSetting = Field(default=False,
         description="Response cache: false, true (sqlite), memory, sqlite or redis")
     cache_url: str | None = Field(default=None, description="redis://... or a SQLite file path for the cache")
-    cache_ttl: float | None = Field(default=None, gt=0,
+    cache_ttl: float | None = Field(default=None, gt=0, le=3650 * DAY,
         description="Seconds a cached answer stays valid (none: forever)")
     track_usage: bool = Field(default=True, description="Record every call in the usage ledger")
     usage_db: str | None = Field(default=None,
@@ -150,6 +171,11 @@ class LiteLLMConfig(_Strict):
     ) -> LiteLLMConfig:
         """Merge defaults < YAML file < ``LITELLM_*`` environment < ``overrides``."""
         environ = dict(os.environ if environ is None else environ)
+        for variable, value in environ.items():
+            # LiteLLM reads provider keys (MISTRAL_API_KEY, ...) from the environment
+            # itself; many look like nothing in particular, so remember them to redact.
+            if variable.endswith("_API_KEY"):
+                register_secret(value)
         merged: dict[str, Any] = {}
         sources: dict[str, str] = {}
         file = Path(path) if path else find_config_file(environ)
@@ -177,7 +203,7 @@ class LiteLLMConfig(_Strict):
         return self.model or default_model(os.environ if environ is None else environ)
 
     def __repr_args__(self) -> Any:
-        # Secrets are SecretStr (masked) already; hide empty defaults to keep reprs short.
+        # Hide empty defaults to keep reprs short (secrets are masked by _Strict).
         for name, value in super().__repr_args__():
             if name in self.model_fields_set or name == "model":
                 yield name, value
@@ -214,14 +240,15 @@ def find_config_file(environ: dict[str, str]) -> Path | None:
 
 def read_yaml_section(path: Path, environ: dict[str, str] | None = None) -> dict[str, Any]:
     """The interpolated ``llm:`` mapping of a YAML file (or the whole file if it has none)."""
-    import yaml  # PyYAML costs ~15 ms to import: only when a file is read.
-
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise LLMConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise LLMConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise LLMConfigError(
+            f"config file {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}): save it as UTF-8") from None
+    document = load_yaml(text, f"config file {path}") or {}
     if not isinstance(document, dict):
         raise LLMConfigError(f"config file {path} must hold a mapping with an 'llm:' section")
     section = document.get("llm", document)
@@ -229,6 +256,10 @@ def read_yaml_section(path: Path, environ: dict[str, str] | None = None) -> dict
         return {}
     if not isinstance(section, dict):
         raise LLMConfigError(f"the 'llm:' section of {path} must be a mapping, not {type(section).__name__}")
+    for key in section:
+        if not isinstance(key, str):
+            raise LLMConfigError(f"config key {key!r} in {path} is not a name: config keys are words "
+                                 "such as model or timeout")
     interpolated = interpolate(section, os.environ if environ is None else environ, path="")
     return dict(interpolated)
 
@@ -264,11 +295,9 @@ def interpolate(value: Any, environ: Any, path: str) -> Any:
 
 
 def _yaml_scalar(text: str) -> Any:
-    import yaml
-
     try:
-        return yaml.safe_load(text) if text else text
-    except yaml.YAMLError:
+        return load_yaml(text, "value") if text else text
+    except LLMConfigError:
         return text
 
 
@@ -338,9 +367,23 @@ def _config_error(exc: ValidationError) -> LLMConfigError:
                     else f"; known keys: {', '.join(_known_keys(location))}")
             lines.append(f"unknown config key '{key}'{hint}")
             continue
-        shown = "***" if "api_key" in key else repr(value)
-        lines.append(f"config key '{_top_key(location)}' has invalid value {shown}: {error['msg'].lower()}")
+        shown = repr(mask_secrets(value, location[-1]))
+        if len(shown) > 200:
+            shown = shown[:200] + "..."
+        lines.append(f"config key '{_top_key(location)}' has invalid value {shown}: "
+                     f"{error['msg'].lower()}{_fix_hint(location)}")
     return LLMConfigError("invalid configuration: " + "; ".join(dict.fromkeys(lines)))
+
+
+def _fix_hint(location: list[str]) -> str:
+    """What the setting means and its default, so that the message says how to fix it."""
+    field = LiteLLMConfig.model_fields.get(location[0]) if len(location) == 1 else None
+    if field is None or not field.description:
+        return ""
+    value = field.get_default(call_default_factory=True)
+    default = "none" if value is None else repr(value)
+    return f" ({location[0]}: {field.description[0].lower()}{field.description[1:]}; " \
+           f"fix it, or remove it for the default, {default})"
 
 
 _GENERATION_PARAMS = {"temperature", "max_tokens", "max_completion_tokens", "top_p", "seed", "stop",

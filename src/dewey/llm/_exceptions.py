@@ -13,8 +13,10 @@
         └── LLMServerError        5xx, or a stream cut mid-way
 
 Every error carries ``model``, ``provider``, ``status_code`` and ``retry_after`` where
-known, the provider's original exception as ``__cause__``, and ``attempts``: the history
-of every try the reliability loop made.  Messages never contain API keys.
+known, and ``attempts``: the history of every try the reliability loop made.  An error
+mapped from a provider's exception has as ``__cause__`` a :class:`ProviderError` that
+describes it (type, message, status, headers) without keys.  Keys never appear in an
+error, nor in anything chained to it.
 
 This module must not import LiteLLM: mapping works on class names, status codes and
 the exception's cause chain, which is also more truthful than LiteLLM's class choice
@@ -29,6 +31,8 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from ._secrets import redact, safe_headers
+
 __all__ = [
     "Attempt",
     "LLMAuthenticationError",
@@ -42,6 +46,7 @@ __all__ = [
     "LLMResponseError",
     "LLMServerError",
     "LLMTimeoutError",
+    "ProviderError",
 ]
 
 
@@ -149,34 +154,41 @@ class LLMServerError(LLMResponseError):
     """The provider failed (5xx), or a stream broke after it had started."""
 
 
-# --- secrets ---------------------------------------------------------------------------
+class ProviderError(Exception):
+    """A provider's exception, retold without keys: the ``__cause__`` of a mapped error.
 
-_KEY_PATTERNS = re.compile(
-    r"(sk-[A-Za-z0-9_\-]{6,}|sk_[A-Za-z0-9_\-]{6,}|(?<=[Bb]earer )[A-Za-z0-9._\-]{8,}"
-    r"|(?<=x-api-key: )\S{8,}|(?<=api_key=)[^\s&,'\"]{6,}|AIza[0-9A-Za-z_\-]{20,})"
-)
-_registered_secrets: set[str] = set()
+    The original LiteLLM or SDK exception is not chained: its message can echo the key
+    ("Incorrect API key provided: sk-..."), its ``request`` carries the ``Authorization``
+    header, and tracebacks, ``logging.exception`` and pickling carry everything chained.
+    """
+
+    def __init__(self, type_name: str, message: str, status_code: int | None = None,
+                 headers: Any = None) -> None:
+        self.type_name = type_name
+        self.message = redact(message)
+        self.status_code = status_code
+        self.headers = safe_headers(headers)
+        super().__init__(f"{type_name}: {self.message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.type_name, self.message, self.status_code, self.headers))
+
+    @classmethod
+    def describing(cls, exc: BaseException) -> ProviderError:
+        """The surrogate of ``exc``: its type, and the words of its whole cause chain."""
+        chain = _chain(exc)
+        words = "; caused by ".join(
+            f"{_qualified(link)}: {str(link).strip()}" if link is not exc else str(exc).strip()
+            for link in chain[:4])
+        if len(words) > 2000:
+            words = words[:2000] + "..."
+        return cls(_qualified(exc), words, next((s for s in map(_status_of, chain) if s), None),
+                   _headers_of(exc))
 
 
-def register_secret(secret: str | None) -> None:
-    """Remember a key so that any message containing it is redacted."""
-    if secret and len(secret) >= 6:
-        _registered_secrets.add(secret)
-
-
-def redact(text: str) -> str:
-    """Replace anything that looks like an API key, or is a known one, by a mask."""
-    for secret in _registered_secrets:
-        if secret in text:
-            text = text.replace(secret, mask(secret))
-    return _KEY_PATTERNS.sub(lambda m: mask(m.group(0)), text)
-
-
-def mask(secret: str) -> str:
-    """``sk-abc...xyz`` -> ``sk-...xyz`` style mask that keeps a hint, never the key."""
-    if len(secret) <= 8:
-        return "***"
-    return f"{secret[:3]}...{secret[-2:]}"
+def _qualified(exc: BaseException) -> str:
+    kind = type(exc)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
 
 
 # --- mapping provider exceptions --------------------------------------------------------
@@ -255,7 +267,10 @@ def from_provider_error(exc: BaseException, *, model: str, provider: str | None 
     """Map any LiteLLM, provider SDK or transport exception to the typed tree above.
 
     Mapping goes by the cause chain first: LiteLLM wraps a refused connection in a 500
-    ``InternalServerError`` and a broken stream in ``MidStreamFallbackError``.
+    ``InternalServerError`` and a broken stream in ``MidStreamFallbackError``.  The
+    error's ``__cause__`` is a :class:`ProviderError`, never ``exc`` itself; raise the
+    result outside the ``except`` block that caught ``exc``, or Python makes ``exc``
+    its ``__context__``.
     """
     if isinstance(exc, LLMError):
         return exc
@@ -293,7 +308,10 @@ def from_provider_error(exc: BaseException, *, model: str, provider: str | None 
         cls, status = LLMConnectionError, None
     else:
         cls = LLMResponseError
-    return cls(message, status_code=status, **kwargs)
+    error = cls(message, status_code=status, **kwargs)
+    error.__cause__ = ProviderError.describing(exc)
+    error.__suppress_context__ = True
+    return error
 
 
 def _describe(exc: BaseException, model: str) -> str:

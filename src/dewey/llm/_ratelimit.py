@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import LLMConfigError
+from ._secrets import mask_url, redact, register_url_secrets
 
 if TYPE_CHECKING:
     from ._config import RateLimit
@@ -57,7 +58,7 @@ def open_limiter(limits: Mapping[str, RateLimit], url: str | None = None) -> Rat
     if url.startswith(REDIS_SCHEMES):
         return RedisRateLimiter(limits, url)
     raise LLMConfigError(
-        f"rate_limit_url must be a redis:// (or rediss://, unix://) URL, not {_safe_url(url)!r}: "
+        f"rate_limit_url must be a redis:// (or rediss://, unix://) URL, not {mask_url(url)!r}: "
         "fix it, or leave it unset to limit within this process"
     )
 
@@ -230,6 +231,7 @@ class RedisRateLimiter(RateLimiter):
                  asleep: AsyncSleep = asyncio.sleep, timeout: float = 2.0) -> None:
         super().__init__(limits, sleep=sleep, asleep=asleep)
         self._url, self._clock = url, clock
+        register_url_secrets(url)  # redis-py's words may quote it
         self._fallback = LocalRateLimiter(limits, clock=clock, sleep=sleep, asleep=asleep)
         self._down_until: float | None = None  # set while Redis is failing
         self._client: Any = None
@@ -256,7 +258,7 @@ class RedisRateLimiter(RateLimiter):
         if self._down_until is not None:
             self._down_until = None
             logger.warning("rate limit store %s is back: limits are shared again",
-                           _safe_url(self._url))
+                           mask_url(self._url))
         return int(waited_ms) / 1000.0
 
     async def _areserve(self, model: str, limit: _Limit, tokens: int) -> float:
@@ -267,7 +269,7 @@ class RedisRateLimiter(RateLimiter):
         if self._down_until is None:  # one warning per outage, not one per call
             logger.warning(
                 "rate limit store %s is unreachable (%s: %s): limiting within this process "
-                "until it answers", _safe_url(self._url), type(error).__name__, error)
+                "until it answers", mask_url(self._url), type(error).__name__, redact(str(error)))
         self._down_until = self._clock() + self.retry_after
 
     def close(self) -> None:
@@ -275,11 +277,3 @@ class RedisRateLimiter(RateLimiter):
         if self._client is not None:
             self._client.close()
 
-
-def _safe_url(url: str) -> str:
-    """``url`` without its password, for messages."""
-    scheme, sep, rest = url.partition("://")
-    netloc, slash, path = rest.partition("/")
-    if not sep or "@" not in netloc:
-        return url
-    return f"{scheme}://***@{netloc.rpartition('@')[2]}{slash}{path}"

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ._exceptions import LLMBudgetExceededError, LLMConfigError, LLMError, redact, register_secret
+from ._exceptions import LLMBudgetExceededError, LLMConfigError, LLMError
+from ._secrets import mask_url, redact, register_url_secrets
 
 if TYPE_CHECKING:
     import sqlite3
@@ -572,7 +573,7 @@ class PostgresLedger(Ledger):
             raise LLMConfigError(
                 f"invalid usage ledger table name {table!r}: use letters, digits and '_' "
                 "(optionally schema.table)")
-        register_secret(urlsplit(url).password)
+        register_url_secrets(url)
         super().__init__(mask_url(url), max_pending=max_pending)
         self.url = url
         self._table = table
@@ -803,23 +804,6 @@ def _postgres_ledger(url: str) -> PostgresLedger:
     query = urlencode([(key, value) for key, value in params if key != "table"])
     return PostgresLedger(urlunsplit((parts.scheme, parts.netloc, parts.path, query,
                                       parts.fragment)), table=tables[0])
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password (in the netloc or a ``password=`` parameter) masked."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"
-    netloc = parts.netloc
-    if parts.password:
-        userinfo, _, host = netloc.rpartition("@")
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
-    query = parts.query
-    if "password" in query.lower():
-        query = urlencode([(k, "***" if k.lower() == "password" else v)
-                           for k, v in parse_qsl(query, keep_blank_values=True)], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 # --- budgets ----------------------------------------------------------------------------------

@@ -18,10 +18,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._exceptions import LLMConfigError
+from .._secrets import mask_url
 from ._base import CacheSetting, CacheStats, ResponseCache
 from ._keys import CHAT_PREFIX, EMBEDDING_PREFIX, completion_key, embedding_key
 from ._memory import MemoryCache
-from ._redis import DEFAULT_REDIS_URL, REDIS_KEY_PREFIX, REDIS_SCHEMES, RedisCache, mask_url
+from ._redis import DEFAULT_REDIS_URL, REDIS_KEY_PREFIX, REDIS_SCHEMES, RedisCache
 from ._sqlite import SQLiteCache, default_cache_path
 
 __all__ = [

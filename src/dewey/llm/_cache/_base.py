@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from .._exceptions import redact
+from .._secrets import redact
 
 logger = logging.getLogger("dewey.llm")
 

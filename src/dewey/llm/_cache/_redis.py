@@ -13,9 +13,9 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
 
-from .._exceptions import LLMConfigError, redact, register_secret
+from .._exceptions import LLMConfigError
+from .._secrets import mask_url, redact, register_url_secrets
 from ._base import Backend, CacheStats, chunks, dumps, loads, logger
 
 REDIS_KEY_PREFIX = "dewey-llm:"
@@ -35,7 +35,7 @@ class RedisCache(Backend):
         self.prefix = prefix
         self.retry_interval = retry_interval
         self._down_until = 0.0  # monotonic time before which calls skip Redis
-        _register_url_secrets(url)
+        register_url_secrets(url)  # so that redis-py's words quoting it are redacted
         try:
             import redis
         except ImportError as exc:
@@ -171,28 +171,3 @@ class RedisCache(Backend):
         with contextlib.suppress(*self._errors):
             self._client.close()
 
-
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for logs, errors and ``stats``."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, host = netloc.rsplit("@", 1)
-            user, colon, _ = userinfo.partition(":")
-            netloc = f"{user}:***@{host}" if colon else netloc
-        query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
-        return urlunsplit(parts._replace(netloc=netloc, query=query))
-    except ValueError:
-        return url.split("://", 1)[0] + "://***"
-
-
-def _register_url_secrets(url: str) -> None:
-    # So that any LLMError or log line quoting the URL (or redis-py's words) is redacted.
-    with contextlib.suppress(ValueError):
-        password = urlsplit(url).password
-        if password:
-            register_secret(password)
-            register_secret(unquote(password))
-    for match in re.finditer(r"(?i)password=([^&]*)", url):
-        register_secret(unquote(match.group(1)))
