@@ -105,10 +105,12 @@ def _check_content(content: Any, where: str) -> None:
     if content is None or isinstance(content, str):
         return
     if isinstance(content, list):
-        bad = next(((i, part) for i, part in enumerate(content) if not isinstance(part, Mapping)), None)
+        bad = next(((i, part) for i, part in enumerate(content)
+                    if not isinstance(part, Mapping) or not isinstance(part.get("type"), str)), None)
         if bad is None:
             return
         where, content = f"{where}[{bad[0]}]", bad[1]
     raise LLMConfigError(
         f"{where} is {content!r:.60} ({type(content).__name__}): pass a string, or a list of "
-        "content parts such as {'type': 'text', 'text': '...'} (for a number, str(value))")
+        "content parts, each with a 'type', such as {'type': 'text', 'text': '...'} "
+        "(for a number, str(value))")

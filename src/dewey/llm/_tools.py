@@ -29,18 +29,18 @@ def tool(fn: Callable[..., Any]) -> dict[str, Any]:
 
 def function_schema(fn: Callable[..., Any]) -> dict[str, Any]:
     """``{"name", "description", "parameters"}`` for a Python function."""
-    name = getattr(fn, "__name__", type(fn).__name__)
+    title = getattr(fn, "__name__", type(fn).__name__)
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
         raise LLMConfigError(
-            f"cannot build a tool schema for {name}: Python cannot read its signature; "
+            f"cannot build a tool schema for {title}: Python cannot read its signature; "
             "wrap it in a def with annotated parameters, or pass a schema dict") from None
     try:
         hints = typing.get_type_hints(fn)
     except Exception as exc:  # NameError, or a TypeError from an annotation that is not a type
         raise LLMConfigError(
-            f"cannot build a tool schema for {name}: an annotation cannot be resolved ({exc}); "
+            f"cannot build a tool schema for {title}: an annotation cannot be resolved ({exc}); "
             "define or import that type where the function is defined, or annotate with "
             "str, int, float, bool, list or dict") from None
     summary, param_docs = _parse_docstring(inspect.getdoc(fn) or "")
@@ -60,7 +60,7 @@ def function_schema(fn: Callable[..., Any]) -> dict[str, Any]:
     parameters: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
         parameters["required"] = required
-    return {"name": name, "description": summary, "parameters": parameters}
+    return {"name": title, "description": summary, "parameters": parameters}
 
 
 def _type_schema(hint: Any) -> dict[str, Any]:
