@@ -120,6 +120,20 @@ def test_a_request_that_cannot_be_built_is_never_sent(
     assert len(provider.requests) == 1
 
 
+def test_unusual_but_valid_requests_are_sent(make_client: Any, provider: FakeProvider) -> None:
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        name: str
+
+    client = make_client()
+    client.generate_completion("hi", response_format=City, logit_bias={"1234": -100})
+    body = provider.requests[-1].body
+    assert body["response_format"]["json_schema"]["schema"]["properties"] == {
+        "name": {"title": "Name", "type": "string"}}
+    assert body["logit_bias"] == {"1234": -100}
+
+
 def test_a_bad_stream_request_is_never_sent(make_client: Any, provider: FakeProvider) -> None:
     client = make_client(cooldown_failures=1)
     with pytest.raises(LLMConfigError, match="temperature is nan"):
