@@ -406,8 +406,11 @@ class LiteLLMClient(_ClientCore):
     >>> client = LiteLLMClient()  # doctest: +SKIP
     >>> client.generate_completion([Message(role="user", content="Hello!")])  # doctest: +SKIP
 
-    Settings come from ``config`` (a :class:`LiteLLMConfig`) or keyword arguments, over
-    ``LITELLM_*`` variables, over the YAML file, over defaults.
+    Settings come from ``config`` (a :class:`LiteLLMConfig`) or keyword arguments (any
+    of its fields: ``LiteLLMClient(model="gpt-4o", cache=True)``), over ``LITELLM_*``
+    variables, over the YAML file, over defaults.  To share state between clients, pass
+    the objects as ``cooldowns=``, ``response_cache=``, ``usage_ledger=`` or
+    ``rate_limiter=``.
     """
 
     def generate_completion(
@@ -627,6 +630,8 @@ def _model_name(value: Any) -> str | None:
 
 
 def _tags(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
     if isinstance(value, str):
         return (value,)
     if isinstance(value, list | tuple | set | frozenset) and all(isinstance(t, str) for t in value):
