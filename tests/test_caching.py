@@ -540,8 +540,9 @@ def test_processes_read_whole_entries_while_another_rewrites_them(
     for prompt in prompts:
         provider.script(WIRE, Reply.ok(f"{prompt} #{version}", completion_tokens=version))
         writer.generate_completion(prompt)
-    # Readers cannot reach any provider: a miss (a torn or unreadable entry) fails them.
-    env = child_env("http://127.0.0.1:9/v1", cache_file, LITELLM_MAX_RETRIES="0")
+    # Readers call the writer's server (the endpoint is part of the key): a miss (a torn or
+    # unreadable entry) would be a call, counted short of the hits and loading LiteLLM.
+    env = child_env(provider.openai_base, cache_file, LITELLM_MAX_RETRIES="0")
     readers = [subprocess.Popen([sys.executable, "-c", READER, json.dumps(prompts), "60"],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for _ in range(3)]

@@ -88,6 +88,7 @@ class Reply:
     after_chunks: int = 2
     chunk_delay: float = 0.0
     usage_unasked: bool = False
+    vectors: int | None = None
 
     @classmethod
     def ok(
@@ -153,6 +154,12 @@ class Reply:
             error_type=error_type,
             code=code,
         )
+
+    @classmethod
+    def few_vectors(cls, count: int) -> Reply:
+        """An embeddings answer with only the first ``count`` vectors (a provider that
+        drops inputs); chat requests get an ordinary answer."""
+        return cls("ok", vectors=count)
 
     @classmethod
     def slow(cls, delay: float, content: str | None = None) -> Reply:
@@ -750,6 +757,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_malformed(stream=False)
         else:
             response = _embeddings_response(body)
+            if reply.vectors is not None:
+                response["data"] = response["data"][: reply.vectors]
             if reply.kind == "cut_stream":
                 self._send_partial(json.dumps(response))
             else:

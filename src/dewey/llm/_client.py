@@ -18,10 +18,11 @@ from typing import Any, Literal
 
 from ._backend import Backend
 from ._config import FallbackModel, LiteLLMConfig, qualify_model
-from ._exceptions import LLMConfigError, LLMError
+from ._exceptions import LLMConfigError, LLMError, LLMResponseError
 from ._messages import Message, to_dicts
 from ._resilience import Cooldowns, Policy, RetryPlan, Route, Try, run_async, run_sync
 from ._response import ResponseData, as_dict, cached_response, usage_counts
+from ._sendable import check_sendable
 from ._stream import AsyncCompletionStream, CompletionStream
 from ._tools import normalize_functions, normalize_tool_choice, normalize_tools
 
@@ -60,20 +61,22 @@ class _ClientCore:
         *,
         backend: Backend | None = None,
         cooldowns: Cooldowns | None = None,
-        cache: Any = None,
-        ledger: Any = None,
-        limiter: Any = None,
-        **overrides: Any,
+        response_cache: Any = None,
+        usage_ledger: Any = None,
+        rate_limiter: Any = None,
+        **settings: Any,
     ) -> None:
-        if config is not None and overrides:
+        # Every LiteLLMConfig field is a keyword setting (cache=, track_usage=, ...); the
+        # objects injected to share state or in tests have names no setting has.
+        if config is not None and settings:
             raise LLMConfigError("pass either config= or keyword settings, not both")
-        self.config = LiteLLMConfig.load(config if config is not None else overrides)
+        self.config = LiteLLMConfig.load(config if config is not None else settings)
         self._backend = backend or Backend()
         self._cooldowns = cooldowns or Cooldowns(self.config.cooldown_failures,
                                                  self.config.cooldown_seconds)
-        self._cache = cache if cache is not None else _open_cache(self.config)
-        self._ledger = ledger if ledger is not None else _open_ledger(self.config)
-        self._limiter = limiter if limiter is not None else _open_limiter(self.config)
+        self._cache = response_cache if response_cache is not None else _open_cache(self.config)
+        self._ledger = usage_ledger if usage_ledger is not None else _open_ledger(self.config)
+        self._limiter = rate_limiter if rate_limiter is not None else _open_limiter(self.config)
         self._cost_lock = threading.Lock()
         self._total_cost = 0.0
         self._providers: dict[tuple[str, str | None], str | None] = {}
@@ -109,7 +112,12 @@ class _ClientCore:
         return self._backend.model_details(model or self.model)
 
     def usage(self, *, since: float | None = None) -> list[Any]:
-        """Spend and tokens by model from the usage ledger."""
+        """Spend and tokens by model from the usage ledger, since ``since`` (seconds since
+        the epoch, as ``time.time()`` gives) when given."""
+        if since is not None and (isinstance(since, bool) or not isinstance(since, int | float)):
+            raise LLMConfigError(
+                f"since={since!r:.60} is not a time: pass seconds since the epoch, e.g. "
+                "since=time.time() - 86400 for the last day (or datetime.timestamp())")
         if self._ledger is None:
             raise LLMConfigError("usage tracking is off: set track_usage: true to record usage")
         return list(self._ledger.summary(by="model", since=since))
@@ -141,7 +149,7 @@ class _ClientCore:
                          ) -> tuple[Request, list[str], list[Any], list[int], list[str | None]]:
         """Prepare embeddings: which texts the cache answers, and the request for the rest."""
         texts = _texts(input)
-        request = self._prepare_embedding(model, params)
+        request = self._prepare_embedding(texts, model, params)
         found, missing, keys = self._embedding_plan(texts, request)
         if missing:
             self._check_budget()
@@ -158,23 +166,26 @@ class _ClientCore:
         cache = params.pop("cache", None)
         tags = _tags(params.pop("tags", ()))
         user = params.get("user")
-        for name, normalize in (("functions", normalize_functions), ("tools", normalize_tools)):
-            if params.get(name) is not None:
-                params[name] = _checked(normalize, params[name])
+        params["functions"] = normalize_functions(params.get("functions"))
+        params["tools"] = normalize_tools(params.get("tools"))
         for name in ("tool_choice", "function_call"):
             if params.get(name) is not None:
                 params[name] = normalize_tool_choice(params[name])
-        dicts = _checked(to_dicts, messages)
+        dicts = to_dicts(messages)
         payload = {**self.config.params, "messages": dicts,
                    **{k: v for k, v in params.items() if v is not None}}
-        chosen = model or self.model
+        check_sendable(payload)
+        chosen = _model_name(model) or self.model
         return Request("stream" if stream else "completion", chosen, payload, cache, tags,
                        user, dicts)
 
-    def _prepare_embedding(self, model: str | None, params: dict[str, Any]) -> Request:
+    def _prepare_embedding(self, texts: list[str], model: str | None,
+                           params: dict[str, Any]) -> Request:
         cache = params.pop("cache", None)
         tags = _tags(params.pop("tags", ()))
-        chosen = model or self.config.embedding_model or _default_embedding_model(self.model)
+        check_sendable({**params, "input": texts})
+        chosen = (_model_name(model) or self.config.embedding_model
+                  or _default_embedding_model(self.model))
         return Request("embedding", chosen, params, cache, tags, params.get("user"))
 
     def _routes(self, model: str) -> list[Route]:
@@ -244,11 +255,19 @@ class _ClientCore:
         from ._cache import completion_key
 
         try:
-            return completion_key(request.cache_request())
+            return completion_key(request.cache_request(), endpoint=self._endpoint(request))
         except LLMConfigError as exc:
             # A parameter that is not plain data cannot be keyed safely: call uncached.
             logger.info("not caching this call: %s", exc)
             return None
+
+    def _endpoint(self, request: Request) -> str | None:
+        """The server the call goes to, for its cache key: one name can mean different
+        models (and answers) on two servers.  As in ``_kwargs``, the route's api_base wins
+        over one given per call; the route is only worked out (which may load LiteLLM, for
+        another model than the configured one) when there is a configured api_base."""
+        routed = self._route(request.model).api_base if self.config.api_base else None
+        return routed or request.payload.get("api_base") or request.payload.get("base_url")
 
     def _cached(self, request: Request, key: str | None) -> dict[str, Any] | None:
         if key is None or request.cache == "refresh":
@@ -335,7 +354,9 @@ class _ClientCore:
             from ._cache import embedding_key
 
             try:
-                keys = [embedding_key(request.model, text, request.payload) for text in texts]
+                endpoint = self._endpoint(request)
+                keys = [embedding_key(request.model, text, request.payload, endpoint=endpoint)
+                        for text in texts]
             except LLMConfigError as exc:
                 # As for completions: a parameter that is not plain data is called uncached.
                 logger.info("not caching this call: %s", exc)
@@ -347,16 +368,16 @@ class _ClientCore:
 
     def _merge_embeddings(self, request: Request, texts: list[str], found: list[Any],
                           missing: list[int], keys: list[str | None], fresh: Any) -> Any:
+        vectors = _vectors(request, fresh, len(missing)) if fresh is not None else []
         if fresh is not None:
-            self._store_embeddings(fresh, missing, keys)
+            self._store_embeddings(fresh, vectors, missing, keys)
             if len(missing) == len(texts):
                 return fresh
         # Texts the cache answered: recorded as one hit, with what they cost when computed.
         saved = sum(float(entry.get(_COST_FIELD) or 0.0) for entry in found if entry is not None)
         self._record(request, None, "ok", cache_hit=True, saved=saved)
-        if fresh is not None:
-            for item, index in zip(_embedding_items(fresh), missing, strict=True):
-                found[index] = {"embedding": item}
+        for vector, index in zip(vectors, missing, strict=True):
+            found[index] = {"embedding": vector}
         data = [{"object": "embedding", "index": i, "embedding": entry["embedding"]}
                 for i, entry in enumerate(found)]
         usage = usage_counts(fresh)
@@ -367,12 +388,13 @@ class _ClientCore:
                            {"cache_hit": fresh is None, "response_cost": cost, "dewey_cost": cost})
         return response
 
-    def _store_embeddings(self, fresh: Any, missing: list[int], keys: list[str | None]) -> None:
+    def _store_embeddings(self, fresh: Any, vectors: list[list[float]], missing: list[int],
+                          keys: list[str | None]) -> None:
         if self._cache is None:
             return
         share = self.completion_cost(fresh) / max(1, len(missing))  # each vector's part of the cost
         items = {keys[index]: {"embedding": vector, _COST_FIELD: share}
-                 for vector, index in zip(_embedding_items(fresh), missing, strict=True)
+                 for vector, index in zip(vectors, missing, strict=True)
                  if keys[index] is not None}
         if items:
             self._cache.set_many(items, self.config.cache_ttl)
@@ -384,8 +406,11 @@ class LiteLLMClient(_ClientCore):
     >>> client = LiteLLMClient()  # doctest: +SKIP
     >>> client.generate_completion([Message(role="user", content="Hello!")])  # doctest: +SKIP
 
-    Settings come from ``config`` (a :class:`LiteLLMConfig`) or keyword arguments, over
-    ``LITELLM_*`` variables, over the YAML file, over defaults.
+    Settings come from ``config`` (a :class:`LiteLLMConfig`) or keyword arguments (any
+    of its fields: ``LiteLLMClient(model="gpt-4o", cache=True)``), over ``LITELLM_*``
+    variables, over the YAML file, over defaults.  To share state between clients, pass
+    the objects as ``cooldowns=``, ``response_cache=``, ``usage_ledger=`` or
+    ``rate_limiter=``.
     """
 
     def generate_completion(
@@ -599,20 +624,25 @@ def _loaded() -> bool:
     return is_loaded()
 
 
-def _checked(function: Callable[[Any], Any], value: Any) -> Any:
-    """Turn a ValueError about the caller's input into an LLMConfigError."""
-    try:
-        return function(value)
-    except LLMError:
-        raise
-    except (ValueError, TypeError) as exc:
-        raise LLMConfigError(str(exc)) from None
+def _model_name(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise LLMConfigError(
+        f"model={value!r:.60} is a {type(value).__name__}, not a model name: pass a string "
+        "such as 'gpt-4o-mini' or 'anthropic/claude-haiku-4-5' (or leave it out for the "
+        "configured model)")
 
 
 def _tags(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
     if isinstance(value, str):
         return (value,)
-    return tuple(str(tag) for tag in value or ())
+    if isinstance(value, list | tuple | set | frozenset) and all(isinstance(t, str) for t in value):
+        return tuple(value)
+    raise LLMConfigError(
+        f"tags={value!r:.60} is not a list of strings: pass tags=['nightly', 'eval'] "
+        "(or one tag as a string)")
 
 
 def _check_cache_mode(value: Any) -> None:
@@ -651,6 +681,19 @@ def _embedding_items(response: Any) -> list[list[float]]:
     data = response["data"] if isinstance(response, dict) else response.data
     ordered = sorted(data, key=lambda item: item["index"] if isinstance(item, dict) else item.index)
     return [item["embedding"] if isinstance(item, dict) else item.embedding for item in ordered]
+
+
+def _vectors(request: Request, response: Any, expected: int) -> list[list[float]]:
+    """The response's vectors in input order, one per text sent, or an error: a vector
+    matched to the wrong text would be silently wrong (and cached)."""
+    vectors = _embedding_items(response)
+    if len(vectors) != expected:
+        raise LLMResponseError(
+            f"{request.model} returned {len(vectors)} embeddings for {expected} texts: the "
+            "provider dropped (or added) some, so none can be matched to its text and "
+            "nothing was cached; retry, or send smaller batches (batch_size)",
+            model=request.model)
+    return vectors
 
 
 def _estimate_tokens(request: Request) -> int:

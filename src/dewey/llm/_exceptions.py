@@ -203,6 +203,24 @@ _CONTEXT_PHRASES = ("context length", "context window", "maximum context", "too 
                     "prompt is too long", "context_length_exceeded")
 
 
+# What Python raises on a wrong argument.  In a chain that holds no answer from the
+# provider, it means LiteLLM failed while building the request (a string where it does
+# arithmetic, a schema it cannot read), whatever status it then reports: the caller's to
+# fix, so never a retryable 5xx.
+_ARGUMENT_ERRORS = (TypeError, ValueError, LookupError, AttributeError)
+# Signs that the provider did answer: an HTTP error status, or a body that failed to parse.
+_ANSWER_NAMES = {"HTTPStatusError", "APIStatusError", "JSONDecodeError", "UnicodeDecodeError"}
+
+
+def _failed_before_sending(chain: list[BaseException], names: set[str]) -> bool:
+    if names & _ANSWER_NAMES:
+        return False
+    if any(200 <= (_status_of(link) or 0) < 300 for link in chain):
+        return False  # LiteLLM keeps the 200 of an answer it could not read
+    return any(type(link).__module__ == "builtins" and isinstance(link, _ARGUMENT_ERRORS)
+               for link in chain)
+
+
 def _chain(exc: BaseException) -> list[BaseException]:
     seen: list[BaseException] = []
     current: BaseException | None = exc
@@ -301,6 +319,10 @@ def from_provider_error(exc: BaseException, *, model: str, provider: str | None 
     elif status in (400, 404, 409, 413, 422) or names & {"BadRequestError", "NotFoundError",
                                                        "UnprocessableEntityError"}:
         cls = LLMBadRequestError if status != 409 else LLMServerError
+    elif _failed_before_sending(chain, names):
+        cls, status = LLMBadRequestError, None
+        message += (" (raised inside LiteLLM with no answer from the provider: a problem "
+                    "with the call's arguments, so it is not retried)")
     elif (status is not None and status >= 500) or names & {"InternalServerError",
                                                            "ServiceUnavailableError"}:
         cls = LLMServerError

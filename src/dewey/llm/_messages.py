@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._exceptions import LLMConfigError
+
 __all__ = ["ROLES", "Message", "to_dicts"]
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -28,16 +30,13 @@ class Message:
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
-            raise ValueError(
+            raise LLMConfigError(
                 f"Message role {self.role!r} is not valid: use one of {', '.join(ROLES)}"
             )
-        if self.content is not None and not isinstance(self.content, (str, list)):
-            raise ValueError(
-                f"Message content must be a string or a list of content parts, "
-                f"not {type(self.content).__name__}"
-            )
+        _check_content(self.content, "Message content")
         if self.role == "tool" and not self.tool_call_id:
-            raise ValueError("a Message with role 'tool' needs tool_call_id: the id of the call it answers")
+            raise LLMConfigError(
+                "a Message with role 'tool' needs tool_call_id: the id of the call it answers")
 
     def to_dict(self) -> dict[str, Any]:
         """The OpenAI-format dict LiteLLM takes (fields that are None are left out)."""
@@ -55,7 +54,9 @@ class Message:
         """Build a Message from an OpenAI-format dict (unknown keys are rejected)."""
         unknown = set(data) - {"role", "content", "name", "tool_call_id", "tool_calls"}
         if unknown:
-            raise ValueError(f"unknown message keys {sorted(unknown)}")
+            raise LLMConfigError(
+                f"unknown message keys {sorted(unknown)}: a message has role, content, name, "
+                "tool_call_id and tool_calls")
         return cls(**dict(data))
 
 
@@ -70,24 +71,46 @@ def to_dicts(messages: Iterable[Message | Mapping[str, Any]] | str) -> list[dict
     """Messages, dicts or a bare prompt string as a list of provider dicts."""
     if isinstance(messages, str):
         return [{"role": "user", "content": messages}]
+    if isinstance(messages, Mapping | Message) or not isinstance(messages, Iterable):
+        # A lone message would be iterated key by key: name the fix instead.
+        raise LLMConfigError(
+            f"messages is a {type(messages).__name__}: pass a prompt string, or a list of "
+            "Message objects or dicts (one message goes in a list too: [message])")
     result = []
     for index, message in enumerate(messages):
         if isinstance(message, Message):
             result.append(message.to_dict())
         elif isinstance(message, Mapping):
             if message.get("role") not in (*ROLES, "developer", "function"):
-                raise ValueError(
+                raise LLMConfigError(
                     f"messages[{index}] has role {message.get('role')!r}: "
                     f"use one of {', '.join(ROLES)}"
                 )
+            _check_content(message.get("content"), f"messages[{index}].content")
             result.append({k: _plain(v) for k, v in message.items() if v is not None or k == "content"})
         elif hasattr(message, "role") and hasattr(message, "content"):
             # A provider's message object, e.g. response.choices[0].message fed back in.
             result.append(_plain(message))
         else:
-            raise ValueError(
+            raise LLMConfigError(
                 f"messages[{index}] is a {type(message).__name__}: pass Message objects or dicts"
             )
     if not result:
-        raise ValueError("messages is empty: pass at least one message")
+        raise LLMConfigError("messages is empty: pass at least one message")
     return result
+
+
+def _check_content(content: Any, where: str) -> None:
+    """Content is text, a list of content-part dicts, or None (a tool-calling turn)."""
+    if content is None or isinstance(content, str):
+        return
+    if isinstance(content, list):
+        bad = next(((i, part) for i, part in enumerate(content)
+                    if not isinstance(part, Mapping) or not isinstance(part.get("type"), str)), None)
+        if bad is None:
+            return
+        where, content = f"{where}[{bad[0]}]", bad[1]
+    raise LLMConfigError(
+        f"{where} is {content!r:.60} ({type(content).__name__}): pass a string, or a list of "
+        "content parts, each with a 'type', such as {'type': 'text', 'text': '...'} "
+        "(for a number, str(value))")

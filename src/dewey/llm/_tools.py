@@ -9,6 +9,8 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, Union
 
+from ._exceptions import LLMConfigError
+
 __all__ = ["normalize_functions", "normalize_tools", "tool"]
 
 _JSON_TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean",
@@ -27,8 +29,20 @@ def tool(fn: Callable[..., Any]) -> dict[str, Any]:
 
 def function_schema(fn: Callable[..., Any]) -> dict[str, Any]:
     """``{"name", "description", "parameters"}`` for a Python function."""
-    signature = inspect.signature(fn)
-    hints = typing.get_type_hints(fn)
+    title = getattr(fn, "__name__", type(fn).__name__)
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        raise LLMConfigError(
+            f"cannot build a tool schema for {title}: Python cannot read its signature; "
+            "wrap it in a def with annotated parameters, or pass a schema dict") from None
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:  # NameError, or a TypeError from an annotation that is not a type
+        raise LLMConfigError(
+            f"cannot build a tool schema for {title}: an annotation cannot be resolved ({exc}); "
+            "define or import that type where the function is defined, or annotate with "
+            "str, int, float, bool, list or dict") from None
     summary, param_docs = _parse_docstring(inspect.getdoc(fn) or "")
     properties: dict[str, Any] = {}
     required = []
@@ -46,7 +60,7 @@ def function_schema(fn: Callable[..., Any]) -> dict[str, Any]:
     parameters: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
         parameters["required"] = required
-    return {"name": fn.__name__, "description": summary, "parameters": parameters}
+    return {"name": title, "description": summary, "parameters": parameters}
 
 
 def _type_schema(hint: Any) -> dict[str, Any]:
@@ -92,23 +106,43 @@ def _normalize_parameters(parameters: Any, where: str) -> dict[str, Any]:
     if parameters is None:
         return {"type": "object", "properties": {}}
     if not isinstance(parameters, Mapping):
-        raise ValueError(f"{where}: 'parameters' must be a JSON schema object, not {type(parameters).__name__}")
+        raise LLMConfigError(
+            f"{where}: 'parameters' must be a JSON schema object, not {type(parameters).__name__}")
     if _SCHEMA_KEYWORDS & set(parameters):
+        _check_schema(parameters, where)
         return dict(parameters)
     # Shorthand: the properties themselves, without the object wrapper.
     for name, spec in parameters.items():
         if not isinstance(spec, Mapping):
-            raise ValueError(
+            raise LLMConfigError(
                 f"{where}: parameter {name!r} must be a schema like {{'type': 'string'}}, got {spec!r}"
             )
     return {"type": "object", "properties": dict(parameters), "required": list(parameters)}
 
 
+def _check_schema(schema: Mapping[str, Any], where: str) -> None:
+    """The parts of a parameters schema every provider reads: refuse them misshapen
+    here, rather than have one provider's converter fail on them mid-call."""
+    properties = schema.get("properties", {})
+    if not isinstance(properties, Mapping) or not all(isinstance(p, Mapping) for p in properties.values()):
+        raise LLMConfigError(
+            f"{where}: 'properties' must map each parameter name to a schema, like "
+            f"{{'location': {{'type': 'string'}}}}; got {properties!r:.80}")
+    required = schema.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        raise LLMConfigError(
+            f"{where}: 'required' must be a list of parameter names, like ['location']; "
+            f"got {required!r:.80}")
+    kind = schema.get("type", "object")
+    if not isinstance(kind, str | list):
+        raise LLMConfigError(f"{where}: 'type' must be a string such as 'object', got {kind!r:.80}")
+
+
 def _normalize_function(function: Any, where: str) -> dict[str, Any]:
     if callable(function) and not isinstance(function, Mapping):
         return function_schema(function)
-    if not isinstance(function, Mapping) or not function.get("name"):
-        raise ValueError(f"{where} needs a 'name' (and 'parameters'): got {function!r}")
+    if not isinstance(function, Mapping) or not isinstance(function.get("name"), str) or not function["name"]:
+        raise LLMConfigError(f"{where} needs a 'name' (and 'parameters'): got {function!r:.80}")
     normalized = dict(function)
     normalized["parameters"] = _normalize_parameters(function.get("parameters"), where)
     return normalized
@@ -118,6 +152,7 @@ def normalize_functions(functions: Iterable[Any] | None) -> list[dict[str, Any]]
     """Legacy ``functions=``: each a function dict (shorthand allowed) or a Python callable."""
     if functions is None:
         return None
+    _check_list(functions, "functions")
     return [_normalize_function(f, f"functions[{i}]") for i, f in enumerate(functions)]
 
 
@@ -125,6 +160,7 @@ def normalize_tools(tools: Iterable[Any] | None) -> list[dict[str, Any]] | None:
     """``tools=``: OpenAI tool dicts, bare function dicts (shorthand allowed) or callables."""
     if tools is None:
         return None
+    _check_list(tools, "tools")
     result = []
     for index, item in enumerate(tools):
         where = f"tools[{index}]"
@@ -135,6 +171,14 @@ def normalize_tools(tools: Iterable[Any] | None) -> list[dict[str, Any]] | None:
         else:
             result.append({"type": "function", "function": _normalize_function(item, where)})
     return result
+
+
+def _check_list(value: Any, name: str) -> None:
+    # A lone tool would be iterated key by key (or letter by letter): name the fix instead.
+    if not isinstance(value, list | tuple):
+        raise LLMConfigError(
+            f"{name} must be a list of tools, not a {type(value).__name__}: "
+            f"pass {name}=[...] (one tool goes in a list too)")
 
 
 def normalize_tool_choice(choice: Any) -> Any:

@@ -1,7 +1,9 @@
 """Cache keys: a hash of everything that changes the answer, and nothing of transport.
 
-Rotating an API key, moving to a proxy or changing timeouts keeps the cache warm; any
-change to the model, messages, tools or a generation parameter gives a new key.
+Rotating an API key or changing timeouts keeps the cache warm; any change to the model,
+messages, tools or a generation parameter gives a new key, and so does the endpoint
+(``api_base``): two servers may serve different models under one name.  Credentials are
+never part of a key.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ TRANSPORT_PARAMS = frozenset({
 _SECRET_WORDS = ("api_key", "secret", "password")
 
 
-def completion_key(request: Mapping[str, Any]) -> str:
-    """``dewey:v1:chat:<sha256>`` of the answer-changing part of a completion request.
+def completion_key(request: Mapping[str, Any], *, endpoint: str | None = None) -> str:
+    """``dewey:v1:chat:<sha256>`` of the answer-changing part of a completion request,
+    sent to ``endpoint`` (the ``api_base`` the call goes to; None: the provider's own).
 
     Dict key order does not matter, list order does; None-valued parameters and message
     keys count as absent.  Raises ``LLMConfigError`` if a parameter is not JSON data.
@@ -40,11 +43,15 @@ def completion_key(request: Mapping[str, Any]) -> str:
         for name, value in request.items()
         if value is not None and not _is_transport(name)
     }
+    if endpoint:
+        payload[_ENDPOINT] = _endpoint(endpoint)
     return CHAT_PREFIX + _digest(payload)
 
 
-def embedding_key(model: str, text: str, params: Mapping[str, Any] | None = None) -> str:
-    """``dewey:v1:emb:<sha256>`` of model, one text and the answer-changing parameters.
+def embedding_key(model: str, text: str, params: Mapping[str, Any] | None = None, *,
+                  endpoint: str | None = None) -> str:
+    """``dewey:v1:emb:<sha256>`` of model, one text and the answer-changing parameters,
+    sent to ``endpoint`` (as for :func:`completion_key`).
 
     ``params`` may be the whole request: its ``model`` and ``input`` are ignored.
     """
@@ -53,7 +60,30 @@ def embedding_key(model: str, text: str, params: Mapping[str, Any] | None = None
         for name, value in (params or {}).items()
         if value is not None and not _is_transport(name) and name not in ("model", "input")
     }
-    return EMBEDDING_PREFIX + _digest({"model": model, "input": text, "params": kept})
+    payload: dict[str, Any] = {"model": model, "input": text, "params": kept}
+    if endpoint:
+        payload[_ENDPOINT] = _endpoint(endpoint)
+    return EMBEDDING_PREFIX + _digest(payload)
+
+
+# Not a parameter name anyone sends, so it cannot collide with one.  Added only when an
+# endpoint is set: keys of calls to a provider's own endpoint are unchanged.
+_ENDPOINT = "$endpoint"
+
+
+def _endpoint(url: str) -> str:
+    """The endpoint without what does not change the server: case of the scheme and
+    host, a trailing slash, and a user:password@ or query (credentials stay out of keys)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    except ValueError:  # not a URL (a bad port): as given, still one endpoint
+        return url.strip().rstrip("/")
+    if not parts.scheme or not host:
+        return url.strip().rstrip("/")
+    return f"{parts.scheme.lower()}://{host}{parts.path.rstrip('/')}"
 
 
 def _is_transport(name: str) -> bool:
