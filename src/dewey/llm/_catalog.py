@@ -1,0 +1,236 @@
+"""``Catalog``: facts about models (prices, context windows, providers) without LiteLLM.
+
+The facts come from the price map LiteLLM ships
+(``litellm/model_prices_and_context_window_backup.json``), found with
+``importlib.util.find_spec`` and read with ``json.load`` on first use: importing LiteLLM
+takes seconds, reading its map a fraction of one.  Names are looked up the way LiteLLM
+prices them: the name as given, then without its ``provider/`` prefix.
+
+``token_cost`` is proven equal to ``litellm.cost_per_token`` by ``tests/test_catalog.py``.
+For pricing our per-token formula does not model (per second, per character, tables of
+tiers, flat per-request fees) it raises :class:`NotPriced`, so the caller can ask
+LiteLLM instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ._exceptions import LLMConfigError
+
+__all__ = ["Catalog", "NotPriced"]
+
+_MAP_FILE = "model_prices_and_context_window_backup.json"
+_ENDPOINTS_FILE = "provider_endpoints_support_backup.json"
+
+# The map's litellm_provider is finer than the provider LiteLLM routes to: these name
+# the same provider as the value they map to.
+_PROVIDER_ALIASES = {"bedrock_converse": "bedrock"}
+_PROVIDER_FAMILIES = ("vertex_ai-",)  # vertex_ai-language-models -> vertex_ai
+
+# Entry keys that mean a price our per-token formula would get wrong.
+_UNMODELLED_PRICING = ("tiered_pricing", "input_cost_per_second", "output_cost_per_second",
+                       "cost_per_second", "input_cost_per_character", "output_cost_per_character",
+                       "input_cost_per_request", "input_cost_per_query",
+                       "off_peak_pricing")  # cheaper at some hours: the price depends on the clock
+# Providers LiteLLM prices with a formula of their own, not from the map's token rates.
+_UNMODELLED_PROVIDERS = frozenset({"vertex_ai", "databricks", "openrouter"})
+# Providers that bill the higher tier once the prompt *reaches* the threshold (LiteLLM's
+# _INCLUSIVE_THRESHOLD_PROVIDERS).
+_INCLUSIVE_THRESHOLD_PROVIDERS = frozenset({"xai"})
+_THRESHOLD_KEY = "input_cost_per_token_above_"
+_TIER_SUFFIXES = ("_priority", "_flex", "_batches", "_ultrafast", "_balanced", "_decisions")
+
+
+class NotPriced(Exception):
+    """The model's pricing is not per token: ask LiteLLM (``cost_per_token``) instead."""
+
+
+class Catalog:
+    """Model facts from LiteLLM's bundled price map, read lazily, once per instance.
+
+    >>> Catalog().context_window("gpt-4o")  # doctest: +SKIP
+    128000
+
+    ``extra`` adds entries the map lacks, keyed by full name (e.g. ``local/smollm2``);
+    they win over the map's.
+    """
+
+    def __init__(self, extra: Mapping[str, Mapping[str, Any]] | None = None,
+                 *, path: str | Path | None = None) -> None:
+        self._extra = {name: dict(entry) for name, entry in (extra or {}).items()}
+        self._path = Path(path) if path else None
+        self._entries: dict[str, dict[str, Any]] | None = None
+        self._providers: frozenset[str] | None = None
+
+    # --- reading --------------------------------------------------------------------------
+
+    @property
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """Every entry of the map (plus ``extra``), read on first use."""
+        if self._entries is None:
+            raw = _read_json(self._path or _litellm_file(_MAP_FILE))
+            entries = {name: entry for name, entry in raw.items()
+                       if isinstance(entry, dict) and name != "sample_spec"}
+            entries.update(self._extra)
+            self._entries = entries
+        return self._entries
+
+    def _known_providers(self) -> frozenset[str]:
+        """Provider names LiteLLM knows: those of its endpoint table and of the map."""
+        if self._providers is None:
+            names = {str(entry.get("litellm_provider")) for entry in self.entries.values()}
+            try:
+                names |= set(_read_json(_litellm_file(_ENDPOINTS_FILE)).get("providers", {}))
+            except LLMConfigError:
+                pass  # an older LiteLLM without the table: the map's names remain
+            names |= {name.split("/", 1)[0] for name in self._extra if "/" in name}
+            self._providers = frozenset(names)
+        return self._providers
+
+    def _key(self, model: str) -> str | None:
+        """The map key LiteLLM prices ``model`` with: the name, else it without ``provider/``."""
+        entries = self.entries
+        if model in entries:
+            return model
+        if "/" in model:
+            bare = model.split("/", 1)[1]
+            if bare in entries:
+                return bare
+        return None
+
+    # --- facts ----------------------------------------------------------------------------
+
+    def details(self, model: str) -> dict[str, Any]:
+        """The map entry for ``model`` plus ``"model"``; ``LLMConfigError`` when unknown."""
+        key = self._key(model)
+        if key is None:
+            suggestions = self.suggest(model)
+            hint = f"did you mean {', '.join(repr(s) for s in suggestions)}? " if suggestions else ""
+            raise LLMConfigError(
+                f"no details known for model {model!r}: it is not in LiteLLM's model map; {hint}"
+                f"for an OpenAI-compatible server use 'openai/{model.split('/')[-1]}' with api_base, "
+                "or run `dewey-llm models`")
+        return {"model": model, **{k: v for k, v in self.entries[key].items() if v is not None}}
+
+    def context_window(self, model: str) -> int | None:
+        """How many input tokens ``model`` takes, if known."""
+        key = self._key(model)
+        value = self.entries[key].get("max_input_tokens") if key else None
+        return int(value) if value else None
+
+    def provider(self, model: str) -> str | None:
+        """The provider LiteLLM would route ``model`` to: its known ``provider/`` prefix,
+        else the map's provider of the name."""
+        if "/" in model:
+            prefix = model.split("/", 1)[0]
+            if prefix in self._known_providers():
+                return prefix
+        key = self._key(model)
+        found = self.entries[key].get("litellm_provider") if key else None
+        return _route_name(found) if isinstance(found, str) else None
+
+    def is_priced(self, model: str) -> bool:
+        """Whether the map gives ``model`` a price per input or output token."""
+        key = self._key(model)
+        entry = self.entries[key] if key else {}
+        return entry.get("input_cost_per_token") is not None or entry.get("output_cost_per_token") is not None
+
+    def token_cost(self, model: str, prompt_tokens: int, completion_tokens: int,
+                   cached_tokens: int = 0) -> float:
+        """USD cost of token counts for ``model``; 0.0 when the map has no price for it.
+
+        ``cached_tokens`` are part of ``prompt_tokens`` (as OpenAI reports them) and cost
+        the cache-read rate.  Raises :class:`NotPriced` when the model is priced in a way
+        this formula does not model.
+        """
+        key = self._key(model)
+        if key is None:
+            return 0.0
+        entry = self.entries[key]
+        provider = self.provider(model)
+        if provider in _UNMODELLED_PROVIDERS or any(entry.get(f) is not None for f in _UNMODELLED_PRICING):
+            raise NotPriced(model)
+        if not self.is_priced(model):
+            return 0.0
+        rates = _rates(entry, prompt_tokens, inclusive=provider in _INCLUSIVE_THRESHOLD_PROVIDERS)
+        uncached = prompt_tokens - cached_tokens
+        return float(uncached * rates["input"] + cached_tokens * rates["cache_read"]
+                     + completion_tokens * rates["output"])
+
+    # --- names ----------------------------------------------------------------------------
+
+    def models(self, provider: str | None = None, mode: str | None = "chat") -> list[str]:
+        """Sorted model names, of one ``provider`` and one ``mode`` (None: every mode)."""
+        return sorted(name for name, entry in self.entries.items()
+                      if (mode is None or entry.get("mode") == mode)
+                      and (provider is None or self.provider(name) == provider))
+
+    def suggest(self, name: str) -> list[str]:
+        """Up to three known names close to ``name`` (also matched without provider prefixes)."""
+        entries = self.entries
+        bare = {key.split("/", 1)[-1]: key for key in entries}
+        close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.75)
+        close += [bare[b] for b in difflib.get_close_matches(name.split("/", 1)[-1], list(bare), n=3, cutoff=0.75)]
+        return list(dict.fromkeys(close))[:3]
+
+
+def _rates(entry: Mapping[str, Any], prompt_tokens: int, *, inclusive: bool) -> dict[str, float]:
+    """Per-token rates for a prompt of this size: the highest threshold it passes wins.
+
+    An absent cache-read rate is the input rate (LiteLLM: "a provider that publishes no
+    cache price bills cached tokens as ordinary input").
+    """
+    rates = {"input": _number(entry.get("input_cost_per_token")),
+             "output": _number(entry.get("output_cost_per_token"))}
+    cache_read = entry.get("cache_read_input_token_cost")
+    thresholds = sorted((_threshold(key), key.removeprefix(_THRESHOLD_KEY)) for key in entry
+                        if key.startswith(_THRESHOLD_KEY) and not key.endswith(_TIER_SUFFIXES)
+                        and entry[key] is not None)
+    for threshold, suffix in thresholds:
+        if prompt_tokens > threshold or (inclusive and prompt_tokens == threshold):
+            rates["input"] = _number(entry.get(_THRESHOLD_KEY + suffix), rates["input"])
+            rates["output"] = _number(entry.get("output_cost_per_token_above_" + suffix), rates["output"])
+            cache_read = entry.get("cache_read_input_token_cost_above_" + suffix, cache_read)
+    rates["cache_read"] = _number(cache_read, rates["input"])
+    return rates
+
+
+def _threshold(key: str) -> float:
+    """128000 for ``input_cost_per_token_above_128k_tokens``."""
+    text = key.rsplit("_above_", 1)[1].split("_tokens")[0]
+    return float(text.removesuffix("k")) * (1000 if text.endswith("k") else 1)
+
+
+def _number(value: Any, default: float = 0.0) -> float:
+    return float(value) if isinstance(value, (int, float)) else default
+
+
+def _route_name(map_provider: str) -> str:
+    """The provider LiteLLM routes to for a map ``litellm_provider`` value."""
+    if map_provider.startswith(_PROVIDER_FAMILIES):
+        return map_provider.split("-", 1)[0]
+    return _PROVIDER_ALIASES.get(map_provider, map_provider)
+
+
+def _litellm_file(name: str) -> Path:
+    """A data file of the installed LiteLLM package, found without importing it."""
+    spec = importlib.util.find_spec("litellm")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    if not locations:
+        raise LLMConfigError("LiteLLM is not installed, so model facts are unknown: pip install litellm")
+    return Path(locations[0]) / name
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        with path.open(encoding="utf-8") as file:
+            document = json.load(file)
+    except (OSError, ValueError) as exc:
+        raise LLMConfigError(f"cannot read LiteLLM's model map {path}: {exc}; reinstall litellm") from None
+    return document if isinstance(document, dict) else {}
