@@ -14,6 +14,7 @@ LiteLLM instead.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.util
 import json
@@ -27,6 +28,7 @@ __all__ = ["Catalog", "NotPriced"]
 
 _MAP_FILE = "model_prices_and_context_window_backup.json"
 _ENDPOINTS_FILE = "provider_endpoints_support_backup.json"
+_RESERVED_KEYS = frozenset({"sample_spec", "fallback_generalizations"})  # not models
 
 # The map's litellm_provider is finer than the provider LiteLLM routes to: these name
 # the same provider as the value they map to.
@@ -74,9 +76,7 @@ class Catalog:
     def entries(self) -> dict[str, dict[str, Any]]:
         """Every entry of the map (plus ``extra``), read on first use."""
         if self._entries is None:
-            raw = _read_json(self._path or _litellm_file(_MAP_FILE))
-            entries = {name: entry for name, entry in raw.items()
-                       if isinstance(entry, dict) and name != "sample_spec"}
+            entries = _expand_aliases(_read_json(self._path or _litellm_file(_MAP_FILE)))
             entries.update(self._extra)
             self._entries = entries
         return self._entries
@@ -85,10 +85,8 @@ class Catalog:
         """Provider names LiteLLM knows: those of its endpoint table and of the map."""
         if self._providers is None:
             names = {str(entry.get("litellm_provider")) for entry in self.entries.values()}
-            try:
+            with contextlib.suppress(LLMConfigError):  # an older LiteLLM without the table
                 names |= set(_read_json(_litellm_file(_ENDPOINTS_FILE)).get("providers", {}))
-            except LLMConfigError:
-                pass  # an older LiteLLM without the table: the map's names remain
             names |= {name.split("/", 1)[0] for name in self._extra if "/" in name}
             self._providers = frozenset(names)
         return self._providers
@@ -178,6 +176,29 @@ class Catalog:
         close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.75)
         close += [bare[b] for b in difflib.get_close_matches(name.split("/", 1)[-1], list(bare), n=3, cutoff=0.75)]
         return list(dict.fromkeys(close))[:3]
+
+
+def _expand_aliases(raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The map's entries with aliases served as the entry they name, as LiteLLM loads them.
+
+    A row ``{"alias_of": "x"}`` is served as row ``x``; a row's ``aliases`` list adds names
+    for it (never replacing a real row); neither key is kept.
+    """
+    entries = {name: {k: v for k, v in entry.items() if k not in ("alias_of", "aliases")}
+               for name, entry in raw.items() if isinstance(entry, dict) and name not in _RESERVED_KEYS}
+    pointers = {name: entry["alias_of"] for name, entry in raw.items()
+                if isinstance(entry, dict) and isinstance(entry.get("alias_of"), str)}
+    for name, entry in raw.items():
+        aliases = entry.get("aliases") if isinstance(entry, dict) and name not in pointers else None
+        for alias in aliases if isinstance(aliases, list) else ():
+            if alias not in raw and name in entries:
+                entries.setdefault(alias, entries[name])
+    for name, target in pointers.items():
+        if target in entries and target not in pointers:
+            entries[name] = entries[target]
+        else:
+            entries.pop(name, None)  # an alias of nothing: LiteLLM skips it too
+    return entries
 
 
 def _rates(entry: Mapping[str, Any], prompt_tokens: int, *, inclusive: bool) -> dict[str, float]:
