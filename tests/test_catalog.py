@@ -114,7 +114,7 @@ def test_token_cost_equals_litellm_for_every_chat_and_embedding_model(
 
 
 def test_refused_models_are_priced_in_a_way_the_formula_does_not_model(catalog: Catalog) -> None:
-    schemes = ("tiered_pricing", "cost_per_second", "per_character", "per_request", "per_query", "off_peak")
+    schemes = ("cost_per_second", "per_character", "per_request", "per_query", "off_peak")
     for model in _priced_models(catalog):
         try:
             catalog.token_cost(model, 10, 10)

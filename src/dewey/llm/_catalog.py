@@ -36,7 +36,7 @@ _PROVIDER_ALIASES = {"bedrock_converse": "bedrock"}
 _PROVIDER_FAMILIES = ("vertex_ai-",)  # vertex_ai-language-models -> vertex_ai
 
 # Entry keys that mean a price our per-token formula would get wrong.
-_UNMODELLED_PRICING = ("tiered_pricing", "input_cost_per_second", "output_cost_per_second",
+_UNMODELLED_PRICING = ("input_cost_per_second", "output_cost_per_second",
                        "cost_per_second", "input_cost_per_character", "output_cost_per_character",
                        "input_cost_per_request", "input_cost_per_query",
                        "off_peak_pricing")  # cheaper at some hours: the price depends on the clock
@@ -137,7 +137,8 @@ class Catalog:
         """Whether the map gives ``model`` a price per input or output token."""
         key = self._key(model)
         entry = self.entries[key] if key else {}
-        return entry.get("input_cost_per_token") is not None or entry.get("output_cost_per_token") is not None
+        return any(entry.get(rate) is not None
+                   for rate in ("input_cost_per_token", "output_cost_per_token", "tiered_pricing"))
 
     def token_cost(self, model: str, prompt_tokens: int, completion_tokens: int,
                    cached_tokens: int = 0) -> float:
@@ -202,11 +203,18 @@ def _expand_aliases(raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _rates(entry: Mapping[str, Any], prompt_tokens: int, *, inclusive: bool) -> dict[str, float]:
-    """Per-token rates for a prompt of this size: the highest threshold it passes wins.
+    """Per-token rates for a prompt of this size: its tier, else the highest threshold it passes.
 
     An absent cache-read rate is the input rate (LiteLLM: "a provider that publishes no
     cache price bills cached tokens as ordinary input").
     """
+    tier = _tier(entry.get("tiered_pricing"), prompt_tokens)
+    if tier is not None:
+        # All or nothing: every token of the request costs the one tier's rate.
+        input_rate = _number(tier["input_cost_per_token"])
+        return {"input": input_rate,
+                "output": _number(tier.get("output_cost_per_token"), _number(entry.get("output_cost_per_token"))),
+                "cache_read": _number(tier.get("cache_read_input_token_cost"), input_rate)}
     rates = {"input": _number(entry.get("input_cost_per_token")),
              "output": _number(entry.get("output_cost_per_token"))}
     cache_read = entry.get("cache_read_input_token_cost")
@@ -220,6 +228,22 @@ def _rates(entry: Mapping[str, Any], prompt_tokens: int, *, inclusive: bool) -> 
             cache_read = entry.get("cache_read_input_token_cost_above_" + suffix, cache_read)
     rates["cache_read"] = _number(cache_read, rates["input"])
     return rates
+
+
+def _tier(tiers: Any, prompt_tokens: int) -> Mapping[str, Any] | None:
+    """The tier whose range ``(start, end]`` holds the prompt size, else the last tier."""
+    if not isinstance(tiers, list) or prompt_tokens <= 0:
+        return None
+    ranged = sorted((tier for tier in tiers if isinstance(tier, dict) and _is_range(tier.get("range"))),
+                    key=lambda tier: float(tier["range"][0]))
+    if not ranged:
+        return None
+    found = next((t for t in ranged if t["range"][0] < prompt_tokens <= t["range"][1]), ranged[-1])
+    return found if "input_cost_per_token" in found else None
+
+
+def _is_range(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value)
 
 
 def _threshold(key: str) -> float:
