@@ -40,8 +40,6 @@ _UNMODELLED_PRICING = ("input_cost_per_second", "output_cost_per_second",
                        "cost_per_second", "input_cost_per_character", "output_cost_per_character",
                        "input_cost_per_request", "input_cost_per_query",
                        "off_peak_pricing")  # cheaper at some hours: the price depends on the clock
-# Providers LiteLLM prices with a formula of their own, not from the map's token rates.
-_UNMODELLED_PROVIDERS = frozenset({"vertex_ai", "databricks", "openrouter"})
 # Providers that bill the higher tier once the prompt *reaches* the threshold (LiteLLM's
 # _INCLUSIVE_THRESHOLD_PROVIDERS).
 _INCLUSIVE_THRESHOLD_PROVIDERS = frozenset({"xai"})
@@ -152,12 +150,11 @@ class Catalog:
         if key is None:
             return 0.0
         entry = self.entries[key]
-        provider = self.provider(model)
-        if provider in _UNMODELLED_PROVIDERS or any(entry.get(f) is not None for f in _UNMODELLED_PRICING):
+        if any(entry.get(f) is not None for f in _UNMODELLED_PRICING):
             raise NotPriced(model)
         if not self.is_priced(model):
             return 0.0
-        rates = _rates(entry, prompt_tokens, inclusive=provider in _INCLUSIVE_THRESHOLD_PROVIDERS)
+        rates = _rates(entry, prompt_tokens, inclusive=self.provider(model) in _INCLUSIVE_THRESHOLD_PROVIDERS)
         uncached = prompt_tokens - cached_tokens
         return float(uncached * rates["input"] + cached_tokens * rates["cache_read"]
                      + completion_tokens * rates["output"])
