@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ._exceptions import LLMConfigError
+from ._providers import provider_named
 
 __all__ = ["Catalog", "NotPriced"]
 
@@ -154,7 +155,13 @@ class Catalog:
             raise NotPriced(model)
         if not self.is_priced(model):
             return 0.0
-        rates = _rates(entry, prompt_tokens, inclusive=self.provider(model) in _INCLUSIVE_THRESHOLD_PROVIDERS)
+        provider = self.provider(model)
+        # The map's own provider, not the route: LiteLLM discounts Fireworks' chat models
+        # (litellm_provider "fireworks_ai"), not its "fireworks_ai-embedding-models".
+        known = provider_named(entry.get("litellm_provider"))
+        share = known.cached_input_share if known else 1.0
+        rates = _rates(entry, prompt_tokens, inclusive=provider in _INCLUSIVE_THRESHOLD_PROVIDERS,
+                       cached_share=share)
         uncached = prompt_tokens - cached_tokens
         return float(uncached * rates["input"] + cached_tokens * rates["cache_read"]
                      + completion_tokens * rates["output"])
@@ -199,11 +206,13 @@ def _expand_aliases(raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return entries
 
 
-def _rates(entry: Mapping[str, Any], prompt_tokens: int, *, inclusive: bool) -> dict[str, float]:
+def _rates(entry: Mapping[str, Any], prompt_tokens: int, *, inclusive: bool,
+           cached_share: float) -> dict[str, float]:
     """Per-token rates for a prompt of this size: its tier, else the highest threshold it passes.
 
-    An absent cache-read rate is the input rate (LiteLLM: "a provider that publishes no
-    cache price bills cached tokens as ordinary input").
+    An absent cache-read rate is the input rate times the provider's ``cached_share``
+    (LiteLLM: "a provider that publishes no cache price bills cached tokens as ordinary
+    input"; Fireworks bills them at half).
     """
     tier = _tier(entry.get("tiered_pricing"), prompt_tokens)
     if tier is not None:
@@ -223,7 +232,7 @@ def _rates(entry: Mapping[str, Any], prompt_tokens: int, *, inclusive: bool) -> 
             rates["input"] = _number(entry.get(_THRESHOLD_KEY + suffix), rates["input"])
             rates["output"] = _number(entry.get("output_cost_per_token_above_" + suffix), rates["output"])
             cache_read = entry.get("cache_read_input_token_cost_above_" + suffix, cache_read)
-    rates["cache_read"] = _number(cache_read, rates["input"])
+    rates["cache_read"] = _number(cache_read, rates["input"] * cached_share)
     return rates
 
 

@@ -40,6 +40,9 @@ class Provider:
     retired models from its map, and then cannot tell which provider a bare name is for."""
     embedding_model: str | None = None
     """The embedding model used with this provider's chat models when none is configured."""
+    cached_input_share: float = 1.0
+    """What a cached prompt token costs, as a share of the input rate, when the price map
+    states no cache-read rate for a model."""
 
 
 # Order matters: default_model() picks the first provider whose key is set.
@@ -63,7 +66,7 @@ PROVIDERS: tuple[Provider, ...] = (
     Provider("deepseek", ("DEEPSEEK_API_KEY",), api_base="https://api.deepseek.com", stream_usage=True),
     Provider("together_ai", ("TOGETHERAI_API_KEY",), api_base="https://api.together.xyz/v1", stream_usage=True),
     Provider("fireworks_ai", ("FIREWORKS_AI_API_KEY",), api_base="https://api.fireworks.ai/inference/v1",
-             stream_usage=True),
+             stream_usage=True, cached_input_share=0.5),  # LiteLLM: FIREWORKS_AI_DEFAULT_CACHE_READ_RATE_RATIO
     Provider("xai", ("XAI_API_KEY",), api_base="https://api.x.ai/v1", stream_usage=True),
     Provider("openrouter", ("OPENROUTER_API_KEY",), api_base="https://openrouter.ai/api/v1"),
     Provider("hosted_vllm", stream_usage=True),
