@@ -7,9 +7,10 @@ takes seconds, reading its map a fraction of one.  Names are looked up the way L
 prices them: the name as given, then without its ``provider/`` prefix.
 
 ``token_cost`` is proven equal to ``litellm.cost_per_token`` by ``tests/test_catalog.py``.
-For pricing our per-token formula does not model (per second, per character, tables of
-tiers, flat per-request fees) it raises :class:`NotPriced`, so the caller can ask
-LiteLLM instead.
+The formula covers per-token rates, cache-read rates, prices above a prompt-size
+threshold and tables of tiers.  For pricing it does not model (per second, per
+character, per request or query, off-peak hours) it raises :class:`NotPriced`, so the
+caller can ask LiteLLM instead.
 """
 
 from __future__ import annotations
