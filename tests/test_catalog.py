@@ -187,6 +187,7 @@ def test_provider_equals_litellm_for_every_map_name(litellm: ModuleType, catalog
 def test_provider_of_prefixed_names_not_in_the_map(catalog: Catalog) -> None:
     assert catalog.provider("openai/my-private-model") == "openai"
     assert catalog.provider("hosted_vllm/whatever") == "hosted_vllm"
+    assert catalog.provider("openai_like/whatever") == "openai_like"
     assert catalog.provider("no-such-model") is None
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ._exceptions import LLMConfigError
-from ._providers import provider_named
+from ._providers import PROVIDERS, provider_named
 
 __all__ = ["Catalog", "NotPriced"]
 
@@ -82,12 +82,13 @@ class Catalog:
         return self._entries
 
     def _known_providers(self) -> frozenset[str]:
-        """Provider names LiteLLM knows: those of its endpoint table and of the map."""
+        """Provider names LiteLLM knows: those of its endpoint table, of the map and ours."""
         if self._providers is None:
             names = {str(entry.get("litellm_provider")) for entry in self.entries.values()}
             with contextlib.suppress(LLMConfigError):  # an older LiteLLM without the table
                 names |= set(_read_json(_litellm_file(_ENDPOINTS_FILE)).get("providers", {}))
             names |= {name.split("/", 1)[0] for name in self._extra if "/" in name}
+            names |= {provider.name for provider in PROVIDERS}
             self._providers = frozenset(names)
         return self._providers
 
