@@ -34,7 +34,14 @@ def parse_since(text: str, *, now: float | None = None) -> float:
     now = time.time() if now is None else now
     duration = _DURATION.fullmatch(value)
     if duration:
-        return now - float(duration.group(1)) * _UNITS[duration.group(2)]
+        since = now - float(duration.group(1)) * _UNITS[duration.group(2)]
+        try:  # 99999999d reaches before year 1, where no date (and no ledger row) is
+            datetime.fromtimestamp(since, timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            raise LLMConfigError(
+                f"--since {text!r} reaches back before year 1: use a shorter duration, or "
+                "leave --since out for every recorded call") from None
+        return since
     try:
         if _DATE.fullmatch(value):
             day = date.fromisoformat(value)
