@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
             return result
     except KeyboardInterrupt:
         _error("interrupted", debug)
+        if not debug:
+            # Objects torn down mid-call (an event loop's transports, a half-read
+            # response) complain from their finalizers at exit; the user asked to stop.
+            sys.unraisablehook = lambda _unraisable: None
         return 130
     except BrokenPipeError:
         # The reader went away (`dewey-llm embed ... | head`): point stdout at /dev/null so

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 __all__ = ["parse_since", "render_usage"]
 
+# No 0.30000000000000004 in reports, but every digit of a cheap call: 6 decimals showed a
+# $0.0000013 call as $0.000001.
+_USD_DIGITS = 12
 CHART_DAYS = 60  # a longer period shows only its last days: one line per day stays readable
 _BLOCKS = " ▏▎▍▌▋▊▉"  # eighths of a cell, so small differences still show
 _FULL = "█"
@@ -65,7 +68,7 @@ def render_usage(ledger: Ledger, *, since: float | None, model: str | None, as_j
     if as_json:
         document = {"by_day": [_as_json(row) for row in by_day],
                     "by_model": [_as_json(row) for row in by_model],
-                    "total_usd": round(total, 6)}
+                    "total_usd": round(total, _USD_DIGITS)}
         # out(), not print(): no wrapping or markup, so the output stays valid JSON.
         console.out(json.dumps(document, indent=2), highlight=False)
         return
@@ -182,8 +185,8 @@ def _scope(since: float | None, model: str | None) -> str:
 
 def _as_json(row: UsageSummary) -> dict[str, Any]:
     document = asdict(row)
-    document["cost_usd"] = round(row.cost_usd, 6)  # no 0.30000000000000004 in reports
-    document["saved_usd"] = round(row.saved_usd, 6)
+    document["cost_usd"] = round(row.cost_usd, _USD_DIGITS)
+    document["saved_usd"] = round(row.saved_usd, _USD_DIGITS)
     return document
 
 
