@@ -270,8 +270,7 @@ class Backend:
     def unknown_model_error(self, model: str) -> LLMConfigError:
         """The error for a model name LiteLLM cannot place with any provider, raised before
         anything is sent: LiteLLM's own answer is a paragraph about providers."""
-        names = [name for name, facts in litellm().model_cost.items()
-                 if isinstance(facts, dict) and facts.get("mode") == "chat"]
+        names = [name for name in litellm().model_cost if name != "sample_spec"]
         close = difflib.get_close_matches(model, names, n=1, cutoff=0.6)
         guess = f"; did you mean {close[0]!r}?" if close else "."
         return LLMConfigError(
