@@ -212,12 +212,14 @@ def test_bad_bytes_and_a_huge_since_are_one_line_errors(provider: FakeProvider,
     env = cli_env(tmp_path, provider)
     results = []
     for args, data in ((["chat", "hello"], b"caf\xe9"), (["embed", "--file", "-"], b"\xff\n"),
-                       (["embed", "--file", "latin1.txt"], None), (["usage", "--since",
-                                                                     "99999999d"], None)):
+                       (["embed", "--file", "latin1.txt"], None),
+                       (["usage", "--since", "99999999d"], None),
+                       (["chat", "--interactive"], b"caf\xe9\nquit\n"),
+                       (["chat", os.fsdecode(b"caf\xe9")], None)):
         results.append(subprocess.run(
             [sys.executable, "-m", "dewey.llm", *args], env=env, cwd=tmp_path, input=data,
             capture_output=True, timeout=TIMEOUT))
-    chat, embed_stdin, embed_file, since = (
+    chat, embed_stdin, embed_file, since, conversation, argument = (
         subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode(), r.stderr.decode())
         for r in results)
     assert "stdin is not UTF-8 text (byte 0xe9 at offset 3)" in one_error_line(chat)
@@ -226,6 +228,10 @@ def test_bad_bytes_and_a_huge_since_are_one_line_errors(provider: FakeProvider,
     assert "iconv" in one_error_line(embed_file)
     assert "--since '99999999d'" in one_error_line(since)
     assert "shorter duration" in one_error_line(since)
+    assert conversation.returncode == 1 and "Traceback" not in conversation.stderr
+    assert conversation.stderr.splitlines()[-1].startswith(  # after the greeting
+        "error: stdin is not UTF-8 text (byte 0xe9)")
+    assert "the prompt is not UTF-8 text (byte 0xe9)" in one_error_line(argument)
     assert provider.requests == []  # nothing was sent
     with pytest.raises(LLMConfigError, match="before year 1"):
         parse_since("9" * 400 + "d")

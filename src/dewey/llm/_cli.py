@@ -504,7 +504,9 @@ def _response_text(response: Any) -> str:
 # --- chat -------------------------------------------------------------------------------------
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    prompt = args.prompt
+    prompt = None if args.prompt is None else _utf8(args.prompt, "the prompt")
+    if args.system is not None:
+        _utf8(args.system, "--system")
     interactive = args.interactive or (prompt is None and _is_tty(sys.stdin))
     if not interactive and not _is_tty(sys.stdin):
         piped = _decoded(sys.stdin.buffer.read(), "stdin")
@@ -597,10 +599,12 @@ def converse(client: LiteLLMClient, *, model: str | None = None, system: str | N
             line, pending = pending, None
         else:
             try:
-                line = read("> ")
+                line = _utf8(read("> "), "stdin")
             except EOFError:
                 _write("\n", out)
                 return 0
+            except UnicodeDecodeError as exc:  # a terminal or pipe read strictly
+                raise _not_utf8("stdin", exc.object[exc.start]) from None
         text = line.strip()
         if not text:
             continue
@@ -627,7 +631,7 @@ def converse(client: LiteLLMClient, *, model: str | None = None, system: str | N
 # --- embed ------------------------------------------------------------------------------------
 
 def _cmd_embed(args: argparse.Namespace) -> int:
-    texts = list(args.texts)
+    texts = [_utf8(text, "a TEXT argument") for text in args.texts]
     if args.file:
         texts.extend(_read_lines(args.file))
     if not texts:
@@ -660,9 +664,24 @@ def _decoded(data: bytes, where: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise LLMConfigError(
-            f"{where} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-            "nothing was sent. Convert it first, e.g. `iconv -f latin1 -t utf-8`") from None
+        raise _not_utf8(where, data[exc.start], exc.start) from None
+
+
+def _utf8(text: str, where: str) -> str:
+    """``text`` if it is UTF-8.  Python decodes arguments (and stdin under some locales)
+    with surrogateescape: a Latin-1 byte arrives as a lone surrogate that cannot be sent."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _not_utf8(where, ord(text[exc.start]) - 0xDC00) from None
+    return text
+
+
+def _not_utf8(where: str, byte: int, offset: int | None = None) -> LLMConfigError:
+    at = f" at offset {offset}" if offset is not None else ""
+    return LLMConfigError(
+        f"{where} is not UTF-8 text (byte 0x{byte:02x}{at}); nothing was sent. Convert it "
+        "first, e.g. `iconv -f latin1 -t utf-8`, or use a UTF-8 locale")
 
 
 @contextlib.contextmanager
