@@ -16,8 +16,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from dewey.llm import _cli
 from tests.servers.fake_provider import EMBEDDING_DIMENSIONS, FakeProvider, Reply
 
@@ -263,7 +261,8 @@ def test_config_check(tmp_path: Path) -> None:
 
 # --- the command itself -------------------------------------------------------------------------
 
-SUBCOMMANDS = [[], ["chat"], ["embed"], ["models"], ["models", "show"], ["config"],
+SUBCOMMANDS = [[], ["chat"], ["embed"], ["models"], ["models", "list"], ["models", "show"],
+               ["config"],
                ["config", "show"], ["config", "check"], ["usage"], ["cache"], ["cache", "stats"],
                ["cache", "clear"]]
 
@@ -316,21 +315,3 @@ def test_version_usage_errors_and_light_imports(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, text=True,
                             capture_output=True, stdin=subprocess.DEVNULL, timeout=TIMEOUT)
     assert result.returncode == 0, result.stderr
-
-
-def test_local_model_note_is_printed_once(monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
-    from dewey.llm._config import PROVIDER_DEFAULTS, LiteLLMConfig
-
-    for variable, _ in PROVIDER_DEFAULTS:
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setattr(_cli, "_noted_local", False)
-    config = LiteLLMConfig()
-    _cli._note_local_model(config, None)
-    _cli._note_local_model(config, None)
-    err = capsys.readouterr().err
-    assert err.count("local/smollm2") == 1 and err.startswith("note: ")
-    monkeypatch.setattr(_cli, "_noted_local", False)
-    _cli._note_local_model(config, "gpt-4o")  # a model was asked for: no note
-    _cli._note_local_model(LiteLLMConfig(model="gpt-4o"), None)
-    assert capsys.readouterr().err == ""

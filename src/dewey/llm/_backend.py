@@ -9,6 +9,7 @@ switches set here (silencing debug prints, the offline price map, registering th
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import threading
@@ -29,6 +30,13 @@ _litellm: ModuleType | None = None
 _STREAM_USAGE_PROVIDERS = {"openai", "azure", "openai_like", "deepseek", "groq", "mistral",
                            "together_ai", "fireworks_ai", "xai", "hosted_vllm", "text-completion-openai",
                            "local"}  # our llama.cpp provider reports real usage when asked
+
+# Endpoints of the providers whose default LiteLLM does not report (it leaves that to
+# their SDKs), so that a connection error can name the address it could not reach.
+_DEFAULT_API_BASES = {"openai": "https://api.openai.com/v1",
+                      "anthropic": "https://api.anthropic.com",
+                      "gemini": "https://generativelanguage.googleapis.com",
+                      "mistral": "https://api.mistral.ai/v1"}
 
 
 def litellm() -> ModuleType:
@@ -260,6 +268,32 @@ class Backend:
             f"{model} needs an API key: set {names} in the environment, or api_key in the "
             "config (or pick another model; with no key at all, local/smollm2 runs offline)",
             model=model, provider=self.provider(model))
+
+    def unknown_model_error(self, model: str) -> LLMConfigError:
+        """The error for a model name LiteLLM cannot place with any provider, raised before
+        anything is sent: LiteLLM's own answer is a paragraph about providers."""
+        names = [name for name in litellm().model_cost if name != "sample_spec"]
+        close = difflib.get_close_matches(model, names, n=1, cutoff=0.6)
+        guess = f"; did you mean {close[0]!r}?" if close else "."
+        return LLMConfigError(
+            f"unknown model {model!r}{guess} See `dewey-llm models --all` for the names "
+            f"LiteLLM knows. For a server that speaks the OpenAI API (vLLM, Ollama, LM Studio, "
+            f"a proxy), name the model 'openai/{model}' and set api_base to the server's URL.",
+            model=model)
+
+    def key_variable(self, model: str) -> str | None:
+        """The provider's conventional key variable (OPENAI_API_KEY, ...) when it is set."""
+        provider = self.provider(model)
+        variable = f"{provider.upper()}_API_KEY" if provider else None
+        return variable if variable and os.environ.get(variable) else None
+
+    def default_api_base(self, model: str) -> str | None:
+        """Where LiteLLM sends ``model``'s requests when no api_base is given."""
+        try:
+            _, provider, _, base = litellm().get_llm_provider(model)
+        except Exception:
+            return None
+        return base or _DEFAULT_API_BASES.get(provider)
 
     # --- error mapping ----------------------------------------------------------------------
 

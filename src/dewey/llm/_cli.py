@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
             return result
     except KeyboardInterrupt:
         _error("interrupted", debug)
+        if not debug:
+            # Objects torn down mid-call (an event loop's transports, a half-read
+            # response) complain from their finalizers at exit; the user asked to stop.
+            sys.unraisablehook = lambda _unraisable: None
         return 130
     except BrokenPipeError:
         # The reader went away (`dewey-llm embed ... | head`): point stdout at /dev/null so
@@ -247,16 +251,33 @@ def build_parser() -> argparse.ArgumentParser:
          "grep -v '^#' notes.txt | dewey-llm embed -m text-embedding-3-large --file -")))
 
     models = command(
-        commands, "models", "list the configured models, or show one model's details",
-        "List the models the configuration offers (primary, fallbacks, embedding model) with "
-        "their provider, context window and price per million tokens, and where each was "
-        "configured.  `models show MODEL` prints everything LiteLLM knows about a model.",
-        ("dewey-llm models", "dewey-llm models show gpt-4o",
+        commands, "models", "the models you can call, with prices; or one model's details",
+        "List the configured models (primary, fallbacks, embedding model, and where each was "
+        "configured), then the priced chat models of every provider whose key is set "
+        "(OPENAI_API_KEY, ANTHROPIC_API_KEY, ...) and the offline local/smollm2, with context "
+        "window and price per million tokens.  A search term lists only the models whose name "
+        "or provider contains it.  `models show MODEL` prints everything LiteLLM knows about "
+        "a model.",
+        ("dewey-llm models", "dewey-llm models claude --all", "dewey-llm models show gpt-4o",
          "dewey-llm models show anthropic/claude-3-5-sonnet-latest --json"))
-    models.add_argument("--json", action="store_true", help="print the list as JSON")
-    models.set_defaults(handler=_cmd_models)
-    models_commands = models.add_subparsers(title="commands", metavar="COMMAND",
-                                            help="without one: list the models")
+    models.add_argument("--all", action="store_true",
+                        help="every priced model LiteLLM knows, whatever keys are set")
+    models.add_argument("--json", action="store_true", help="print the lists as JSON")
+    models.set_defaults(handler=_cmd_models, term=None)
+    models_commands = models.add_subparsers(
+        title="commands", metavar="[SEARCH | COMMAND]", action=_CommandOrSearch,
+        help="a search term, or a command (without either: list the models)")
+    search = command(
+        models_commands, _SEARCH, "list the models whose name or provider contains SEARCH",
+        "List the models you can call whose name or provider contains SEARCH (any case); "
+        "`dewey-llm models SEARCH` is the short form.",
+        ("dewey-llm models sonnet", "dewey-llm models list gemini --all --json"))
+    search.add_argument("term", metavar="SEARCH", nargs="?", help="part of a model's name")
+    search.add_argument("--all", action="store_true", default=argparse.SUPPRESS,
+                        help="search every priced model, whatever keys are set")
+    search.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print the lists as JSON")
+    search.set_defaults(handler=_cmd_models)
     show = command(
         models_commands, "show", "all details of one model",
         "Print the context window, prices and capabilities LiteLLM's model map has for MODEL "
@@ -329,6 +350,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_SEARCH = "list"
+
+
+class _AnyWord(Mapping[str, argparse.ArgumentParser]):
+    """argparse's choices for a subcommand that may also be a search term: the subcommand
+    parsers by name, and every word passes argparse's check."""
+
+    def __init__(self, parsers: dict[str, argparse.ArgumentParser]) -> None:
+        self._parsers = parsers
+
+    def __contains__(self, word: object) -> bool:
+        return True
+
+    def __getitem__(self, name: str) -> argparse.ArgumentParser:
+        return self._parsers[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parsers)
+
+    def __len__(self) -> int:
+        return len(self._parsers)
+
+
+class _CommandOrSearch(argparse._SubParsersAction):
+    """``models show X`` runs the subcommand; ``models WORD`` searches, as ``models list WORD``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.choices = _AnyWord(self._name_parser_map)  # type: ignore[assignment]
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        if values and values[0] not in self._name_parser_map:
+            values = [_SEARCH, *values]
+        super().__call__(parser, namespace, values, option_string)
+
+
 def _help(parser: argparse.ArgumentParser) -> int:
     """A command group run without its subcommand: print its help, exit 2 like argparse."""
     parser.print_help(sys.stderr)
@@ -393,25 +451,26 @@ def _stderr_console() -> Console:
     return Console(stderr=True)
 
 
-_noted_local = False
-
-
-def _note_local_model(config: LiteLLMConfig, model: str | None) -> None:
-    """One dim note on stderr, once per run, when the offline model is used by default."""
-    global _noted_local
+def _note_local_model(config: LiteLLMConfig, model: str | None,
+                      stream: IO[str] | None = None) -> None:
+    """A dim note for a person at a terminal when the offline model answers because no
+    model or key is configured; each command calls this once, before its first call.
+    Not in pipes and logs: there the note would be noise mixed into captured errors."""
     from ._config import LOCAL_DEFAULT_MODEL
 
-    if _noted_local or model or config.model:
+    stream = stream or sys.stderr
+    if model or config.model or not _is_tty(stream):
         return
     if config.resolved_model() != LOCAL_DEFAULT_MODEL:
         return
-    _noted_local = True
+    from rich.console import Console
     from rich.text import Text
 
-    _stderr_console().print(Text(
+    # soft_wrap: one line that the terminal wraps, not one cut at 80 columns by rich.
+    Console(file=stream).print(Text(
         f"note: no model or provider key is configured, so the local model "
         f"{LOCAL_DEFAULT_MODEL} answers (offline). Set LITELLM_MODEL, or a key such as "
-        "OPENAI_API_KEY, to use another.", style="dim"))
+        "OPENAI_API_KEY, to use another.", style="dim"), soft_wrap=True)
 
 
 def _write(text: str, out: IO[str] | None = None) -> None:
@@ -445,10 +504,12 @@ def _response_text(response: Any) -> str:
 # --- chat -------------------------------------------------------------------------------------
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    prompt = args.prompt
+    prompt = None if args.prompt is None else _utf8(args.prompt, "the prompt")
+    if args.system is not None:
+        _utf8(args.system, "--system")
     interactive = args.interactive or (prompt is None and _is_tty(sys.stdin))
     if not interactive and not _is_tty(sys.stdin):
-        piped = sys.stdin.read()
+        piped = _decoded(sys.stdin.buffer.read(), "stdin")
         if piped.strip():
             prompt = f"{prompt}\n\n{piped}" if prompt else piped
     if prompt is None and not interactive:
@@ -538,10 +599,12 @@ def converse(client: LiteLLMClient, *, model: str | None = None, system: str | N
             line, pending = pending, None
         else:
             try:
-                line = read("> ")
+                line = _utf8(read("> "), "stdin")
             except EOFError:
                 _write("\n", out)
                 return 0
+            except UnicodeDecodeError as exc:  # a terminal or pipe read strictly
+                raise _not_utf8("stdin", exc.object[exc.start]) from None
         text = line.strip()
         if not text:
             continue
@@ -568,7 +631,7 @@ def converse(client: LiteLLMClient, *, model: str | None = None, system: str | N
 # --- embed ------------------------------------------------------------------------------------
 
 def _cmd_embed(args: argparse.Namespace) -> int:
-    texts = list(args.texts)
+    texts = [_utf8(text, "a TEXT argument") for text in args.texts]
     if args.file:
         texts.extend(_read_lines(args.file))
     if not texts:
@@ -589,9 +652,36 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 def _read_lines(path: str) -> list[str]:
-    stdin = path == "-"
-    content = sys.stdin.read() if stdin else Path(path).expanduser().read_text(encoding="utf-8")
+    if path == "-":
+        content = _decoded(sys.stdin.buffer.read(), "stdin")
+    else:
+        content = _decoded(Path(path).expanduser().read_bytes(), path)
     return [line.rstrip("\r") for line in content.split("\n") if line.strip()]
+
+
+def _decoded(data: bytes, where: str) -> str:
+    """UTF-8 text, or an error naming the first bad byte and the fix."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(where, data[exc.start], exc.start) from None
+
+
+def _utf8(text: str, where: str) -> str:
+    """``text`` if it is UTF-8.  Python decodes arguments (and stdin under some locales)
+    with surrogateescape: a Latin-1 byte arrives as a lone surrogate that cannot be sent."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _not_utf8(where, ord(text[exc.start]) - 0xDC00) from None
+    return text
+
+
+def _not_utf8(where: str, byte: int, offset: int | None = None) -> LLMConfigError:
+    at = f" at offset {offset}" if offset is not None else ""
+    return LLMConfigError(
+        f"{where} is not UTF-8 text (byte 0x{byte:02x}{at}); nothing was sent. Convert it "
+        "first, e.g. `iconv -f latin1 -t utf-8`, or use a UTF-8 locale")
 
 
 @contextlib.contextmanager
@@ -625,126 +715,29 @@ def _vectors(response: Any) -> list[list[float]]:
 # --- models -----------------------------------------------------------------------------------
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    from ._models_report import available_models, backend, configured_models, render_models
+
     config = _load_config()
-    rows = _model_rows(config)
+    # A search looks through what can be called; the configuration has its own command.
+    configured = [] if args.term else configured_models(config, backend())
+    available, keyed = available_models(config, every=args.all, term=args.term)
     if args.json:
-        _write(json.dumps(rows, indent=2) + "\n")
+        _write(json.dumps({"configured": configured, "models": available}, indent=2) + "\n")
         return 0
-    from rich.table import Table
-
-    table = Table(title="Models", title_justify="left")
-    table.add_column("Role", overflow="fold")
-    table.add_column("Model", overflow="fold", ratio=3)
-    table.add_column("Provider", overflow="fold")
-    for header in ("Context", "In $/1M", "Out $/1M"):
-        table.add_column(header, justify="right", no_wrap=True)
-    table.add_column("Configured by", overflow="fold")
-    for row in rows:
-        table.add_row(row["role"], row["model"], row["provider"] or "?",
-                      _tokens(row["max_input_tokens"]), _price(row["input_usd_per_1m"]),
-                      _price(row["output_usd_per_1m"]), row["source"])
-    _stdout_console().print(table)
+    render_models(configured, available, keyed, every=args.all, term=args.term,
+                  console=_stdout_console())
     return 0
-
-
-def _backend() -> Any:
-    """The client's LiteLLM seam, with LiteLLM loaded the way the client loads it (offline
-    price map, quiet): ``local/`` details import LiteLLM through ``_local``, which would
-    otherwise fetch the price map from the network and log warnings."""
-    from ._backend import Backend, litellm
-
-    litellm()
-    return Backend()
-
-
-def _model_rows(config: LiteLLMConfig) -> list[dict[str, Any]]:
-    from ._config import PROVIDER_DEFAULTS
-
-    sources = config.sources
-    entries: list[tuple[str, str, str]] = []
-    if config.model:
-        entries.append(("primary", config.model, sources["model"]))
-    else:
-        model = config.resolved_model()
-        variable = next((v for v, m in PROVIDER_DEFAULTS if m == model and os.environ.get(v)), None)
-        why = f"{variable} is set" if variable else "no provider key: offline"
-        entries.append(("primary", model, f"default ({why})"))
-    for fallback in config.fallback_models:
-        name = fallback if isinstance(fallback, str) else fallback.model
-        entries.append(("fallback", name, sources["fallback_models"]))
-    if config.embedding_model:
-        entries.append(("embedding", config.embedding_model, sources["embedding_model"]))
-    else:
-        from ._client import _default_embedding_model
-
-        with contextlib.suppress(LLMError):
-            entries.append(("embedding", _default_embedding_model(config.resolved_model()),
-                            "default (for the primary)"))
-    backend = _backend()
-    rows = []
-    for role, model, source in entries:
-        try:
-            details = backend.model_details(model)
-        except Exception as exc:  # unknown to LiteLLM's map, or the local provider is absent
-            logger.debug("no details for %s: %s", model, exc)
-            details = {}
-        provider = details.get("litellm_provider") or backend.provider(model, config.api_base)
-        rows.append({
-            "role": role, "model": model, "provider": provider,
-            "max_input_tokens": details.get("max_input_tokens"),
-            "input_usd_per_1m": _per_million(details.get("input_cost_per_token")),
-            "output_usd_per_1m": _per_million(details.get("output_cost_per_token")),
-            "source": source,
-        })
-    return rows
-
-
-def _per_million(value: Any) -> float | None:
-    if value is None:
-        return None
-    return round(float(value) * 1_000_000, 6)
-
-
-def _tokens(value: Any) -> str:
-    return f"{int(value):,}" if value else "?"
-
-
-def _price(value: float | None) -> str:
-    if value is None:
-        return "?"
-    text = f"{value:.4f}".rstrip("0")
-    whole, _, decimals = text.partition(".")
-    return f"${whole}.{decimals.ljust(2, '0')}"
 
 
 def _cmd_models_show(args: argparse.Namespace) -> int:
-    details = _backend().model_details(args.model)
+    from ._models_report import backend, render_model
+
+    details = backend().model_details(args.model)
     if args.json:
         _write(json.dumps(details, indent=2, default=str) + "\n")
         return 0
-    from rich.table import Table
-
-    table = Table(title=f"Model {args.model}", title_justify="left")
-    table.add_column("Detail", style="bold")
-    table.add_column("Value", overflow="fold")
-    for key, value in details.items():
-        table.add_row(key, _plain(value))
-    if details.get("input_cost_per_token") is not None:
-        table.add_row("input $/1M tokens", _price(_per_million(details["input_cost_per_token"])))
-    if details.get("output_cost_per_token") is not None:
-        table.add_row("output $/1M tokens", _price(_per_million(details["output_cost_per_token"])))
-    _stdout_console().print(table, highlight=False)
+    render_model(args.model, details, _stdout_console())
     return 0
-
-
-def _plain(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list):
-        return ", ".join(str(item) for item in value)
-    if isinstance(value, dict):
-        return json.dumps(value, default=str)
-    return str(value)
 
 
 # --- config -----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ clients; they differ only in whether they block or await.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -18,7 +19,14 @@ from typing import Any, Literal
 
 from ._backend import Backend
 from ._config import FallbackModel, LiteLLMConfig, qualify_model
-from ._exceptions import LLMConfigError, LLMError, LLMResponseError
+from ._exceptions import (
+    LLMAuthenticationError,
+    LLMConfigError,
+    LLMConnectionError,
+    LLMError,
+    LLMResponseError,
+    LLMTimeoutError,
+)
 from ._messages import Message, to_dicts
 from ._resilience import Cooldowns, Policy, RetryPlan, Route, Try, run_async, run_sync
 from ._response import ResponseData, as_dict, cached_response, usage_counts
@@ -230,6 +238,8 @@ class _ClientCore:
     def _kwargs(self, request: Request, attempt: Try) -> dict[str, Any]:
         """Arguments for one LiteLLM call: the SDK's own retries off, ours only."""
         route = attempt.route
+        if self._provider(route.model, route.api_base) is None:
+            raise self._backend.unknown_model_error(route.model)
         if route.api_key is None:
             missing = self._backend.missing_key_error(route.model, route.api_base)
             if missing is not None:
@@ -312,6 +322,30 @@ class _ClientCore:
         self._record(request, attempt, "ok", response=response, cost=cost, latency=latency)
         return response
 
+    def _explained(self, error: LLMError, route: Route) -> LLMError:
+        """``error``, its message naming where a rejected key came from or which address
+        could not be reached: the two things a user has to check first."""
+        if isinstance(error, LLMAuthenticationError) and error.status_code in (401, 403):
+            hint = f"the API key came from {self._key_source(route)}"
+        elif isinstance(error, LLMConnectionError) and not isinstance(error, LLMTimeoutError):
+            url = route.api_base or self._backend.default_api_base(route.model)
+            hint = f"could not reach {url}" if url else ""
+        else:
+            hint = ""
+        if hint and hint not in error.message:
+            error.message = f"{error.message} ({hint})"
+            error.args = (error.message,)
+        return error
+
+    def _key_source(self, route: Route) -> str:
+        config = self.config
+        if route.api_key is None:
+            variable = self._backend.key_variable(route.model)
+            return f"the environment ({variable})" if variable else "the environment"
+        if config.api_key is not None and route.api_key == config.api_key.get_secret_value():
+            return f"api_key ({config.sources['api_key']})"
+        return f"the fallback's api_key in fallback_models ({config.sources['fallback_models']})"
+
     def _failed(self, request: Request, attempt: Try, error: LLMError, latency: float) -> None:
         self._record(request, attempt, type(error).__name__, latency=latency,
                      status=error.status_code)
@@ -342,7 +376,11 @@ class _ClientCore:
         try:
             return send(self._kwargs(request, attempt)), started
         except LLMError as error:
-            self._failed(request, attempt, error, time.monotonic() - started)
+            self._failed(request, attempt, self._explained(error, attempt.route),
+                         time.monotonic() - started)
+            raise
+        except KeyboardInterrupt:  # Ctrl-C: the provider may still charge for the request
+            self._record(request, attempt, "abandoned", latency=time.monotonic() - started)
             raise
 
     def _embedding_plan(self, texts: list[str], request: Request) -> tuple[list[Any], list[int], list[str | None]]:
@@ -602,7 +640,11 @@ class AsyncLiteLLMClient(_ClientCore):
         try:
             return await send(self._kwargs(request, attempt)), started
         except LLMError as error:
-            self._failed(request, attempt, error, time.monotonic() - started)
+            self._failed(request, attempt, self._explained(error, attempt.route),
+                         time.monotonic() - started)
+            raise
+        except (KeyboardInterrupt, asyncio.CancelledError):  # the provider may still charge
+            self._record(request, attempt, "abandoned", latency=time.monotonic() - started)
             raise
 
     async def _aacquire(self, request: Request, attempt: Try) -> None:

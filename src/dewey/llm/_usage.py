@@ -852,8 +852,12 @@ def _budget_windows(budget: Budget, now: float) -> list[tuple[str, float, float 
 
 
 def _usd(value: float) -> str:
-    """``$1.23``, ``$0.50``, or ``$0.0042`` where cents would hide a cheap model's cost."""
-    if abs(value) >= 1 or value == 0:
-        return f"${value:,.2f}"
-    digits = f"{value:.4f}".rstrip("0")
-    return f"${digits}" if len(digits.partition(".")[2]) > 2 else f"${value:.2f}"
+    """Dollars with cents, and two significant digits below a cent: ``$1,234.50``,
+    ``$0.50``, ``$0.075``, ``$0.000029``.  A real but tiny spend never shows as ``$0.00``:
+    a cheap model's calls and a budget of cents must stay distinguishable."""
+    if value == 0:
+        return "$0.00"
+    decimals = max(2, 1 - math.floor(math.log10(abs(value))))
+    whole, _, fraction = f"{abs(value):,.{decimals}f}".partition(".")
+    fraction = fraction[:2] + fraction[2:].rstrip("0")
+    return f"{'-' if value < 0 else ''}${whole}.{fraction}"

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 __all__ = ["parse_since", "render_usage"]
 
+# No 0.30000000000000004 in reports, but every digit of a cheap call: 6 decimals showed a
+# $0.0000013 call as $0.000001.
+_USD_DIGITS = 12
 CHART_DAYS = 60  # a longer period shows only its last days: one line per day stays readable
 _BLOCKS = " ▏▎▍▌▋▊▉"  # eighths of a cell, so small differences still show
 _FULL = "█"
@@ -34,7 +37,14 @@ def parse_since(text: str, *, now: float | None = None) -> float:
     now = time.time() if now is None else now
     duration = _DURATION.fullmatch(value)
     if duration:
-        return now - float(duration.group(1)) * _UNITS[duration.group(2)]
+        since = now - float(duration.group(1)) * _UNITS[duration.group(2)]
+        try:  # 99999999d reaches before year 1, where no date (and no ledger row) is
+            datetime.fromtimestamp(since, timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            raise LLMConfigError(
+                f"--since {text!r} reaches back before year 1: use a shorter duration, or "
+                "leave --since out for every recorded call") from None
+        return since
     try:
         if _DATE.fullmatch(value):
             day = date.fromisoformat(value)
@@ -58,7 +68,7 @@ def render_usage(ledger: Ledger, *, since: float | None, model: str | None, as_j
     if as_json:
         document = {"by_day": [_as_json(row) for row in by_day],
                     "by_model": [_as_json(row) for row in by_model],
-                    "total_usd": round(total, 6)}
+                    "total_usd": round(total, _USD_DIGITS)}
         # out(), not print(): no wrapping or markup, so the output stays valid JSON.
         console.out(json.dumps(document, indent=2), highlight=False)
         return
@@ -175,8 +185,8 @@ def _scope(since: float | None, model: str | None) -> str:
 
 def _as_json(row: UsageSummary) -> dict[str, Any]:
     document = asdict(row)
-    document["cost_usd"] = round(row.cost_usd, 6)  # no 0.30000000000000004 in reports
-    document["saved_usd"] = round(row.saved_usd, 6)
+    document["cost_usd"] = round(row.cost_usd, _USD_DIGITS)
+    document["saved_usd"] = round(row.saved_usd, _USD_DIGITS)
     return document
 
 
