@@ -12,6 +12,7 @@ again every ``_RETRY`` seconds.  ``clear`` deletes such a file and creates it an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -66,10 +67,10 @@ class SQLiteCache(Backend):
         self._retry_at = 0.0  # monotonic time before which an unusable file is not tried
         self._failure = ""  # why it is unusable
         reset_after_fork(self)
-        try:
-            self._conn()  # now, so that a bad file is reported when the client starts
-        except sqlite3.Error:
-            pass  # warned: the cache runs as all misses until the file can be used
+        # Opened now, so that a bad file is reported when the client starts; if it cannot
+        # be used, that was warned and the cache runs as all misses.
+        with contextlib.suppress(sqlite3.Error):
+            self._conn()
 
     # --- connections ---------------------------------------------------------------------
 
