@@ -1002,7 +1002,8 @@ def check_budget(ledger: Ledger, budget: Budget, now: float | None = None, *,
             if hold is not None:
                 ledger.release(hold)
             raise LLMBudgetExceededError(
-                f"{name} budget spent: {_usd(spent)} {scope} >= budget.{name}_usd "
+                f"{name} budget spent: {_usd(spent)} {scope} (calls in flight included) "
+                f">= budget.{name}_usd "
                 f"{_usd(limit)}; nothing was sent. To continue, {fix}")
     return hold
 
