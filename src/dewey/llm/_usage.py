@@ -254,6 +254,10 @@ class Ledger(ABC):
 
     def close(self) -> None:
         """Flush, stop the writer thread and close the connections."""
+        with self._lock:
+            unsettled = list(self._holds)  # e.g. streams never read to the end
+        for hold in unsettled:
+            self.release(hold)
         self.flush()
         with self._lock:
             self._closing = True
