@@ -340,7 +340,9 @@ def test_sqlite_instances_share_a_file(tmp_path: Path) -> None:
     two.close()
 
 
-def test_sqlite_open_errors_name_the_path(tmp_path: Path) -> None:
+def test_sqlite_unusable_files_warn_once_give_misses_and_stats_name_the_path(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="dewey.llm")
     directory = tmp_path / "a-directory"
     directory.mkdir()
     not_a_dir = tmp_path / "file"
@@ -348,9 +350,16 @@ def test_sqlite_open_errors_name_the_path(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.db"
     corrupt.write_bytes(b"this is not a database" * 100)
     for path in (directory, not_a_dir / "cache.db", corrupt):
+        caplog.clear()
+        cache = SQLiteCache(path)  # a cache never stops the client from starting
+        cache.set("k", {"v": 1})
+        assert cache.get("k") is None and cache.get_many(["k"]) == {}
+        [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert str(path) in warning and "dewey-llm cache clear" in warning
         with pytest.raises(LLMConfigError, match="cache_url") as caught:
-            SQLiteCache(path)
+            cache.stats()
         assert str(path) in str(caught.value)
+        cache.close()
 
 
 def test_sqlite_closed_cache_gives_misses(tmp_path: Path) -> None:

@@ -25,7 +25,6 @@ from dewey.llm._config import PROVIDER_DEFAULTS, LiteLLMConfig
 from dewey.llm._usage import _usd
 from dewey.llm._usage_report import parse_since
 from tests.servers.fake_provider import FakeProvider, Reply
-from tests.servers.fixtures import provider, provider_session  # noqa: F401
 from tests.test_cli import (
     KEY,
     TIMEOUT,

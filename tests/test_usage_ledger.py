@@ -115,9 +115,9 @@ def test_spent_counts_records_still_queued_exactly_once(tmp_path: Path) -> None:
     gate = threading.Event()
     write = ledger._write
 
-    def slow_write(rows: list[tuple[object, ...]]) -> None:
+    def slow_write(rows: list[tuple[object, ...]], settled: list[str]) -> None:
         gate.wait(5)
-        write(rows)
+        write(rows, settled)
 
     ledger._write = slow_write  # type: ignore[method-assign]
     for _ in range(4):
@@ -241,7 +241,7 @@ def test_a_forked_child_records_through_its_own_writer(tmp_path: Path) -> None:
     ledger.close()
 
 
-def test_budget_check_lets_calls_through_when_the_ledger_cannot_be_read(
+def test_budget_check_counts_own_spend_when_the_ledger_cannot_be_read(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="dewey.llm")
@@ -249,9 +249,13 @@ def test_budget_check_lets_calls_through_when_the_ledger_cannot_be_read(
     with pytest.raises(LedgerUnavailableError, match=r"127\.0\.0\.1"):
         ledger.spent()
     for _ in range(3):
-        check_budget(ledger, Budget(daily_usd=0.0, total_usd=0.0))  # does not raise
+        check_budget(ledger, Budget(daily_usd=1.0, total_usd=1.0))  # nothing spent yet
     warnings = warnings_of(caplog)
-    assert len(warnings) == 1 and "budget" in warnings[0]
+    assert len(warnings) == 1 and "budget" in warnings[0] and "own spend" in warnings[0]
+    ledger.record(usage(cost=1.0, when=time.time()))  # known here although never stored
+    with pytest.raises(LLMBudgetExceededError, match=r"daily budget spent: \$1\.00"):
+        check_budget(ledger, Budget(daily_usd=1.0))
+    assert len(warnings_of(caplog)) == 1
     ledger.close()
 
 

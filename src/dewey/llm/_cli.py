@@ -880,16 +880,22 @@ def _cmd_cache_clear(args: argparse.Namespace) -> int:
                              "a terminal")
     cache = _open_cache()
     try:
-        stats = cache.stats()
+        try:
+            stats = cache.stats()
+            what, damaged = f"{stats.entries:,} cached entries from", False
+        except LLMConfigError:  # a file that cannot be read: clearing recreates it
+            what, damaged = "the unreadable file of", True
         if not args.yes:
-            answer = input(f"Delete {stats.entries:,} cached entries from the {stats.backend} "
-                           f"cache at {stats.location}? [y/N] ")
+            answer = input(f"Delete {what} the {cache.backend} cache at {cache.location}? [y/N] ")
             if answer.strip().lower() not in ("y", "yes"):
                 print("Nothing deleted.", file=sys.stderr)
                 return 1
         removed = cache.clear()
     finally:
         cache.close()
+    if damaged:
+        _write(f"recreated the {cache.backend} cache at {cache.location} (it could not be read)\n")
+        return 0
     noun = "entry" if removed == 1 else "entries"
-    _write(f"cleared {removed:,} {noun} from the {stats.backend} cache at {stats.location}\n")
+    _write(f"cleared {removed:,} {noun} from the {cache.backend} cache at {cache.location}\n")
     return 0

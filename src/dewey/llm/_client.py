@@ -40,6 +40,7 @@ logger = logging.getLogger("dewey.llm")
 
 CacheMode = bool | Literal["refresh"] | None
 _COST_FIELD = "_dewey_cost_usd"
+_ANSWER_TOKENS = 1024  # what a reservation assumes an answer costs when max_tokens is not set
 MessagesInput = Iterable[Message | Mapping[str, Any]] | str
 
 
@@ -55,6 +56,8 @@ class Request:
     user: str | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)  # resolved when a call is needed
+    estimate: float = 0.0  # USD held against budgets while an attempt is in flight
+    hold: str | None = None  # the ledger reservation of the attempt in flight
 
     def cache_request(self) -> dict[str, Any]:
         return {"model": self.model, **self.payload}
@@ -150,7 +153,7 @@ class _ClientCore:
         hit = self._cached(request, key)
         if hit is not None:
             return request, key, self._hit(request, hit)
-        self._check_budget()
+        self._check_budget(request)
         return request, key, None
 
     def _start_embedding(self, input: str | list[str], model: str | None, params: dict[str, Any]
@@ -160,10 +163,10 @@ class _ClientCore:
         request = self._prepare_embedding(texts, model, params)
         found, missing, keys = self._embedding_plan(texts, request)
         if missing:
-            self._check_budget()
             subset = [texts[i] for i in missing]
             single = isinstance(input, str) and len(subset) == 1
             request.payload = {**params, "input": subset[0] if single else subset}
+            self._check_budget(request)
         return request, texts, found, missing, keys
 
     # --- preparing requests -----------------------------------------------------------------
@@ -298,7 +301,7 @@ class _ClientCore:
 
     # --- accounting ---------------------------------------------------------------------------
 
-    def _check_budget(self) -> None:
+    def _check_budget(self, request: Request) -> None:
         if self._ledger is None:
             return
         budget = self.config.budget
@@ -306,7 +309,20 @@ class _ClientCore:
             return
         from ._usage import check_budget
 
-        check_budget(self._ledger, budget)
+        # Priced before the check and held in the ledger while the call is in flight, so
+        # that concurrent calls (threads and processes) see it: about 4 characters a
+        # prompt token, and the longest answer allowed.
+        payload = request.payload
+        answer = 0 if request.kind == "embedding" else int(
+            payload.get("max_tokens") or payload.get("max_completion_tokens") or _ANSWER_TOKENS)
+        request.estimate = self._backend.token_cost(
+            qualify_model(request.model), _estimate_tokens(request, answer=0), answer)
+        request.hold = check_budget(self._ledger, budget, reserve=request.estimate)
+
+    def _hold(self, request: Request) -> None:
+        """Reserve again for an attempt after one that failed (its record settled the hold)."""
+        if request.estimate and request.hold is None and self._ledger is not None:
+            request.hold = self._ledger.reserve(request.estimate)
 
     def _succeeded(self, request: Request, attempt: Try, response: Any, latency: float, *,
                    cost: float | None = None) -> Any:
@@ -361,17 +377,20 @@ class _ClientCore:
         # A cache hit names the model as the call did: qualify it like a route, so that it
         # adds up with the calls that reached that model.
         route = attempt.route if attempt else Route(qualify_model(request.model))
+        settles, request.hold = request.hold, None
         self._ledger.record(UsageRecord(
             model=route.model, provider=self._provider(route.model, route.api_base) if _loaded() else None,
             kind=request.kind, outcome=outcome, prompt_tokens=usage[0],
             completion_tokens=usage[1], cached_tokens=usage[2], cost_usd=cost, saved_usd=saved,
             latency_s=latency, cache_hit=cache_hit, status_code=status,
-            attempt=attempt.number if attempt else 1, tags=request.tags, user=request.user))
+            attempt=attempt.number if attempt else 1, tags=request.tags, user=request.user),
+            settles=settles)
 
     # --- one attempt, shared by sync and async ------------------------------------------------
 
     def _attempt(self, request: Request, attempt: Try,
                  send: Callable[[dict[str, Any]], Any]) -> Any:
+        self._hold(request)
         started = time.monotonic()
         try:
             return send(self._kwargs(request, attempt)), started
@@ -636,6 +655,7 @@ class AsyncLiteLLMClient(_ClientCore):
 
     async def _aattempt(self, request: Request, attempt: Try,
                         send: Callable[[dict[str, Any]], Awaitable[Any]]) -> Any:
+        self._hold(request)
         started = time.monotonic()
         try:
             return await send(self._kwargs(request, attempt)), started
@@ -738,11 +758,14 @@ def _vectors(request: Request, response: Any, expected: int) -> list[list[float]
     return vectors
 
 
-def _estimate_tokens(request: Request) -> int:
-    """A cheap token estimate for rate limiting (about 4 characters a token)."""
+def _estimate_tokens(request: Request, answer: int | None = None) -> int:
+    """A cheap token estimate for rate limiting (about 4 characters a token), with
+    ``answer`` tokens for the answer (default: max_tokens, else 256)."""
     payload = request.payload
     text = json.dumps(payload.get("messages") or payload.get("input") or "", default=str)
-    return len(text) // 4 + int(payload.get("max_tokens") or 256)
+    if answer is None:
+        answer = int(payload.get("max_tokens") or 256)
+    return len(text) // 4 + answer
 
 
 def _open_cache(config: LiteLLMConfig) -> Any:

@@ -7,6 +7,14 @@ so that a budget holds across all of them).  When storage is unavailable the led
 one warning, keeps up to ``MAX_PENDING`` records in memory and retries with backoff: a
 model call is never slowed down or failed by its bookkeeping.
 
+Budgets hold across threads and processes through reservations: before a call is sent,
+``check_budget`` stores its estimated cost (synchronously, so that every other caller sees
+it), and the record of the call settles it: the reservation row is deleted in the same
+transaction that writes the record, so others always see one or the other.  A reservation
+never settled (its process died) stops counting after ``RESERVATION_TTL``.  This process's
+own spend and reservations are also kept in memory, and budgets are checked against them
+when storage cannot be read.
+
 API keys are never stored: a record has no field for them.
 
 This module imports neither LiteLLM nor psycopg (a Postgres ledger imports psycopg when
@@ -23,6 +31,7 @@ import os
 import re
 import threading
 import time
+import uuid
 import zlib
 from abc import ABC, abstractmethod
 from collections import deque
@@ -45,6 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_PENDING",
+    "RESERVATION_TTL",
     "Ledger",
     "LedgerUnavailableError",
     "PostgresLedger",
@@ -68,6 +78,8 @@ _COMMIT_WAIT = 1.0  # longest spent() waits for a commit in progress
 _BUSY_TIMEOUT = 5.0  # SQLite: seconds to wait for another process's write lock
 _CONNECT_TIMEOUT = 3  # Postgres: seconds
 _INT64 = 2**63 - 1
+RESERVATION_TTL = 600.0  # seconds a reservation counts if nothing settles it (its process died)
+_DAY = 86400
 
 _COLUMNS = ("time", "model", "provider", "kind", "outcome", "status_code", "attempt",
             "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "saved_usd",
@@ -104,6 +116,16 @@ class UsageRecord:
     tags: tuple[str, ...] = ()
     user: str | None = None
     time: float = field(default_factory=time.time)  # unix seconds (UTC)
+
+
+@dataclass
+class _Hold:
+    """A reservation of this process: ``cost`` held against budgets until ``expires``."""
+
+    id: str
+    cost: float
+    expires: float  # unix seconds
+    stored: bool = False  # written to storage, where other processes see it
 
 
 @dataclass(frozen=True)
@@ -164,6 +186,9 @@ class Ledger(ABC):
         self._warned: set[str] = set()
         self._spent_cache: dict[float | None, tuple[int, float, float]] = {}
         self._read_down_until = 0.0
+        self._holds: dict[str, _Hold] = {}  # live reservations of this process
+        self._settling: dict[int, _Hold] = {}  # record number -> stored reservation it settles
+        self._own: dict[int, float] = {}  # this process's spend per UTC day number
         self._pid = os.getpid()
 
     def __repr__(self) -> str:
@@ -177,11 +202,16 @@ class Ledger(ABC):
 
     # --- writing ---------------------------------------------------------------------------
 
-    def record(self, record: UsageRecord) -> None:
-        """Queue ``record`` for the writer thread. Never blocks on I/O, never raises."""
+    def record(self, record: UsageRecord, *, settles: str | None = None) -> None:
+        """Queue ``record`` for the writer thread. Never blocks on I/O, never raises.
+
+        ``settles`` names the reservation (from :meth:`reserve`) this record replaces."""
         try:
             self._check_fork()
             with self._lock:
+                hold = self._holds.pop(settles, None) if settles else None
+                day = int(_number(record.time) // _DAY)
+                self._own[day] = self._own.get(day, 0.0) + _money(record.cost_usd)
                 if self._closing:
                     logger.debug("usage ledger %s is closed: record dropped", self.location)
                     return
@@ -189,6 +219,8 @@ class Ledger(ABC):
                 if not full:
                     self._queued += 1
                     self._pending.append((self._queued, record))
+                    if hold is not None and hold.stored:
+                        self._settling[self._queued] = hold
                     self._start_writer()
                     # Wake the writer only when it sleeps without a timeout (the queue was
                     # empty) or a batch is full: waking it on every call costs the caller
@@ -223,6 +255,10 @@ class Ledger(ABC):
 
     def close(self) -> None:
         """Flush, stop the writer thread and close the connections."""
+        with self._lock:
+            unsettled = list(self._holds)  # e.g. streams never read to the end
+        for hold in unsettled:
+            self.release(hold)
         self.flush()
         with self._lock:
             self._closing = True
@@ -283,6 +319,8 @@ class Ledger(ABC):
         return LINGER - (time.time() - oldest)
 
     def _write_batch(self, batch: list[tuple[int, UsageRecord]]) -> None:
+        with self._lock:
+            settled = [self._settling[n].id for n, _ in batch if n in self._settling]
         rows = []
         for _, item in batch:
             try:
@@ -290,10 +328,10 @@ class Ledger(ABC):
             except Exception:  # a malformed record is dropped, not retried forever
                 logger.debug("usage ledger: malformed record dropped: %r", item, exc_info=True)
         try:
-            if rows:
-                self._write(rows)
+            if rows or settled:
+                self._write(rows, settled)
             with self._commit_lock:
-                if rows:
+                if rows or settled:
                     self._commit()
                 recovered = self._settle(batch, retry=False)
         except Exception as error:
@@ -318,6 +356,9 @@ class Ledger(ABC):
         Returns whether this write ended an outage."""
         with self._lock:
             self._inflight = []
+            if not retry:
+                for number, _ in batch:
+                    self._settling.pop(number, None)
             if retry:
                 # Keep the records (they still count in spent()) and retry with backoff.
                 self._pending.extendleft(reversed(batch))
@@ -368,6 +409,73 @@ class Ledger(ABC):
                     and time.monotonic() - cached[1] < self._spent_ttl):
                 return queued, cached[2]
             return queued, None
+
+    # --- reservations ------------------------------------------------------------------------
+
+    def reserve(self, cost: float) -> str:
+        """Hold ``cost`` USD against budgets, stored at once so that every process sees it;
+        returns its id for ``record(..., settles=id)`` or :meth:`release`.  Never raises:
+        if storage is down, the reservation is kept in this process only."""
+        self._check_fork()
+        hold = _Hold(uuid.uuid4().hex, _money(cost), time.time() + RESERVATION_TTL)
+        with self._lock:
+            self._holds[hold.id] = hold
+        if time.monotonic() >= self._read_down_until:
+            try:
+                self._execute(f"INSERT INTO {self._table}_reservations (id, cost_usd, expires) "
+                              f"VALUES ({self._mark}, {self._mark}, {self._mark})",
+                              (hold.id, hold.cost, hold.expires))
+                hold.stored = True
+            except Exception as exc:
+                self._read_down_until = time.monotonic() + _READ_RETRY
+                logger.debug("usage ledger %s: reservation kept in memory: %s", self.location,
+                             _describe(exc))
+        return hold.id
+
+    def release(self, hold_id: str) -> None:
+        """Drop a reservation whose call was never sent. Never raises."""
+        with self._lock:
+            hold = self._holds.pop(hold_id, None)
+        if hold is not None and hold.stored:
+            try:
+                self._execute(f"DELETE FROM {self._table}_reservations WHERE id = {self._mark}",
+                              (hold.id,))
+            except Exception as exc:  # it expires on its own
+                logger.debug("usage ledger %s: reservation not released: %s", self.location,
+                             _describe(exc))
+
+    def spent_and_reserved(self, since: float | None = None) -> float:
+        """What budgets must cover: :meth:`spent` plus the live reservations of every
+        process, read in one statement so that a call settling in between is counted once.
+        Raises :class:`LedgerUnavailableError` when storage cannot be read."""
+        self._check_fork()
+        now = time.time()
+        locked = self._commit_lock.acquire(timeout=_COMMIT_WAIT)
+        try:  # no commit can happen until the query is done: queued records match storage
+            where, params = self._where(since, None)
+            rows = self._read(
+                f"SELECT (SELECT SUM(cost_usd) FROM {self._table}{where}), (SELECT SUM(cost_usd) "
+                f"FROM {self._table}_reservations WHERE expires > {self._mark})", [*params, now])
+            queued, _ = self._snapshot(since)
+            with self._lock:
+                # Stored reservations whose records are queued: counted by their records.
+                settling = sum(h.cost for h in self._settling.values() if h.expires > now)
+                unstored = sum(h.cost for h in self._holds.values()
+                               if not h.stored and h.expires > now)
+        finally:
+            if locked:
+                self._commit_lock.release()
+        stored, reserved = (_money(rows[0][0]), _money(rows[0][1])) if rows else (0.0, 0.0)
+        return stored + queued + reserved - settling + unstored
+
+    def own_spend(self, since: float | None = None) -> float:
+        """This process's spend (since ``since``) and live reservations, known without storage."""
+        self._check_fork()
+        now = time.time()
+        first = -math.inf if since is None else since // _DAY
+        with self._lock:
+            spent = sum(cost for day, cost in self._own.items() if day >= first)
+            return spent + sum(h.cost for h in self._holds.values() if h.expires > now)
 
     def summary(self, *, by: str = "model", since: float | None = None,
                 model: str | None = None) -> list[UsageSummary]:
@@ -439,9 +547,15 @@ class Ledger(ABC):
     # --- storage: implemented by subclasses ------------------------------------------------------
 
     @abstractmethod
-    def _write(self, rows: list[tuple[Any, ...]]) -> None:
-        """Insert ``rows`` (in ``_COLUMNS`` order) in a transaction left open for
-        ``_commit``; writer thread only.  On failure, roll back and raise."""
+    def _write(self, rows: list[tuple[Any, ...]], settled: list[str]) -> None:
+        """Insert ``rows`` (in ``_COLUMNS`` order), delete the reservations ``settled`` and
+        expired ones, in a transaction left open for ``_commit``; writer thread only.  On
+        failure, roll back and raise."""
+
+    @abstractmethod
+    def _execute(self, sql: str, params: Sequence[Any]) -> None:
+        """Run one write at once, on a connection of its own (never the writer's),
+        creating the tables if needed."""
 
     @abstractmethod
     def _commit(self) -> None:
@@ -479,6 +593,7 @@ class SQLiteLedger(Ledger):
         super().__init__(str(self.path), max_pending=max_pending)
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        self._created = False  # the reader created the file and its tables
         self._read_lock = threading.Lock()
 
     def _connect(self, *, create: bool) -> sqlite3.Connection:
@@ -498,12 +613,15 @@ class SQLiteLedger(Ledger):
             raise
         return connection
 
-    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+    def _write(self, rows: list[tuple[Any, ...]], settled: list[str]) -> None:
         try:
             if self._writer is None:
                 self._writer = self._connect(create=True)
             # sqlite3 opens a transaction before the first INSERT; _commit ends it.
             self._writer.executemany(_insert_sql(self._table, "?"), rows)
+            self._writer.executemany("DELETE FROM usage_reservations WHERE id = ?",
+                                     [(hold,) for hold in settled])
+            self._writer.execute("DELETE FROM usage_reservations WHERE expires <= ?", (time.time(),))
         except BaseException:
             self._close_writer()  # closing rolls back
             raise
@@ -529,6 +647,20 @@ class SQLiteLedger(Ledger):
             except sqlite3.OperationalError as exc:
                 if "no such table" in str(exc):
                     return []  # the writer has not created it yet
+                raise
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> None:
+        with self._read_lock:
+            if self._reader is None or not self._created:
+                if self._reader is not None:
+                    self._reader.close()
+                self._reader = self._connect(create=True)
+                self._created = True
+            try:
+                self._reader.execute(sql, list(params))
+                self._reader.commit()
+            except BaseException:
+                self._reader.rollback()
                 raise
 
     def _transient(self, error: Exception) -> bool:
@@ -595,9 +727,11 @@ class PostgresLedger(Ledger):
         connection.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
         connection.execute(_POSTGRES_SCHEMA.format(table=self._table))
         connection.execute(f'CREATE INDEX IF NOT EXISTS {index} ON {self._table} ("time")')
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {self._table}_reservations "
+                           "(id TEXT PRIMARY KEY, cost_usd DOUBLE PRECISION, expires DOUBLE PRECISION)")
         connection.commit()
 
-    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+    def _write(self, rows: list[tuple[Any, ...]], settled: list[str]) -> None:
         try:
             if self._writer is None or self._writer.closed:
                 connection = self._connect(autocommit=False)
@@ -605,7 +739,10 @@ class PostgresLedger(Ledger):
                 self._create_table(connection)
             # One transaction per batch (opened by the first statement); _commit ends it.
             with self._writer.cursor() as cursor:
-                cursor.executemany(_insert_sql(self._table, "%s"), rows)
+                if rows:
+                    cursor.executemany(_insert_sql(self._table, "%s"), rows)
+                cursor.execute(f"DELETE FROM {self._table}_reservations "
+                               "WHERE id = ANY(%s) OR expires <= %s", (settled, time.time()))
         except BaseException:
             self._close_writer()  # closing rolls back
             raise
@@ -618,19 +755,35 @@ class PostgresLedger(Ledger):
             self._close_writer()
             raise
 
-    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    def _query(self, sql: str, params: Sequence[Any], *, fetch: bool = True) -> list[tuple[Any, ...]]:
         import psycopg
 
         with self._read_lock:
             try:
                 if self._reader is None or self._reader.closed:
                     self._reader = self._connect()
-                return self._reader.execute(sql, list(params)).fetchall()
+                    # Its only writes are reservations: losing one in a server crash is
+                    # harmless, waiting for a disk flush on every call is not.
+                    self._reader.execute("SET synchronous_commit TO off")
+                cursor = self._reader.execute(sql, list(params))  # autocommit: committed
+                return cursor.fetchall() if fetch else []
             except psycopg.errors.UndefinedTable:
+                if not fetch:
+                    raise
                 return []  # nothing was ever recorded here
             except BaseException:
                 self._close_reader()
                 raise
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> None:
+        import psycopg
+
+        try:
+            self._query(sql, params, fetch=False)
+        except psycopg.errors.UndefinedTable:
+            with self._connect(autocommit=False) as connection:  # first use: create the tables
+                self._create_table(connection)
+            self._query(sql, params, fetch=False)
 
     def _transient(self, error: Exception) -> bool:
         import psycopg
@@ -675,6 +828,7 @@ CREATE TABLE IF NOT EXISTS usage (
     saved_usd REAL, latency_s REAL, cache_hit INTEGER, tags TEXT, user_label TEXT
 );
 CREATE INDEX IF NOT EXISTS usage_time_idx ON usage ("time");
+CREATE TABLE IF NOT EXISTS usage_reservations (id TEXT PRIMARY KEY, cost_usd REAL, expires REAL);
 """
 
 # The SQLite table, with 64-bit integers (token counts can pass 2**31) and the same
@@ -808,25 +962,41 @@ def _postgres_ledger(url: str) -> PostgresLedger:
 
 # --- budgets ----------------------------------------------------------------------------------
 
-def check_budget(ledger: Ledger, budget: Budget, now: float | None = None) -> None:
+def check_budget(ledger: Ledger, budget: Budget, now: float | None = None, *,
+                 reserve: float | None = None) -> str | None:
     """Raise :class:`LLMBudgetExceededError` if a daily, monthly or total budget is spent.
 
-    Days and months are UTC.  A ledger that cannot be read does not block calls: one
-    warning is logged and the check passes.
+    With ``reserve`` (a call's estimated cost), hold that much first and return the
+    reservation's id for ``Ledger.record(..., settles=id)``: it is stored before the check,
+    so concurrent callers in every process see each other's calls in flight, and a budget
+    is overshot by at most what those calls cost beyond their estimates.  The call's own
+    reservation does not count against it ("spent" is what came before it).
+
+    Days and months are UTC.  When the ledger cannot be read, one warning is logged and
+    budgets are checked against this process's own spend and reservations.
     """
     now = time.time() if now is None else now
-    for name, limit, since, scope, fix in _budget_windows(budget, now):
+    windows = _budget_windows(budget, now)
+    if not windows:
+        return None
+    hold = ledger.reserve(reserve) if reserve is not None else None
+    own = _money(reserve) if reserve is not None else 0.0
+    for name, limit, since, scope, fix in windows:
         try:
-            spent = ledger.spent(since)
-        except Exception as exc:  # bookkeeping must never block a call
+            spent = max(0.0, ledger.spent_and_reserved(since) - own)
+        except Exception as exc:  # storage down: what this process spent still counts
+            spent = max(0.0, ledger.own_spend(since) - own)
             ledger._warn_once("budget", (
-                f"cannot check the budget against usage ledger {ledger.location}; calls are "
-                f"allowed until it can be read: {exc}"))
-            return
+                f"cannot check the budget against usage ledger {ledger.location}; until it "
+                f"can be read, budgets count only this process's own spend: {exc}"))
         if spent >= limit:
+            if hold is not None:
+                ledger.release(hold)
             raise LLMBudgetExceededError(
-                f"{name} budget spent: {_usd(spent)} {scope} >= budget.{name}_usd "
+                f"{name} budget spent: {_usd(spent)} {scope} (calls in flight included) "
+                f">= budget.{name}_usd "
                 f"{_usd(limit)}; nothing was sent. To continue, {fix}")
+    return hold
 
 
 def _budget_windows(budget: Budget, now: float) -> list[tuple[str, float, float | None, str, str]]:

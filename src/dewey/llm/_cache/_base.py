@@ -85,14 +85,15 @@ class Backend:
         self._warned: set[str] = set()
         self._warn_lock = threading.Lock()
 
-    def _warn(self, kind: str, exc: BaseException) -> None:
+    def _warn(self, kind: str, exc: BaseException, fix: str = "") -> None:
         # Once per cache and kind: a dead cache must not flood the log at every call.
         with self._warn_lock:
             first = kind not in self._warned
             self._warned.add(kind)
         log = logger.warning if first else logger.debug
-        log("response cache (%s at %s): %s failed, continuing uncached: %s",
-            self.backend, self.location, kind, redact(f"{type(exc).__name__}: {exc}"))
+        log("response cache (%s at %s): %s failed, continuing uncached: %s%s",
+            self.backend, self.location, kind, redact(f"{type(exc).__name__}: {exc}"),
+            f"; to repair it, {fix}" if fix else "")
 
     def close(self) -> None:
         """Release connections; later calls are misses."""

@@ -4,10 +4,15 @@ WAL mode lets readers run while a writer commits, ``synchronous=NORMAL`` keeps c
 cheap, and a 5 s busy timeout makes a process wait for another's write instead of failing.
 Each thread has its own connection; each write is one ``INSERT OR REPLACE`` transaction,
 so a reader sees a whole entry or none, never a mix of two writers.
+
+A file that cannot be used (not a database, damaged, in a read-only place) makes the cache
+unusable, not the client: one warning, then every call runs uncached, trying the file
+again every ``_RETRY`` seconds.  ``clear`` deletes such a file and creates it anew.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -26,6 +31,10 @@ _GET = "SELECT value, expires FROM responses WHERE key = ?"
 _PUT = "INSERT OR REPLACE INTO responses (key, value, created, expires) VALUES (?, ?, ?, ?)"
 # "AND expires <= ?" spares an entry another process rewrote since we read it.
 _DROP_EXPIRED = "DELETE FROM responses WHERE key = ? AND expires <= ?"
+
+_RETRY = 30.0  # seconds an unusable file is left alone before it is tried again
+_FIX = ("run `dewey-llm cache clear` (it recreates the file), set cache_url to a writable file path, "
+        "or set cache=false")
 
 # Connections inherited by a forked child: never used nor closed there (closing could
 # release the parent's locks), only kept referenced so that they are not finalised.
@@ -53,22 +62,68 @@ class SQLiteCache(Backend):
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            _create_schema(self._conn())
-        except (OSError, sqlite3.Error) as exc:
-            self.close()
-            raise LLMConfigError(
-                f"cannot open the response cache {self.path}: {exc}; set cache_url to a writable "
-                "file path, delete the file if it is not a cache database, or set cache=false"
-            ) from exc
+        self._open_lock = threading.Lock()
+        self._ready = False  # the file exists and has its table
+        self._retry_at = 0.0  # monotonic time before which an unusable file is not tried
+        self._failure = ""  # why it is unusable
         reset_after_fork(self)
+        # Opened now, so that a bad file is reported when the client starts; if it cannot
+        # be used, that was warned and the cache runs as all misses.
+        with contextlib.suppress(sqlite3.Error):
+            self._conn()
 
     # --- connections ---------------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and self._ready:
+            return conn
+        if conn is not None:  # the file turned out unusable: this thread drops its connection
+            self._local.conn = None
+            self._forget(conn)
+        self._open()
+        conn = getattr(self._local, "conn", None)
         return conn if conn is not None else self._connect()
+
+    def _open(self) -> None:
+        """Create the file and its table once; on failure, warn once and fail fast for a while."""
+        with self._open_lock:
+            if self._ready:
+                return
+            if time.monotonic() < self._retry_at:
+                raise _Unusable(self._failure)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                _create_schema(self._connect())
+            except (OSError, sqlite3.Error) as exc:
+                conn = getattr(self._local, "conn", None)
+                if conn is not None:
+                    self._local.conn = None
+                    self._forget(conn)
+                self._unusable(exc)
+                raise _Unusable(self._failure) from exc
+            self._ready = True
+
+    def _unusable(self, exc: BaseException) -> None:
+        self._ready = False
+        self._retry_at = time.monotonic() + _RETRY
+        self._failure = f"{type(exc).__name__}: {exc}"
+        self._warn("opening", exc, fix=_FIX)
+
+    def _failed(self, kind: str, exc: BaseException) -> None:
+        """Log a failed read or write once; a damaged file makes the cache unusable."""
+        if isinstance(exc, _Unusable):
+            return  # warned when it became unusable
+        if _damaged(exc):
+            with self._open_lock:
+                self._unusable(exc)
+        else:
+            self._warn(kind, exc)
+
+    def _forget(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            self._connections = [(t, c) for t, c in self._connections if c is not conn]
+        conn.close()
 
     def _connect(self) -> sqlite3.Connection:
         if self._closed:
@@ -94,6 +149,7 @@ class SQLiteCache(Backend):
         _inherited.extend(conn for _, conn in self._connections)
         self._connections = []
         self._lock = threading.Lock()
+        self._open_lock = threading.Lock()
         self._local = threading.local()
 
     def close(self) -> None:
@@ -110,7 +166,7 @@ class SQLiteCache(Backend):
         try:
             row = self._conn().execute(_GET, (key,)).fetchone()
         except (sqlite3.Error, ValueError) as exc:
-            self._warn("reading", exc)
+            self._failed("reading", exc)
             return None
         if row is None:
             return None
@@ -134,7 +190,7 @@ class SQLiteCache(Backend):
                     elif (value := loads(text)) is not None:
                         found[key] = value
         except (sqlite3.Error, ValueError) as exc:
-            self._warn("reading", exc)
+            self._failed("reading", exc)
             return {}
         if expired:
             self._drop_expired(expired)
@@ -185,19 +241,46 @@ class SQLiteCache(Backend):
                     conn.execute("ROLLBACK")
                     raise
         except (sqlite3.Error, ValueError) as exc:
-            self._warn("writing", exc)
+            self._failed("writing", exc)
 
     def delete(self, key: str) -> None:
         try:
             self._conn().execute("DELETE FROM responses WHERE key = ?", (key,))
         except sqlite3.Error as exc:
-            self._warn("writing", exc)
+            self._failed("writing", exc)
 
     # --- administration (these raise) ------------------------------------------------------
 
     def clear(self) -> int:
-        """Delete every entry; returns how many."""
-        return int(self._admin("clear", "DELETE FROM responses").rowcount)
+        """Delete every entry; returns how many.  A file that cannot be used as a cache
+        (not a database, damaged, read-only) is deleted and created anew: 0 entries."""
+        with self._open_lock:
+            self._retry_at = 0.0  # the user asks now: do not wait for the next retry
+        try:
+            return int(self._conn().execute("DELETE FROM responses").rowcount)
+        except sqlite3.Error as exc:
+            if _busy(exc):
+                raise LLMConfigError(f"cache clear failed on {self.path}: {exc}") from exc
+        self._recreate()
+        return 0
+
+    def _recreate(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for _, conn in connections:
+            conn.close()
+        self._local = threading.local()
+        with self._open_lock:
+            self._ready, self._retry_at = False, 0.0
+        try:
+            # The -wal and -shm files first: an old log must never be replayed into the new file.
+            for name in (self.path.name + "-wal", self.path.name + "-shm", self.path.name):
+                self.path.with_name(name).unlink(missing_ok=True)
+            self._conn()
+        except (OSError, sqlite3.Error) as exc:
+            raise LLMConfigError(
+                f"cannot recreate the response cache {self.path}: {exc}; make its directory "
+                "writable, set cache_url to a writable file path, or set cache=false") from exc
 
     def purge_expired(self) -> int:
         """Delete expired entries now; returns how many."""
@@ -217,7 +300,23 @@ class SQLiteCache(Backend):
         try:
             return self._conn().execute(sql, args)
         except sqlite3.Error as exc:
-            raise LLMConfigError(f"cache {what} failed on {self.path}: {exc}") from exc
+            raise LLMConfigError(f"cache {what} failed on {self.path}: {exc}; {_FIX}") from exc
+
+
+class _Unusable(sqlite3.OperationalError):
+    """The file cannot be used now; a warning said so already."""
+
+
+def _damaged(exc: BaseException) -> bool:
+    """Whether an error says the file is not a (whole) database: retrying cannot help."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or (
+        "malformed" in str(exc) or "not a database" in str(exc))
+
+
+def _busy(exc: BaseException) -> bool:
+    """Another connection holds a lock: the file is fine, only busy."""
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
