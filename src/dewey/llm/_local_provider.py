@@ -97,12 +97,12 @@ def _provider_errors(model: str) -> Iterator[None]:
     except LLMConfigError as exc:
         raise litellm.BadRequestError(message=str(exc), model=name, llm_provider=PROVIDER) from exc
     except EngineError as exc:
-        error: type[Exception] = litellm.InternalServerError
+        message = f"{name}: {exc}"
         if exc.kind == "exceed_context_size_error":
-            error = litellm.ContextWindowExceededError
-        elif exc.status == 400:
-            error = litellm.BadRequestError
-        raise error(message=f"{name}: {exc}", model=name, llm_provider=PROVIDER) from exc
+            raise litellm.ContextWindowExceededError(message=message, model=name, llm_provider=PROVIDER) from exc
+        if exc.status == 400:
+            raise litellm.BadRequestError(message=message, model=name, llm_provider=PROVIDER) from exc
+        raise litellm.InternalServerError(message=message, model=name, llm_provider=PROVIDER) from exc
     except Exception as exc:
         raise litellm.InternalServerError(
             message=f"{name} failed: {type(exc).__name__}: {exc}", model=name, llm_provider=PROVIDER
