@@ -273,6 +273,8 @@ def test_prompt_longer_than_the_context_is_a_context_window_error() -> None:
     long = [{"role": "user", "content": "word " * 3000}]
     with pytest.raises(litellm.ContextWindowExceededError, match=r"exceeds the available context size \(2048"):
         litellm.completion(model=MODEL, messages=long, max_tokens=4)
+    with pytest.raises(litellm.ContextWindowExceededError, match=r"exceeds the available context size \(2048"):
+        list(litellm.completion(model=MODEL, messages=long, max_tokens=4, stream=True))
 
 
 def test_context_size_can_be_set_per_call() -> None:

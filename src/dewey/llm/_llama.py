@@ -197,14 +197,18 @@ class Engine:
             finally:
                 chunks.put(None)
 
-        threading.Thread(target=run, name="dewey-llm-local-stream", daemon=True).start()
+        # Not a daemon, and joined: a thread still inside llama.cpp when the interpreter
+        # exits is unwound through C++ frames, which aborts the process.
+        worker = threading.Thread(target=run, name="dewey-llm-local-stream")
+        worker.start()
         try:
             while (item := chunks.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
                 yield _checked(item)
         finally:
-            stop.set()
+            stop.set()  # llama.cpp stops at its next chunk
+            worker.join()
 
     def embed(self, texts: list[str]) -> dict[str, Any]:
         """OpenAI embeddings of ``texts``: one mean-pooled, unit-length vector per text."""
