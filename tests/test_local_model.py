@@ -1,8 +1,8 @@
 """The embedded local provider, called the way users call it: through LiteLLM.
 
 Everything here runs SmolLM2-135M in-process (and, for the last tests, behind llama.cpp's
-own OpenAI-compatible server).  Generations are kept to a few tokens, except the one
-that checks the default cap: the whole file should take well under a minute on two cores.
+own OpenAI-compatible server).  Generations are kept to a few tokens: the whole file
+should take well under a minute on two idle cores.
 """
 
 from __future__ import annotations
@@ -174,12 +174,19 @@ def test_generation_parameters_are_passed_through() -> None:
     assert text.startswith(stopped.choices[0].message.content)
 
 
-def test_an_answer_without_max_tokens_stops_at_the_default_cap() -> None:
-    # A prompt inviting a long answer, decoded greedily: only the cap ends it.
+def test_an_answer_without_max_tokens_stops_at_the_default_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _llama.default_max_tokens() == 256
+    # The same cap, made small so that reaching it is quick (256 tokens take minutes on a
+    # busy 2-core machine); a prompt inviting a long answer, so that only the cap ends it.
+    monkeypatch.setenv("DEWEY_LLM_LOCAL_MAX_TOKENS", "12")
     story = [{"role": "user", "content": "Write a very long story about a dragon who bakes bread."}]
     response = litellm.completion(model=MODEL, messages=story, **GREEDY)
-    assert response.usage.completion_tokens == _llama.DEFAULT_MAX_TOKENS
+    assert response.usage.completion_tokens == 12
     assert response.choices[0].finish_reason == "length"
+    streamed = list(litellm.completion(
+        model=MODEL, messages=story, stream=True, stream_options={"include_usage": True}, **GREEDY
+    ))
+    assert streamed[-1].usage.completion_tokens == 12
 
 
 def test_the_repeat_penalty_can_be_set_per_call() -> None:

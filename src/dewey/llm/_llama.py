@@ -12,8 +12,9 @@ server engine, run in this process: requests and answers are llama-server's Open
 
 Settings: a 2048-token context and every core, unless ``DEWEY_LLM_LOCAL_N_CTX`` /
 ``DEWEY_LLM_LOCAL_THREADS`` or the call (``n_ctx=``, ``n_threads=``) say otherwise.
-Answers stop after 256 tokens and repeats are penalised (1.1) unless the call sets
-``max_tokens`` / ``repeat_penalty``: a 135M model left alone loops until its context is full.
+Answers stop after 256 tokens (``DEWEY_LLM_LOCAL_MAX_TOKENS``) and repeats are penalised
+(1.1) unless the call sets ``max_tokens`` / ``repeat_penalty``: a 135M model left alone
+loops until its context is full.
 
 This module does not import LiteLLM; ``xllamacpp`` is imported when a model loads.
 """
@@ -41,6 +42,7 @@ __all__ = [
     "EngineError",
     "Engines",
     "Settings",
+    "default_max_tokens",
     "default_n_ctx",
     "default_n_threads",
     "model_path",
@@ -94,6 +96,11 @@ def strip_prefix(name: str) -> str:
 def default_n_ctx() -> int:
     """``DEWEY_LLM_LOCAL_N_CTX`` if set, else 2048."""
     return _env_int("DEWEY_LLM_LOCAL_N_CTX") or DEFAULT_N_CTX
+
+
+def default_max_tokens() -> int:
+    """``DEWEY_LLM_LOCAL_MAX_TOKENS`` if set, else 256: the cap for calls without ``max_tokens``."""
+    return _env_int("DEWEY_LLM_LOCAL_MAX_TOKENS") or DEFAULT_MAX_TOKENS
 
 
 def default_n_threads() -> int:

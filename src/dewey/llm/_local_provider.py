@@ -32,7 +32,6 @@ from litellm.types.utils import (
 
 from ._exceptions import LLMConfigError
 from ._llama import (
-    DEFAULT_MAX_TOKENS,
     DEFAULT_N_CTX,
     DEFAULT_REPEAT_PENALTY,
     SMOLLM2,
@@ -40,6 +39,7 @@ from ._llama import (
     EngineError,
     Engines,
     Settings,
+    default_max_tokens,
     default_n_ctx,
     model_path,
     strip_prefix,
@@ -187,7 +187,7 @@ class LocalLLM(litellm.CustomLLM):
                     f"local models do not support '{unsupported}' (model '{_display_name(model)}')"
                 )
         request = {key: optional[key] for key in _GENERATION_PARAMS if optional.get(key) is not None}
-        request.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
+        request.setdefault("max_tokens", default_max_tokens())
         request.setdefault("repeat_penalty", DEFAULT_REPEAT_PENALTY)
         request["messages"] = [_plain_message(m) for m in messages]
         return self._engine(model, optional, embedding=False), request
