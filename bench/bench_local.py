@@ -28,7 +28,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm
 
-from dewey.llm import _local
+from dewey.llm import _llama, _local_provider
 
 PROMPT: Any = [{"role": "user", "content": "Write a long story about a dragon who bakes bread."}]
 # min_tokens does not exist in llama.cpp's chat API: a prompt that invites a long answer,
@@ -62,12 +62,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     litellm.suppress_debug_info = True
-    _local.register(litellm)
+    _local_provider.register(litellm)
 
-    path = _local.model_path(args.model)
-    settings = _local._settings({})  # as a call without n_ctx / n_threads gets
+    path = _llama.model_path(args.model)
+    settings = _llama.Settings.from_call({})  # as a call without n_ctx / n_threads gets
     start = time.perf_counter()
-    loaded = _local._load(path, settings, embedding=False)
+    # The registered provider's engines: the one litellm.completion below will use.
+    handler = next(e["custom_handler"] for e in litellm.custom_provider_map if e["provider"] == "local")
+    engine = handler.engines.get(path, settings, embedding=False)
     load_seconds = time.perf_counter() - start
     print(f"model      {path.name}  (n_ctx {settings.n_ctx}, {settings.n_threads} threads,"
           f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
@@ -77,10 +79,8 @@ def main() -> None:
     litellm.completion(model=args.model, messages=PROMPT, max_tokens=4)
 
     def raw() -> tuple[int, float | None]:
-        with loaded.lock:
-            result = loaded.llama.create_chat_completion(
-                messages=PROMPT, max_tokens=args.tokens, **GREEDY
-            )
+        result = engine.chat({"messages": PROMPT, "max_tokens": args.tokens, **GREEDY,
+                              "repeat_penalty": _llama.DEFAULT_REPEAT_PENALTY})  # as the provider sends
         return int(result["usage"]["completion_tokens"]), None
 
     def completion() -> tuple[int, float | None]:

@@ -30,6 +30,9 @@ def test_local_streaming_through_the_client() -> None:
                                                               max_tokens=8, temperature=0)
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text and text == stream.response.choices[0].message.content
+    # The model's own counts, reported at the stream's end.
+    assert stream.response.usage.prompt_tokens > 0
+    assert 0 < stream.response.usage.completion_tokens <= 8
 
 
 def test_local_embeddings_through_the_client() -> None:

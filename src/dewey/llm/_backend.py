@@ -62,7 +62,7 @@ def litellm() -> ModuleType:
 
 def _register_local(module: ModuleType) -> None:
     try:
-        from ._local import register
+        from ._local_provider import register
     except ImportError:  # the local provider's module failed: leave it unregistered
         return
     register(module)
@@ -183,8 +183,8 @@ class Backend:
     def model_details(self, model: str) -> dict[str, Any]:
         """LiteLLM's model map entry for ``model`` (offline), as a plain dict."""
         if model.startswith("local/"):
-            litellm()  # _local imports LiteLLM: through here, so it is set up first
-            from ._local import model_details
+            litellm()  # _local_provider imports LiteLLM: through here, so it is set up first
+            from ._local_provider import model_details
 
             return {"model": model, **model_details(model.removeprefix("local/"))}
         try:

@@ -26,7 +26,7 @@ logger = logging.getLogger("dewey.llm")
 
 def backend() -> Backend:
     """The client's LiteLLM seam, with LiteLLM loaded the way the client loads it (offline
-    price map, quiet): ``local/`` details import LiteLLM through ``_local``, which would
+    price map, quiet): ``local/`` details import LiteLLM through ``_local_provider``, which would
     otherwise fetch the price map from the network and log warnings."""
     from ._backend import Backend, litellm
 
