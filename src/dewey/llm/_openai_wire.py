@@ -1,0 +1,252 @@
+"""The OpenAI Chat Completions and Embeddings wire format, as pure functions (no I/O).
+
+:mod:`._native` does the HTTP; this module decides what to send and what an answer means:
+the request (:func:`chat_request`, :func:`embedding_request`), the responses shaped like
+LiteLLM's (:func:`completion`, :func:`chunk`, :func:`embedding`), server-sent events
+(:class:`EventReader`) and HTTP errors (:func:`http_error`).
+
+Responses are :class:`ResponseData` whose ``model_dump()`` equals LiteLLM's
+``ModelResponse`` / ``ModelResponseStream`` / ``EmbeddingResponse`` ``model_dump()`` for the
+same server reply: LiteLLM fills in keys the server may leave out (``message.tool_calls``,
+``usage.prompt_tokens_details``, ...) and readers rely on them being there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._exceptions import (
+    LLMAuthenticationError,
+    LLMBadRequestError,
+    LLMContextWindowError,
+    LLMError,
+    LLMRateLimitError,
+    LLMResponseError,
+    LLMServerError,
+    LLMTimeoutError,
+    parse_retry_after,
+)
+from ._response import ResponseData
+
+__all__ = ["DEFAULT_API_BASE", "PROVIDER", "EventReader", "HTTPRequest", "chat_request",
+           "chunk", "completion", "embedding", "embedding_request", "http_error", "malformed"]
+
+PROVIDER = "openai"
+DEFAULT_API_BASE = "https://api.openai.com/v1"
+
+# Arguments that steer the call rather than travel in the JSON body.
+_CONTROL = frozenset({"model", "api_key", "api_base", "api_version", "timeout", "max_retries",
+                      "extra_body", "extra_headers", "stream", "custom_llm_provider",
+                      "drop_params", "metadata", "client"})
+_CONTEXT_PHRASES = ("context length", "context window", "maximum context", "too many tokens",
+                    "prompt is too long", "context_length_exceeded")
+_BAD_REQUEST = frozenset({400, 404, 413, 422})
+
+
+@dataclass(frozen=True)
+class HTTPRequest:
+    """What to POST: the path under ``api_base``, the JSON body and the extra headers."""
+
+    api_base: str
+    api_key: str | None
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    timeout: float | None
+
+
+def wire_model(model: str) -> str:
+    """The model name the server knows: ``openai/gpt-4o`` -> ``gpt-4o``."""
+    return model.removeprefix("openai/")
+
+
+def _request(kwargs: Mapping[str, Any], path: str, body: dict[str, Any]) -> HTTPRequest:
+    body.update(kwargs.get("extra_body") or {})
+    timeout = kwargs.get("timeout")
+    return HTTPRequest(
+        api_base=(kwargs.get("api_base") or DEFAULT_API_BASE).rstrip("/"),
+        api_key=kwargs.get("api_key"),
+        path=path,
+        body=body,
+        headers={str(k): str(v) for k, v in (kwargs.get("extra_headers") or {}).items()},
+        timeout=float(timeout) if timeout is not None else None,
+    )
+
+
+def chat_request(kwargs: Mapping[str, Any], *, stream: bool) -> HTTPRequest:
+    """``POST /chat/completions`` for completion()-style ``kwargs``.
+
+    Every argument that is not a control argument travels in the body (None means "not
+    given", as in LiteLLM); ``stream_options`` only with ``stream``, as LiteLLM sends it.
+    """
+    body: dict[str, Any] = {"model": wire_model(kwargs["model"])}
+    for name, value in kwargs.items():
+        if name not in _CONTROL and value is not None:
+            body[name] = value
+    if stream:
+        body["stream"] = True
+    else:
+        body.pop("stream_options", None)
+    return _request(kwargs, "/chat/completions", body)
+
+
+def embedding_request(kwargs: Mapping[str, Any]) -> HTTPRequest:
+    """``POST /embeddings`` for embedding()-style ``kwargs``."""
+    body: dict[str, Any] = {"model": wire_model(kwargs["model"])}
+    for name, value in kwargs.items():
+        if name not in _CONTROL and value is not None:
+            body[name] = value
+    return _request(kwargs, "/embeddings", body)
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def _usage(data: Any, *, embedding: bool = False) -> dict[str, Any] | None:
+    if not isinstance(data, dict):
+        return None
+    usage: dict[str, Any] = {"completion_tokens": 0 if embedding else None, **data}
+    for name in ("completion_tokens_details", "prompt_tokens_details"):
+        usage.setdefault(name, None)
+    return usage
+
+
+def _message(data: Mapping[str, Any]) -> dict[str, Any]:
+    # LiteLLM's Message always has these four; other fields (refusal, annotations, ...)
+    # only when the server sent them.
+    message: dict[str, Any] = {"content": None, "role": "assistant", "tool_calls": None,
+                               "function_call": None}
+    message.update(data)
+    return message
+
+
+def completion(data: Any, model: str) -> ResponseData:
+    """A ``chat.completion`` body as a response; :func:`malformed` if it is not one."""
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        raise malformed(model, "the reply is not a chat completion")
+    choices = []
+    for choice in data["choices"]:
+        choices.append({"finish_reason": choice.get("finish_reason"), "index": choice.get("index", 0),
+                        "message": _message(choice.get("message") or {}),
+                        "provider_specific_fields": {}, "logprobs": choice.get("logprobs")})
+    response = {**data, "system_fingerprint": data.get("system_fingerprint"), "choices": choices}
+    response.setdefault("object", "chat.completion")
+    usage = _usage(data.get("usage"))
+    if usage is not None:
+        response["usage"] = usage
+    return ResponseData(response)
+
+
+def _delta(data: Mapping[str, Any]) -> dict[str, Any]:
+    delta: dict[str, Any] = {"content": None, "role": None, "function_call": None,
+                             "tool_calls": None, "audio": None}
+    delta.update(data)
+    return delta
+
+
+def chunk(data: Any, model: str) -> ResponseData:
+    """A ``chat.completion.chunk`` event as a stream chunk."""
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        raise malformed(model, "a stream event is not a chat completion chunk")
+    choices = [{"finish_reason": choice.get("finish_reason"), "index": choice.get("index", 0),
+                "delta": _delta(choice.get("delta") or {}), "logprobs": choice.get("logprobs")}
+               for choice in data["choices"]]
+    result = {**data, "system_fingerprint": data.get("system_fingerprint"), "choices": choices,
+              "provider_specific_fields": None}
+    if data.get("usage") is not None:
+        result["usage"] = _usage(data["usage"])
+    return ResponseData(result)
+
+
+def embedding(data: Any, model: str) -> ResponseData:
+    """An embeddings body as a response."""
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise malformed(model, "the reply is not an embeddings list")
+    return ResponseData({**data, "object": data.get("object", "list"),
+                         "usage": _usage(data.get("usage"), embedding=True)})
+
+
+# --------------------------------------------------------------------------- server-sent events
+
+
+class EventReader:
+    """Turns the lines of an SSE body into chunk payloads (``[DONE]`` ends the stream).
+
+    Only ``data:`` lines matter on this wire; ``event:``, ``id:`` and comments are
+    skipped.  An ``{"error": ...}`` event mid-stream is the provider failing.
+    """
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.done = False
+
+    def feed(self, line: str) -> Iterator[ResponseData]:
+        """The chunk carried by one line of the body, if any."""
+        if self.done or not line.startswith("data:"):
+            return
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            self.done = True
+            return
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            raise malformed(self.model, "a stream event is not JSON") from None
+        if isinstance(data, dict) and data.get("error") is not None:
+            raise stream_error(self.model, data["error"])
+        yield chunk(data, self.model)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _error_text(body: bytes | str) -> tuple[str, str | None]:
+    """The provider's own message and error code from an error body."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text.strip() or "(empty body)", None
+    error = data.get("error", data) if isinstance(data, dict) else data
+    if isinstance(error, dict):
+        code = error.get("code")
+        message = error.get("message") or json.dumps(error)
+        return str(message), str(code) if code is not None else None
+    return str(error), None
+
+
+def http_error(status: int, headers: Mapping[str, str], body: bytes, model: str) -> LLMError:
+    """The error for an HTTP error reply, named by its status."""
+    message, code = _error_text(body)
+    cls: type[LLMError]
+    if status in (401, 403):
+        cls = LLMAuthenticationError
+    elif status == 429:
+        cls = LLMRateLimitError
+    elif status == 408:
+        cls = LLMTimeoutError
+    elif status == 400 and (code == "context_length_exceeded"
+                            or any(p in message.lower() for p in _CONTEXT_PHRASES)):
+        cls = LLMContextWindowError
+    elif status in _BAD_REQUEST:
+        cls = LLMBadRequestError
+    elif status >= 500 or status == 409:  # 409: a conflict that clears on its own
+        cls = LLMServerError
+    else:
+        cls = LLMResponseError
+    return cls(f"{model}: {message}", model=model, provider=PROVIDER, status_code=status,
+               retry_after=parse_retry_after(headers))
+
+
+def stream_error(model: str, error: Any) -> LLMServerError:
+    """An error event in the middle of a stream."""
+    message, _ = _error_text(json.dumps({"error": error}))
+    return LLMServerError(f"{model}: {message}", model=model, provider=PROVIDER)
+
+
+def malformed(model: str, what: str) -> LLMResponseError:
+    """A reply that is not the JSON the wire promises."""
+    return LLMResponseError(f"{model}: {what}", model=model, provider=PROVIDER)
