@@ -249,8 +249,11 @@ def _transport_error(exc: httpx.HTTPError, model: str, request: HTTPRequest, *,
     if isinstance(origin, (httpx.TimeoutException, TimeoutError)):
         return LLMTimeoutError(f"{model}: no answer from {where} in time ({origin})",
                                model=model, provider=PROVIDER)
-    if streaming and isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
-        return LLMServerError(f"{model}: the stream from {where} broke off ({origin})",
-                              model=model, provider=PROVIDER)
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        if streaming:  # text may have been delivered: the answer is broken, not unreachable
+            return LLMServerError(f"{model}: the stream from {where} broke off ({origin})",
+                                  model=model, provider=PROVIDER)
+        return LLMConnectionError(f"{model}: the connection to {where} broke before the reply "
+                                  f"was complete ({origin})", model=model, provider=PROVIDER)
     return LLMConnectionError(f"{model}: could not reach {where} ({origin})",
                               model=model, provider=PROVIDER)

@@ -86,6 +86,10 @@ def chat_request(kwargs: Mapping[str, Any], *, stream: bool) -> HTTPRequest:
     for name, value in kwargs.items():
         if name not in _CONTROL and value is not None:
             body[name] = value
+    # LiteLLM leaves keys without a value out of messages (an assistant turn's
+    # ``"content": None`` beside its tool calls): so do we, to send the same bytes.
+    body["messages"] = [{k: v for k, v in message.items() if v is not None} if isinstance(message, dict)
+                        else message for message in kwargs.get("messages") or []]
     if stream:
         body["stream"] = True
     else:
@@ -141,9 +145,17 @@ def completion(data: Any, model: str) -> ResponseData:
 
 
 def _delta(data: Mapping[str, Any]) -> dict[str, Any]:
+    # LiteLLM's delta always has these keys, and every tool call in it an id, a type
+    # and a function name (None after the first piece of a call): readers rely on them.
     delta: dict[str, Any] = {"content": None, "role": None, "function_call": None,
                              "tool_calls": None, "audio": None}
     delta.update(data)
+    if isinstance(delta["function_call"], dict):
+        delta["function_call"] = {"name": None, **delta["function_call"]}
+    if isinstance(delta["tool_calls"], list):
+        delta["tool_calls"] = [{"id": None, "type": "function", **call,
+                                "function": {"name": None, **(call.get("function") or {})}}
+                               for call in delta["tool_calls"]]
     return delta
 
 
