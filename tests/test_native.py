@@ -10,12 +10,15 @@ the fake injects, both must end in the same LLMError class, status and ``retry_a
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import litellm
@@ -107,7 +110,7 @@ class _NeverRetryingOpenAI(openai.OpenAI):
     handed its own retry default (``max_retries or 2``), which would consume the scripted
     fault and succeed: the client pins it, as dewey-llm's LiteLLM backend does."""
 
-    @property  # type: ignore[override]
+    @property
     def max_retries(self) -> int:
         return 0
 
@@ -486,6 +489,100 @@ def test_provider_message_text_without_library_prefixes(provider: FakeProvider, 
     with pytest.raises(LLMError) as caught:
         native.complete(_completion_kwargs(provider))
     assert caught.value.message == f"{MODEL}: Invalid value for 'temperature': 7"
+
+
+# --------------------------------------------------------------------------- SSE the fake cannot send
+
+
+class _CannedHandler(BaseHTTPRequestHandler):
+    """Answers every POST with the server's canned status, content type and body."""
+
+    protocol_version = "HTTP/1.1"
+    server: _CannedServer
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, content_type, body = self.server.canned
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+class _CannedServer(ThreadingHTTPServer):
+    daemon_threads = True
+    canned: tuple[int, str, bytes] = (200, "text/event-stream", b"")
+
+
+@pytest.fixture
+def canned() -> Iterator[_CannedServer]:
+    """A server whose one reply a test sets in ``canned``: wire shapes the fake never sends."""
+    server = _CannedServer(("127.0.0.1", 0), _CannedHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _canned_kwargs(server: _CannedServer) -> dict[str, Any]:
+    return {"model": MODEL, "messages": USER, "api_key": TEST_KEY, "timeout": 5,
+            "api_base": f"http://127.0.0.1:{server.server_address[1]}/v1"}
+
+
+def _event(data: str, name: str | None = None) -> bytes:
+    return (f"event: {name}\n" if name else "").encode() + f"data: {data}\n\n".encode()
+
+
+_TEXT_CHUNK = json.dumps({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                          "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]})
+_FINISH_CHUNK = _TEXT_CHUNK.replace('"content": "hi"}, "finish_reason": null', '}, "finish_reason": "stop"')
+
+
+def test_done_without_finish_reason_is_a_complete_stream(canned: _CannedServer, native: NativeTransport) -> None:
+    canned.canned = (200, "text/event-stream", _event(_TEXT_CHUNK) + b": keep-alive\n\n" + _event("[DONE]"))
+    chunks = list(native.stream(_canned_kwargs(canned)))
+    assert [c.choices[0].delta.content for c in chunks] == ["hi"]
+
+
+def test_a_finished_stream_may_end_without_done(canned: _CannedServer, native: NativeTransport) -> None:
+    canned.canned = (200, "text/event-stream", _event(_TEXT_CHUNK) + _event(_FINISH_CHUNK).rstrip())
+    chunks = list(native.stream(_canned_kwargs(canned)))
+    assert [c.choices[0].finish_reason for c in chunks] == [None, "stop"]
+
+
+def test_a_stream_ending_with_neither_done_nor_finish_was_cut(canned: _CannedServer,
+                                                               native: NativeTransport) -> None:
+    canned.canned = (200, "text/event-stream", _event(_TEXT_CHUNK))
+    with pytest.raises(LLMServerError, match="ended before"):
+        list(native.stream(_canned_kwargs(canned)))
+
+
+@pytest.mark.parametrize("event", [
+    _event(json.dumps({"error": {"message": "The server had an error while processing", "type": "server_error"}})),
+    _event(json.dumps({"message": "The server had an error while processing"}), name="error"),
+])
+def test_an_error_event_mid_stream_is_a_server_error(event: bytes, canned: _CannedServer,
+                                                     native: NativeTransport) -> None:
+    canned.canned = (200, "text/event-stream", _event(_TEXT_CHUNK) + event + _event("[DONE]"))
+    received: list[str] = []
+    with pytest.raises(LLMServerError) as caught:
+        for chunk in native.stream(_canned_kwargs(canned)):
+            received.append(chunk.choices[0].delta.content)
+    assert received == ["hi"]
+    assert caught.value.message == f"{MODEL}: The server had an error while processing"
+
+
+def test_an_html_error_page_reads_as_its_text(canned: _CannedServer, native: NativeTransport) -> None:
+    canned.canned = (502, "text/html", b"<html><body>\n<h1>502 Bad Gateway</h1>\n</body></html>")
+    with pytest.raises(LLMServerError) as caught:
+        native.complete(_canned_kwargs(canned))
+    assert caught.value.status_code == 502
+    assert caught.value.message == f"{MODEL}: <html><body> <h1>502 Bad Gateway</h1> </body></html>"
 
 
 # --------------------------------------------------------------------------- lifecycle

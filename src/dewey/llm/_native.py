@@ -90,6 +90,7 @@ class NativeTransport:
                 reader = EventReader(model)
                 for line in response.iter_lines():
                     yield from reader.feed(line)
+                yield from reader.flush()
                 _check_finished(reader, model)
         except httpx.HTTPError as exc:
             error = _transport_error(exc, model, request, streaming=True)
@@ -150,6 +151,8 @@ class NativeTransport:
                 async for line in response.aiter_lines():
                     for chunk in reader.feed(line):
                         yield chunk
+                for chunk in reader.flush():
+                    yield chunk
                 _check_finished(reader, model)
         except httpx.HTTPError as exc:
             error = _transport_error(exc, model, request, streaming=True)
@@ -230,8 +233,9 @@ def _json(response: httpx.Response, model: str) -> Any:
 
 
 def _check_finished(reader: EventReader, model: str) -> None:
-    """A body that ended without ``[DONE]`` was cut, even if the connection closed cleanly."""
-    if not reader.done:
+    """A body that ended cleanly but before ``[DONE]`` or any finish_reason was cut short
+    (a server that closes after its finish chunk without ``[DONE]`` did finish)."""
+    if not (reader.done or reader.finished):
         raise LLMServerError(f"{model}: the stream ended before [DONE]", model=model,
                              provider=PROVIDER)
 

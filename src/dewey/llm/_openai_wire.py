@@ -185,31 +185,47 @@ def embedding(data: Any, model: str) -> ResponseData:
 
 
 class EventReader:
-    """Turns the lines of an SSE body into chunk payloads (``[DONE]`` ends the stream).
+    """Turns the lines of an SSE body into chunks, one per event.
 
-    Only ``data:`` lines matter on this wire; ``event:``, ``id:`` and comments are
-    skipped.  An ``{"error": ...}`` event mid-stream is the provider failing.
+    An event is its ``data:`` lines up to a blank line (``event:`` names it; ``id:``,
+    ``retry:`` and ``:`` comments do not matter here).  ``data: [DONE]`` ends the stream;
+    an ``error`` event, or data holding an ``error`` object, is the provider failing.
     """
 
     def __init__(self, model: str) -> None:
         self.model = model
-        self.done = False
+        self.done = False  # [DONE] arrived
+        self.finished = False  # a choice arrived with its finish_reason
+        self._data: list[str] = []
+        self._event = ""
 
     def feed(self, line: str) -> Iterator[ResponseData]:
-        """The chunk carried by one line of the body, if any."""
-        if self.done or not line.startswith("data:"):
+        """The chunk that ``line`` (one line of the body, without its newline) completes."""
+        if not line:
+            yield from self.flush()
+        elif line.startswith("data:"):
+            self._data.append(line[5:].removeprefix(" "))
+        elif line.startswith("event:"):
+            self._event = line[6:].strip()
+
+    def flush(self) -> Iterator[ResponseData]:
+        """The pending event as a chunk (also for a body whose last event has no blank line)."""
+        data, event = "\n".join(self._data), self._event
+        self._data, self._event = [], ""
+        if not data or self.done:
             return
-        payload = line[5:].strip()
-        if payload == "[DONE]":
+        if data.strip() == "[DONE]":
             self.done = True
             return
         try:
-            data = json.loads(payload)
+            payload = json.loads(data)
         except ValueError:
             raise malformed(self.model, "a stream event is not JSON") from None
-        if isinstance(data, dict) and data.get("error") is not None:
-            raise stream_error(self.model, data["error"])
-        yield chunk(data, self.model)
+        if event == "error" or (isinstance(payload, dict) and payload.get("error") is not None):
+            raise stream_error(self.model, payload.get("error", payload) if isinstance(payload, dict) else payload)
+        result = chunk(payload, self.model)
+        self.finished = self.finished or any(c["finish_reason"] for c in result["choices"])
+        yield result
 
 
 # --------------------------------------------------------------------------- errors
@@ -220,8 +236,9 @@ def _error_text(body: bytes | str) -> tuple[str, str | None]:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     try:
         data = json.loads(text)
-    except ValueError:
-        return text.strip() or "(empty body)", None
+    except ValueError:  # a proxy's HTML page, say: its start is enough to recognise it
+        text = " ".join(text.split())
+        return (text[:300] + "..." if len(text) > 300 else text) or "(empty body)", None
     error = data.get("error", data) if isinstance(data, dict) else data
     if isinstance(error, dict):
         code = error.get("code")
