@@ -6,7 +6,8 @@ Without ``--url`` it starts ``bench/fast_server.py`` in its own process (so the 
 never competes with the client for the GIL).  It reports:
 
 * sync: one call at a time, median and mean per call: a raw ``httpx.Client.post`` +
-  ``json()`` (the floor) against ``NativeTransport.complete`` (what the wire code adds);
+  ``json()`` (the floor) against ``NativeTransport.complete`` (what the wire code adds),
+  and with ``--litellm`` ``litellm.completion`` (and its import time);
 * async: ``--calls`` completions at ``--concurrency`` in flight, calls per second, on
   plain ``httpx.AsyncClient`` and on ``httpx.AsyncClient`` over httpx-aiohttp's
   ``AiohttpTransport``, each raw and through ``NativeTransport.acomplete``.
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import statistics
 import subprocess
 import sys
@@ -80,12 +83,20 @@ async def throughput(call: Callable[[], Awaitable[Any]], calls: int, concurrency
     return calls / (time.perf_counter() - start)
 
 
-def bench_sync(base: str, calls: int) -> None:
+def bench_sync(base: str, calls: int, with_litellm: bool) -> None:
     raw = httpx.Client(base_url=base, headers={"Authorization": "Bearer sk-bench"}, limits=LIMITS)
     native = NativeTransport()
     kwargs = {"model": "openai/bench", "messages": MESSAGES, "api_base": base, "api_key": "sk-bench"}
-    rows = [("raw httpx.Client post+json", lambda: raw.post("/chat/completions", json=BODY).json()),
-            ("NativeTransport.complete", lambda: native.complete(kwargs))]
+    rows: list[tuple[str, Callable[[], Any]]] = [
+        ("raw httpx.Client post+json", lambda: raw.post("/chat/completions", json=BODY).json()),
+        ("NativeTransport.complete", lambda: native.complete(kwargs))]
+    if with_litellm:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        start = time.perf_counter()
+        import litellm
+
+        print(f"import litellm: {time.perf_counter() - start:.2f} s")
+        rows.append(("litellm.completion", lambda: litellm.completion(**kwargs, max_retries=0)))
     for name, function in rows:
         median, mean = per_call(function, calls)
         print(f"sync  {name:<40} median {median * 1e6:7.0f} us   mean {mean * 1e6:7.0f} us")
@@ -116,13 +127,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--url", help="an already running server's /v1 base")
+    parser.add_argument("--litellm", action="store_true", help="also time litellm.completion (sync)")
     args = parser.parse_args()
-    if args.url:
-        bench_sync(args.url, args.calls)
-        asyncio.run(bench_async(args.url, args.calls, args.concurrency))
-        return
-    with fast_server() as base:
-        bench_sync(base, args.calls)
+    with contextlib.ExitStack() as stack:
+        base = args.url or stack.enter_context(fast_server())
+        bench_sync(base, args.calls, args.litellm)
         asyncio.run(bench_async(base, args.calls, args.concurrency))
 
 

@@ -26,6 +26,7 @@ import openai
 import pytest
 
 from dewey.llm._exceptions import (
+    LLMConfigError,
     LLMConnectionError,
     LLMError,
     LLMResponseError,
@@ -583,6 +584,32 @@ def test_an_html_error_page_reads_as_its_text(canned: _CannedServer, native: Nat
         native.complete(_canned_kwargs(canned))
     assert caught.value.status_code == 502
     assert caught.value.message == f"{MODEL}: <html><body> <h1>502 Bad Gateway</h1> </body></html>"
+
+
+def test_an_error_in_a_200_body_is_the_providers_error(canned: _CannedServer, native: NativeTransport) -> None:
+    canned.canned = (200, "application/json", b'{"error": {"message": "upstream overloaded", "code": 529}}')
+    with pytest.raises(LLMServerError) as caught:
+        native.complete(_canned_kwargs(canned))
+    assert caught.value.message == f"{MODEL}: upstream overloaded"
+
+
+def test_json_that_is_not_a_completion_is_a_response_error(canned: _CannedServer,
+                                                           native: NativeTransport) -> None:
+    canned.canned = (200, "application/json", b'{"detail": "Not Found"}')
+    with pytest.raises(LLMResponseError, match="not a chat completion") as caught:
+        native.complete(_canned_kwargs(canned))
+    assert type(caught.value) is LLMResponseError
+    assert '"detail": "Not Found"' in caught.value.message
+
+
+@pytest.mark.parametrize("model", [None, "", 42])
+def test_a_missing_model_is_a_config_error_and_sends_nothing(model: Any, provider: FakeProvider,
+                                                             native: NativeTransport) -> None:
+    with pytest.raises(LLMConfigError, match="model must be a model name"):
+        native.complete(_completion_kwargs(provider, model=model))
+    with pytest.raises(LLMConfigError):
+        native.embed(_kwargs(provider, model, input="x"))
+    assert provider.requests == []
 
 
 # --------------------------------------------------------------------------- lifecycle

@@ -78,8 +78,8 @@ class NativeTransport:
 
     def stream(self, kwargs: Mapping[str, Any]) -> Iterator[ResponseData]:
         """The chunks of a streamed completion; the request is sent on the first ``next()``."""
-        model = kwargs["model"]
         request = chat_request(_resolved(kwargs), stream=True)
+        model = kwargs["model"]
         client = self._client(request)
         error: LLMError | None = None
         try:
@@ -137,8 +137,8 @@ class NativeTransport:
 
     async def astream(self, kwargs: Mapping[str, Any]) -> AsyncIterator[ResponseData]:
         """The chunks of a streamed completion; the request is sent on the first ``anext()``."""
-        model = kwargs["model"]
         request = chat_request(_resolved(kwargs), stream=True)
+        model = kwargs["model"]
         client = self._async_client(request)
         error: LLMError | None = None
         try:

@@ -21,6 +21,7 @@ from typing import Any
 from ._exceptions import (
     LLMAuthenticationError,
     LLMBadRequestError,
+    LLMConfigError,
     LLMContextWindowError,
     LLMError,
     LLMRateLimitError,
@@ -32,7 +33,8 @@ from ._exceptions import (
 from ._response import ResponseData
 
 __all__ = ["DEFAULT_API_BASE", "PROVIDER", "EventReader", "HTTPRequest", "chat_request",
-           "chunk", "completion", "embedding", "embedding_request", "http_error", "malformed"]
+           "chunk", "completion", "embedding", "embedding_request", "error_in_reply", "http_error",
+           "malformed", "wire_model"]
 
 PROVIDER = "openai"
 DEFAULT_API_BASE = "https://api.openai.com/v1"
@@ -63,6 +65,17 @@ def wire_model(model: str) -> str:
     return model.removeprefix("openai/")
 
 
+def _body(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON body: the server's model name, then every argument that is not a control
+    argument (None means "not given", as in LiteLLM)."""
+    model = kwargs.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise LLMConfigError(f"model must be a model name such as 'openai/gpt-4o-mini', not {model!r}")
+    body = {"model": wire_model(model)}
+    body.update((name, value) for name, value in kwargs.items() if name not in _CONTROL and value is not None)
+    return body
+
+
 def _request(kwargs: Mapping[str, Any], path: str, body: dict[str, Any]) -> HTTPRequest:
     body.update(kwargs.get("extra_body") or {})
     timeout = kwargs.get("timeout")
@@ -77,15 +90,9 @@ def _request(kwargs: Mapping[str, Any], path: str, body: dict[str, Any]) -> HTTP
 
 
 def chat_request(kwargs: Mapping[str, Any], *, stream: bool) -> HTTPRequest:
-    """``POST /chat/completions`` for completion()-style ``kwargs``.
-
-    Every argument that is not a control argument travels in the body (None means "not
-    given", as in LiteLLM); ``stream_options`` only with ``stream``, as LiteLLM sends it.
-    """
-    body: dict[str, Any] = {"model": wire_model(kwargs["model"])}
-    for name, value in kwargs.items():
-        if name not in _CONTROL and value is not None:
-            body[name] = value
+    """``POST /chat/completions`` for completion()-style ``kwargs``; ``stream_options``
+    travels only with ``stream``, as LiteLLM sends it."""
+    body = _body(kwargs)
     # LiteLLM leaves keys without a value out of messages (an assistant turn's
     # ``"content": None`` beside its tool calls): so do we, to send the same bytes.
     body["messages"] = [{k: v for k, v in message.items() if v is not None} if isinstance(message, dict)
@@ -99,11 +106,7 @@ def chat_request(kwargs: Mapping[str, Any], *, stream: bool) -> HTTPRequest:
 
 def embedding_request(kwargs: Mapping[str, Any]) -> HTTPRequest:
     """``POST /embeddings`` for embedding()-style ``kwargs``."""
-    body: dict[str, Any] = {"model": wire_model(kwargs["model"])}
-    for name, value in kwargs.items():
-        if name not in _CONTROL and value is not None:
-            body[name] = value
-    return _request(kwargs, "/embeddings", body)
+    return _request(kwargs, "/embeddings", _body(kwargs))
 
 
 # --------------------------------------------------------------------------- responses
@@ -127,10 +130,20 @@ def _message(data: Mapping[str, Any]) -> dict[str, Any]:
     return message
 
 
+def _checked(data: Any, model: str, items: str, what: str) -> dict[str, Any]:
+    """``data`` if it is an object whose ``items`` is a list of objects, else its error:
+    the provider's, when a 200 carries ``{"error": ...}`` (some proxies do), or malformed."""
+    if isinstance(data, dict) and data.get("error") is not None:
+        raise error_in_reply(model, data["error"])
+    if isinstance(data, dict) and isinstance(data.get(items), list) and all(
+            isinstance(item, dict) for item in data[items]):
+        return data
+    raise malformed(model, f"the reply is not {what}: {json.dumps(data)[:200]}")
+
+
 def completion(data: Any, model: str) -> ResponseData:
-    """A ``chat.completion`` body as a response; :func:`malformed` if it is not one."""
-    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-        raise malformed(model, "the reply is not a chat completion")
+    """A ``chat.completion`` body as a response."""
+    data = _checked(data, model, "choices", "a chat completion")
     choices = []
     for choice in data["choices"]:
         choices.append({"finish_reason": choice.get("finish_reason"), "index": choice.get("index", 0),
@@ -161,8 +174,7 @@ def _delta(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def chunk(data: Any, model: str) -> ResponseData:
     """A ``chat.completion.chunk`` event as a stream chunk."""
-    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-        raise malformed(model, "a stream event is not a chat completion chunk")
+    data = _checked(data, model, "choices", "a chat completion chunk")
     choices = [{"finish_reason": choice.get("finish_reason"), "index": choice.get("index", 0),
                 "delta": _delta(choice.get("delta") or {}), "logprobs": choice.get("logprobs")}
                for choice in data["choices"]]
@@ -175,8 +187,7 @@ def chunk(data: Any, model: str) -> ResponseData:
 
 def embedding(data: Any, model: str) -> ResponseData:
     """An embeddings body as a response."""
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise malformed(model, "the reply is not an embeddings list")
+    data = _checked(data, model, "data", "a list of embeddings")
     return ResponseData({**data, "object": data.get("object", "list"),
                          "usage": _usage(data.get("usage"), embedding=True)})
 
@@ -221,8 +232,8 @@ class EventReader:
             payload = json.loads(data)
         except ValueError:
             raise malformed(self.model, "a stream event is not JSON") from None
-        if event == "error" or (isinstance(payload, dict) and payload.get("error") is not None):
-            raise stream_error(self.model, payload.get("error", payload) if isinstance(payload, dict) else payload)
+        if event == "error":
+            raise error_in_reply(self.model, payload.get("error", payload) if isinstance(payload, dict) else payload)
         result = chunk(payload, self.model)
         self.finished = self.finished or any(c["finish_reason"] for c in result["choices"])
         yield result
@@ -270,8 +281,8 @@ def http_error(status: int, headers: Mapping[str, str], body: bytes, model: str)
                retry_after=parse_retry_after(headers))
 
 
-def stream_error(model: str, error: Any) -> LLMServerError:
-    """An error event in the middle of a stream."""
+def error_in_reply(model: str, error: Any) -> LLMServerError:
+    """An error the provider reported inside a 200: an error event mid-stream, or a body."""
     message, _ = _error_text(json.dumps({"error": error}))
     return LLMServerError(f"{model}: {message}", model=model, provider=PROVIDER)
 
