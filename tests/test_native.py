@@ -10,6 +10,7 @@ the fake injects, both must end in the same LLMError class, status and ``retry_a
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -616,11 +618,16 @@ def test_a_missing_model_is_a_config_error_and_sends_nothing(model: Any, provide
 
 
 def test_each_event_loop_gets_its_own_pool(provider: FakeProvider, native: NativeTransport) -> None:
-    """``asyncio.run`` twice on one transport: the second loop does not reuse the first's pool."""
+    """``asyncio.run`` twice on one transport without ``aclose()``: the second loop does not
+    reuse the first's pool, and neither loop leaves an aiohttp session open behind it."""
     kwargs = _completion_kwargs(provider)
-    first = asyncio.run(native.acomplete(kwargs))
-    second = asyncio.run(native.acomplete(kwargs))
-    assert first.choices[0].message.content == second.choices[0].message.content
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = asyncio.run(native.acomplete(kwargs))
+        second = asyncio.run(native.acomplete(kwargs))
+        gc.collect()
+    assert first.choices[0].message.content == second.choices[0].message.content == "echo: Hello there, fake model"
+    assert [str(w.message) for w in caught if "nclosed" in str(w.message)] == []
 
 
 def test_repr_shows_no_key(provider: FakeProvider, native: NativeTransport) -> None:

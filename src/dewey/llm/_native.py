@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -59,7 +60,7 @@ class NativeTransport:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._clients: dict[_PoolKey, httpx.Client] = {}
-        self._async_clients: dict[_PoolKey, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]] = {}
+        self._async_clients: dict[_PoolKey, _AsyncPool] = {}
 
     def __repr__(self) -> str:  # never the pools' keys: they hold API keys
         return f"<NativeTransport clients={len(self._clients) + len(self._async_clients)}>"
@@ -139,7 +140,7 @@ class NativeTransport:
         """The chunks of a streamed completion; the request is sent on the first ``anext()``."""
         request = chat_request(_resolved(kwargs), stream=True)
         model = kwargs["model"]
-        client = self._async_client(request)
+        client = await self._async_client(request)
         error: LLMError | None = None
         try:
             async with client.stream("POST", request.path, json=request.body,
@@ -160,28 +161,35 @@ class NativeTransport:
             raise error
 
     async def aclose(self) -> None:
-        """Close every connection pool (sync ones too)."""
+        """Close the pools of the running event loop, and the sync ones."""
+        loop = asyncio.get_running_loop()
         with self._lock:
-            clients, self._async_clients = list(self._async_clients.values()), {}
-        for _, client in clients:
-            await client.aclose()
+            pools = [pool for pool in self._async_clients.values() if pool.loop is loop]
+            self._async_clients = {}
+        for pool in pools:
+            await pool.closer.aclose()
         self.close()
 
-    def _async_client(self, request: HTTPRequest) -> httpx.AsyncClient:
+    async def _async_client(self, request: HTTPRequest) -> httpx.AsyncClient:
         # An async client belongs to the event loop it was made in (aiohttp binds its
-        # session to it): each asyncio.run() gets a pool of its own.
+        # session to it): each loop, e.g. each asyncio.run(), gets a pool of its own.
         loop = asyncio.get_running_loop()
         key = (request.api_base, request.api_key)
         with self._lock:
-            entry = self._async_clients.get(key)
-            if entry is None or entry[0] is not loop or loop.is_closed():
-                entry = (loop, _new_async_client(request))
-                self._async_clients[key] = entry
-        return entry[1]
+            pool = self._async_clients.get(key)
+        if pool is None or pool.loop is not loop:
+            client = _new_async_client(request)
+            closer = _closed_with_loop(client)
+            await closer.asend(None)
+            pool = _AsyncPool(loop, client, closer)
+            with self._lock:
+                self._async_clients[key] = pool
+        return pool.client
 
     async def _apost(self, request: HTTPRequest, model: str) -> Any:
         try:
-            response = await self._async_client(request).post(
+            client = await self._async_client(request)
+            response = await client.post(
                 request.path, json=request.body, headers=request.headers, timeout=_timeout(request))
             await response.aread()
             return _json(response, model)
@@ -191,6 +199,23 @@ class NativeTransport:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+@dataclass(frozen=True)
+class _AsyncPool:
+    loop: asyncio.AbstractEventLoop
+    client: httpx.AsyncClient
+    closer: AsyncGenerator[None, None]
+
+
+async def _closed_with_loop(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    """Closes ``client`` when closed itself: by :meth:`NativeTransport.aclose`, or by
+    ``asyncio.run()``, which closes every unfinished async generator before it closes
+    its loop, so a caller that never calls ``aclose()`` leaks no open session."""
+    try:
+        yield
+    finally:
+        await client.aclose()
 
 
 def _resolved(kwargs: Mapping[str, Any]) -> dict[str, Any]:
