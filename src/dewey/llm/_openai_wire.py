@@ -14,6 +14,7 @@ same server reply: LiteLLM fills in keys the server may leave out (``message.too
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,7 @@ _CONTROL = frozenset({"model", "api_key", "api_base", "api_version", "timeout", 
 _CONTEXT_PHRASES = ("context length", "context window", "maximum context", "too many tokens",
                     "prompt is too long", "context_length_exceeded")
 _BAD_REQUEST = frozenset({400, 404, 413, 422})
+_REASONING_MODEL = re.compile(r"(o\d|gpt-5)")  # o1, o3-mini, o4-mini, gpt-5...: see chat_request
 
 
 @dataclass(frozen=True)
@@ -93,15 +95,33 @@ def chat_request(kwargs: Mapping[str, Any], *, stream: bool) -> HTTPRequest:
     """``POST /chat/completions`` for completion()-style ``kwargs``; ``stream_options``
     travels only with ``stream``, as LiteLLM sends it."""
     body = _body(kwargs)
-    # LiteLLM leaves keys without a value out of messages (an assistant turn's
-    # ``"content": None`` beside its tool calls): so do we, to send the same bytes.
-    body["messages"] = [{k: v for k, v in message.items() if v is not None} if isinstance(message, dict)
-                        else message for message in kwargs.get("messages") or []]
+    body["messages"] = [_wire_message(message) for message in kwargs.get("messages") or []]
+    # OpenAI's reasoning models refuse max_tokens and take max_completion_tokens instead.
+    if _REASONING_MODEL.match(body["model"]) and "max_tokens" in body and "max_completion_tokens" not in body:
+        body["max_completion_tokens"] = body.pop("max_tokens")
     if stream:
         body["stream"] = True
     else:
         body.pop("stream_options", None)
     return _request(kwargs, "/chat/completions", body)
+
+
+def _wire_message(message: Any) -> Any:
+    """A message as LiteLLM sends it to an OpenAI-compatible server: without keys whose
+    value is None (an assistant turn's ``"content": None`` beside its tool calls), the
+    ``developer`` role as ``system`` (which every chat template knows), and an
+    ``image_url`` given as a bare string as the ``{"url": ...}`` object the API wants."""
+    if not isinstance(message, dict):
+        return message
+    sent = {key: value for key, value in message.items() if value is not None}
+    if sent.get("role") == "developer":
+        sent["role"] = "system"
+    if isinstance(sent.get("content"), list):
+        sent["content"] = [
+            {**part, "image_url": {"url": part["image_url"]}}
+            if isinstance(part, dict) and isinstance(part.get("image_url"), str) else part
+            for part in sent["content"]]
+    return sent
 
 
 def embedding_request(kwargs: Mapping[str, Any]) -> HTTPRequest:
