@@ -633,6 +633,22 @@ def test_a_missing_model_is_a_config_error_and_sends_nothing(model: Any, provide
     assert provider.requests == []
 
 
+@pytest.mark.parametrize("api_base", ["localhost:8000/v1", "ftp://example.com/v1"])
+def test_an_api_base_that_is_no_http_url_is_a_config_error(api_base: str, native: NativeTransport) -> None:
+    with pytest.raises(LLMConfigError, match="api_base must be an http"):
+        native.complete({"model": MODEL, "messages": USER, "api_base": api_base, "api_key": TEST_KEY})
+
+
+def test_arguments_litellm_drops_are_sent_as_given(provider: FakeProvider, native: NativeTransport) -> None:
+    """LiteLLM silently leaves ``user`` out for a model outside OpenAI's catalog (a vLLM or
+    proxy model, say); NativeTransport sends what the caller asked for."""
+    kwargs = _completion_kwargs(provider, model="openai/my-vllm-model", user="user-1")
+    litellm.completion(**kwargs)
+    assert "user" not in (provider.requests[-1].body or {})
+    native.complete(kwargs)
+    assert (provider.requests[-1].body or {}).get("user") == "user-1"
+
+
 # --------------------------------------------------------------------------- lifecycle
 
 

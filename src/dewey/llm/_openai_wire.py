@@ -81,8 +81,12 @@ def _body(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 def _request(kwargs: Mapping[str, Any], path: str, body: dict[str, Any]) -> HTTPRequest:
     body.update(kwargs.get("extra_body") or {})
     timeout = kwargs.get("timeout")
+    api_base = str(kwargs.get("api_base") or DEFAULT_API_BASE).rstrip("/")
+    if not api_base.startswith(("http://", "https://")):
+        raise LLMConfigError(f"api_base must be an http(s) URL such as 'http://localhost:8000/v1', "
+                             f"not {api_base!r}")
     return HTTPRequest(
-        api_base=(kwargs.get("api_base") or DEFAULT_API_BASE).rstrip("/"),
+        api_base=api_base,
         api_key=kwargs.get("api_key"),
         path=path,
         body=body,
