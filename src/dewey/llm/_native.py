@@ -191,7 +191,6 @@ class NativeTransport:
             client = await self._async_client(request)
             response = await client.post(
                 request.path, json=request.body, headers=request.headers, timeout=_timeout(request))
-            await response.aread()
             return _json(response, model)
         except httpx.HTTPError as exc:
             error = _transport_error(exc, model, request, streaming=False)
@@ -254,7 +253,7 @@ def _json(response: httpx.Response, model: str) -> Any:
     try:
         return response.json()
     except ValueError:
-        raise malformed(model, "the reply is not JSON") from None
+        raise malformed(model, f"the reply is not JSON: {response.text[:100]!r}") from None
 
 
 def _check_finished(reader: EventReader, model: str) -> None:
