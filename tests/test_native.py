@@ -40,7 +40,7 @@ EMBEDDING_MODEL = "openai/text-embedding-3-small"
 _LITELLM_CHUNK_EXTRAS = {"citations", "moderation", "obfuscation", "service_tier"}
 _LITELLM_DELTA_EXTRAS = {"refusal", "provider_specific_fields"}
 # Headers every client sends its own way (user-agent, SDK telemetry, framing).
-_MEANINGFUL_HEADERS = ("authorization", "content-type", "x-trace", "openai-organization")
+_MEANINGFUL_HEADERS = ("authorization", "content-type", "accept", "x-trace", "openai-organization")
 
 TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "description": "Weather in a city",

@@ -161,6 +161,15 @@ def test_a_missing_model_is_a_config_error_and_sends_nothing(model: Any, provide
     assert provider.requests == []
 
 
+@pytest.mark.parametrize("argument", [{"temperature": float("nan")}, {"metadata_obj": object()},
+                                      {"extra_body": {"seed": {1, 2}}}])
+def test_an_argument_json_cannot_carry_is_a_config_error(argument: dict[str, Any], provider: FakeProvider,
+                                                        native: NativeTransport) -> None:
+    with pytest.raises(LLMConfigError, match="cannot be sent as JSON"):
+        native.complete(_completion_kwargs(provider, **argument))
+    assert provider.requests == []
+
+
 @pytest.mark.parametrize("api_base", ["localhost:8000/v1", "ftp://example.com/v1"])
 def test_an_api_base_that_is_no_http_url_is_a_config_error(api_base: str, native: NativeTransport) -> None:
     with pytest.raises(LLMConfigError, match="api_base must be an http"):

@@ -84,7 +84,7 @@ class NativeTransport:
         client = self._client(request)
         error: LLMError | None = None
         try:
-            with client.stream("POST", request.path, json=request.body, headers=request.headers,
+            with client.stream("POST", request.path, content=request.content, headers=request.headers,
                                timeout=_timeout(request)) as response:
                 if response.status_code >= 400:
                     raise http_error(response.status_code, response.headers, response.read(), model)
@@ -118,7 +118,7 @@ class NativeTransport:
     def _post(self, request: HTTPRequest, model: str) -> Any:
         try:
             response = self._client(request).post(
-                request.path, json=request.body, headers=request.headers, timeout=_timeout(request))
+                request.path, content=request.content, headers=request.headers, timeout=_timeout(request))
             return _json(response, model)
         except httpx.HTTPError as exc:
             error = _transport_error(exc, model, request, streaming=False)
@@ -143,7 +143,7 @@ class NativeTransport:
         client = await self._async_client(request)
         error: LLMError | None = None
         try:
-            async with client.stream("POST", request.path, json=request.body,
+            async with client.stream("POST", request.path, content=request.content,
                                      headers=request.headers, timeout=_timeout(request)) as response:
                 if response.status_code >= 400:
                     body = await response.aread()
@@ -190,7 +190,7 @@ class NativeTransport:
         try:
             client = await self._async_client(request)
             response = await client.post(
-                request.path, json=request.body, headers=request.headers, timeout=_timeout(request))
+                request.path, content=request.content, headers=request.headers, timeout=_timeout(request))
             return _json(response, model)
         except httpx.HTTPError as exc:
             error = _transport_error(exc, model, request, streaming=False)

@@ -52,12 +52,14 @@ _REASONING_MODEL = re.compile(r"(o\d|gpt-5)")  # o1, o3-mini, o4-mini, gpt-5...:
 
 @dataclass(frozen=True)
 class HTTPRequest:
-    """What to POST: the path under ``api_base``, the JSON body and the extra headers."""
+    """What to POST: the path under ``api_base``, the JSON body (and its bytes) and the
+    extra headers."""
 
     api_base: str
     api_key: str | None
     path: str
     body: dict[str, Any]
+    content: bytes
     headers: dict[str, str]
     timeout: float | None
 
@@ -85,11 +87,17 @@ def _request(kwargs: Mapping[str, Any], path: str, body: dict[str, Any]) -> HTTP
     if not api_base.startswith(("http://", "https://")):
         raise LLMConfigError(f"api_base must be an http(s) URL such as 'http://localhost:8000/v1', "
                              f"not {api_base!r}")
+    try:  # encoded here, so that an argument JSON cannot carry is named before anything is sent
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise LLMConfigError(f"the request cannot be sent as JSON: {exc}; pass plain dicts, lists, "
+                             "strings and finite numbers") from None
     return HTTPRequest(
         api_base=api_base,
         api_key=kwargs.get("api_key"),
         path=path,
         body=body,
+        content=content,
         headers={str(k): str(v) for k, v in (kwargs.get("extra_headers") or {}).items()},
         timeout=float(timeout) if timeout is not None else None,
     )
