@@ -92,6 +92,7 @@ COMPLETIONS: dict[str, tuple[Reply, dict[str, Any]]] = {
     "gpt5_max_tokens": (Reply.ok(), {"model": "openai/gpt-5", "max_tokens": 20}),
     "max_completion_tokens_and_store": (Reply.ok(), {"max_completion_tokens": 30, "store": True,
                                                      "metadata": {"not": "sent"}}),
+    "tool_choice_without_tools": (Reply.ok(), {"tool_choice": "none", "tools": []}),
     "strict_tool": (Reply.ok(), {"tools": [{"type": "function", "function": {
         "name": "f", "strict": True,
         "parameters": {"type": "object", "properties": {}, "additionalProperties": False}}}]}),

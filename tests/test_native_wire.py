@@ -194,6 +194,21 @@ def test_each_event_loop_gets_its_own_pool(provider: FakeProvider, native: Nativ
                                                                          "Unclosed connector"))] == []
 
 
+def test_context_managers_close_the_pools(provider: FakeProvider) -> None:
+    with NativeTransport() as transport:
+        transport.complete(_completion_kwargs(provider))
+        assert repr(transport) == "<NativeTransport clients=1>"
+    assert repr(transport) == "<NativeTransport clients=0>"
+
+    async def use() -> str:
+        async with NativeTransport() as transport:
+            await transport.acomplete(_completion_kwargs(provider))
+            assert repr(transport) == "<NativeTransport clients=1>"
+        return repr(transport)
+
+    assert asyncio.run(use()) == "<NativeTransport clients=0>"
+
+
 def test_repr_shows_no_key(provider: FakeProvider, native: NativeTransport) -> None:
     native.complete(_completion_kwargs(provider))
     assert TEST_KEY not in repr(native)

@@ -52,7 +52,8 @@ class NativeTransport:
     ``api_base`` (default ``https://api.openai.com/v1``), ``timeout``, ``extra_body``,
     ``extra_headers``; every other argument travels in the JSON body as given.
     Responses are :class:`~dewey.llm._response.ResponseData` shaped like LiteLLM's; every
-    failure is an :class:`~dewey.llm.LLMError`.  Close with :meth:`close`/:meth:`aclose`.
+    failure is an :class:`~dewey.llm.LLMError`.  Close with :meth:`close`/:meth:`aclose`, or
+    use it as a (async) context manager.
     """
 
     name = "native"
@@ -64,6 +65,18 @@ class NativeTransport:
 
     def __repr__(self) -> str:  # never the pools' keys: they hold API keys
         return f"<NativeTransport clients={len(self._clients) + len(self._async_clients)}>"
+
+    def __enter__(self) -> NativeTransport:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> NativeTransport:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     # ---- sync
 

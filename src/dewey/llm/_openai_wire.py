@@ -108,6 +108,8 @@ def chat_request(kwargs: Mapping[str, Any], *, stream: bool) -> HTTPRequest:
     travels only with ``stream``, as LiteLLM sends it."""
     body = _body(kwargs)
     body["messages"] = [_wire_message(message) for message in kwargs.get("messages") or []]
+    if not body.get("tools"):  # OpenAI refuses a tool_choice without tools; LiteLLM drops it
+        body.pop("tool_choice", None)
     # OpenAI's reasoning models refuse max_tokens and take max_completion_tokens instead.
     if _REASONING_MODEL.match(body["model"]) and "max_tokens" in body and "max_completion_tokens" not in body:
         body["max_completion_tokens"] = body.pop("max_tokens")
