@@ -27,6 +27,7 @@ from dewey.llm._exceptions import (
     from_provider_error,
 )
 from dewey.llm._native import NativeTransport
+from dewey.llm._openai_wire import assemble
 from tests.conftest import TEST_KEY
 from tests.servers.fake_provider import FakeProvider, Recorded, Reply
 
@@ -166,15 +167,17 @@ def _plain(response: Any) -> dict[str, Any]:
 
 
 def _litellm_chunk(chunk: Any) -> dict[str, Any]:
-    """A LiteLLM stream chunk without the extras listed at the top of this module."""
+    """A LiteLLM stream chunk (or assembled stream) without the extras listed at the top
+    of this module."""
     data = _plain(chunk)
     for name in _LITELLM_CHUNK_EXTRAS:
         if data.get(name) is None:
             data.pop(name, None)
     for choice in data.get("choices") or []:
+        delta = choice.get("delta") or {}
         for name in _LITELLM_DELTA_EXTRAS:
-            if choice["delta"].get(name) is None:
-                choice["delta"].pop(name, None)
+            if delta.get(name) is None:
+                delta.pop(name, None)
     usage = data.get("usage")
     if usage:
         usage.pop("cost", None)
@@ -278,6 +281,19 @@ def test_async_stream_matches_litellm_chunk_by_chunk(case: str, provider: FakePr
         return expected, got
 
     expected, got = asyncio.run(both())
+    assert got == expected
+
+
+@pytest.mark.parametrize("case", ["text_with_usage", "tool_call", "legacy_function", "text"])
+def test_assembled_stream_matches_litellm_stream_chunk_builder(case: str, provider: FakeProvider,
+                                                               native: NativeTransport) -> None:
+    reply, extra = STREAMS[case]
+    extra = {**extra, "stream_options": {"include_usage": True}}
+    provider.script("gpt-4o-mini", reply, reply)
+    kwargs = _completion_kwargs(provider, **extra)
+    chunks = list(litellm.completion(**kwargs, stream=True))
+    expected = _litellm_chunk(litellm.stream_chunk_builder(chunks, messages=kwargs["messages"]))
+    got = _plain(assemble(list(native.stream(kwargs))))
     assert got == expected
 
 

@@ -22,8 +22,9 @@ import pytest
 
 from dewey.llm._exceptions import LLMConfigError, LLMResponseError, LLMServerError
 from dewey.llm._native import NativeTransport
+from dewey.llm._openai_wire import assemble
 from tests.conftest import TEST_KEY
-from tests.servers.fake_provider import FakeProvider
+from tests.servers.fake_provider import FakeProvider, Reply
 
 MODEL = "openai/gpt-4o-mini"
 USER = [{"role": "user", "content": "Hello there, fake model"}]
@@ -97,6 +98,15 @@ def test_done_without_finish_reason_is_a_complete_stream(canned: _CannedServer, 
     canned.canned = (200, "text/event-stream", _event(_TEXT_CHUNK) + b": keep-alive\n\n" + _event("[DONE]"))
     chunks = list(native.stream(_canned_kwargs(canned)))
     assert [c.choices[0].delta.content for c in chunks] == ["hi"]
+
+
+def test_an_assembled_stream_without_usage_has_none(provider: FakeProvider, native: NativeTransport) -> None:
+    """LiteLLM estimates usage the server did not report with a tokenizer; we do not guess."""
+    provider.script("gpt-4o-mini", Reply.ok("no usage here"))
+    response = assemble(list(native.stream(_completion_kwargs(provider))))
+    assert response.choices[0].message.content == "no usage here"
+    assert response.choices[0].finish_reason == "stop"
+    assert response.usage is None
 
 
 def test_a_finished_stream_may_end_without_done(canned: _CannedServer, native: NativeTransport) -> None:
@@ -218,11 +228,12 @@ def test_native_does_not_import_litellm(provider: FakeProvider) -> None:
     code = textwrap.dedent(f"""
         import asyncio, sys
         from dewey.llm._native import NativeTransport
+        from dewey.llm._openai_wire import assemble
         transport = NativeTransport()
         kwargs = {{"model": "openai/gpt-4o-mini", "api_base": {provider.openai_base!r},
                    "api_key": "sk-test-0123456789abcdef", "messages": [{{"role": "user", "content": "hi"}}]}}
         assert transport.complete(kwargs).choices[0].message.content == "echo: hi"
-        assert list(transport.stream(kwargs))[-1].choices[0].finish_reason == "stop"
+        assert assemble(list(transport.stream(kwargs))).choices[0].message.content == "echo: hi"
         transport.embed({{**kwargs, "model": "text-embedding-3-small", "input": "hi"}})
         asyncio.run(transport.acomplete(kwargs))
         transport.close()

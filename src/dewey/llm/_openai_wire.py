@@ -2,7 +2,8 @@
 
 :mod:`._native` does the HTTP; this module decides what to send and what an answer means:
 the request (:func:`chat_request`, :func:`embedding_request`), the responses shaped like
-LiteLLM's (:func:`completion`, :func:`chunk`, :func:`embedding`), server-sent events
+LiteLLM's (:func:`completion`, :func:`chunk`, :func:`embedding`, and :func:`assemble` for a
+whole stream), server-sent events
 (:class:`EventReader`) and HTTP errors (:func:`http_error`).
 
 Responses are :class:`ResponseData` whose ``model_dump()`` equals LiteLLM's
@@ -33,7 +34,7 @@ from ._exceptions import (
 )
 from ._response import ResponseData
 
-__all__ = ["DEFAULT_API_BASE", "PROVIDER", "EventReader", "HTTPRequest", "chat_request",
+__all__ = ["DEFAULT_API_BASE", "PROVIDER", "EventReader", "HTTPRequest", "assemble", "chat_request",
            "chunk", "completion", "embedding", "embedding_request", "error_in_reply", "http_error",
            "malformed", "wire_model"]
 
@@ -224,6 +225,51 @@ def embedding(data: Any, model: str) -> ResponseData:
     data = _checked(data, model, "data", "a list of embeddings")
     return ResponseData({**data, "object": data.get("object", "list"),
                          "usage": _usage(data.get("usage"), embedding=True)})
+
+
+def assemble(chunks: list[Any]) -> ResponseData:
+    """The complete response a stream's chunks add up to, like LiteLLM's
+    ``stream_chunk_builder``: contents and tool-call arguments joined, the last finish
+    reason, and the usage the server reported (None if it sent none: LiteLLM would
+    estimate it with a tokenizer)."""
+    if not chunks:
+        raise malformed("(unknown model)", "a stream without chunks cannot make a response")
+    first = chunks[0]
+    choices: dict[int, dict[str, Any]] = {}
+    for piece in chunks:
+        for choice in piece["choices"]:
+            _add_delta(choices.setdefault(choice["index"], _empty_choice(choice["index"])),
+                       choice["delta"], choice["finish_reason"])
+    usage = next((piece["usage"] for piece in reversed(chunks) if piece.get("usage")), None)
+    for choice in choices.values():
+        calls = choice["message"]["tool_calls"]
+        choice["message"]["tool_calls"] = [calls[i] for i in sorted(calls)] if calls else None
+    return ResponseData({"id": first["id"], "created": first["created"], "model": first["model"],
+                         "object": "chat.completion", "system_fingerprint": first["system_fingerprint"],
+                         "choices": [choices[i] for i in sorted(choices)], "usage": usage})
+
+
+def _empty_choice(index: int) -> dict[str, Any]:
+    return {"finish_reason": None, "index": index, "message": {
+        "content": None, "role": "assistant", "tool_calls": {}, "function_call": None}}
+
+
+def _add_delta(choice: dict[str, Any], delta: Mapping[str, Any], finish_reason: str | None) -> None:
+    message = choice["message"]
+    if delta.get("content") is not None:
+        message["content"] = (message["content"] or "") + delta["content"]
+    if delta.get("function_call"):
+        call = message["function_call"] = message["function_call"] or {"arguments": "", "name": None}
+        call["name"] = call["name"] or delta["function_call"].get("name")
+        call["arguments"] += delta["function_call"].get("arguments") or ""
+    for part in delta.get("tool_calls") or []:
+        call = message["tool_calls"].setdefault(part.get("index", 0), {
+            "function": {"arguments": "", "name": None}, "id": None, "type": "function"})
+        call["id"] = call["id"] or part.get("id")
+        function = part.get("function") or {}
+        call["function"]["name"] = call["function"]["name"] or function.get("name")
+        call["function"]["arguments"] += function.get("arguments") or ""
+    choice["finish_reason"] = finish_reason or choice["finish_reason"]
 
 
 # --------------------------------------------------------------------------- server-sent events
