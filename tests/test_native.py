@@ -10,6 +10,7 @@ the fake injects, both must end in the same LLMError class, status and ``retry_a
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -29,6 +30,7 @@ from dewey.llm._exceptions import (
 from dewey.llm._native import NativeTransport
 from dewey.llm._openai_wire import assemble
 from tests.conftest import TEST_KEY
+from tests.servers.canned import CannedServer, serve_canned
 from tests.servers.fake_provider import FakeProvider, Recorded, Reply
 
 litellm.suppress_debug_info = True
@@ -247,7 +249,77 @@ def test_a_bare_model_name_and_the_environment_key_work(provider: FakeProvider, 
     assert _plain(got) == _plain(expected)
 
 
+_COMPLETION = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+               "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, "message": {
+                   "role": "assistant", "content": "hi", "refusal": None, "annotations": []}}]}
+# Replies the fake provider never gives: fields it leaves out, and fields it never sends.
+CANNED_COMPLETIONS: dict[str, dict[str, Any]] = {
+    "no_usage_no_fingerprint": _COMPLETION,
+    "detailed_usage_and_service_tier": {**_COMPLETION, "service_tier": "default", "usage": {
+        "prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6,
+        "prompt_tokens_details": {"cached_tokens": 3, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                      "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}},
+    "logprobs": {**_COMPLETION, "choices": [{**_COMPLETION["choices"][0], "logprobs": {"content": [
+        {"token": "hi", "logprob": -0.1, "bytes": [104, 105], "top_logprobs": [
+            {"token": "hi", "logprob": -0.1, "bytes": [104, 105]}]}], "refusal": None}}]},
+}
+
+
+@pytest.fixture
+def canned() -> Iterator[CannedServer]:
+    with serve_canned() as server:
+        yield server
+
+
+@pytest.mark.parametrize("case", sorted(CANNED_COMPLETIONS))
+def test_replies_the_fake_never_gives_read_alike(case: str, canned: CannedServer, native: NativeTransport) -> None:
+    canned.canned = (200, "application/json", json.dumps(CANNED_COMPLETIONS[case]).encode())
+    kwargs = {"model": MODEL, "messages": USER, "api_base": canned.openai_base, "api_key": TEST_KEY,
+              "max_retries": 0}
+    assert _plain(native.complete(kwargs)) == _plain(litellm.completion(**kwargs))
+
+
 # --------------------------------------------------------------------------- streams
+
+
+def _sse(*events: dict[str, Any]) -> bytes:
+    return b"".join(b"data: " + json.dumps(event).encode() + b"\n\n" for event in events) + b"data: [DONE]\n\n"
+
+
+_CHUNK = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini"}
+
+
+def _choice(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {**_CHUNK, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, **extra}]}
+
+
+CANNED_STREAMS: dict[str, bytes] = {
+    "no_fingerprint_no_logprobs_key_no_usage": _sse(_choice({"role": "assistant", "content": ""}), _choice({"content": "hi"}),
+                                           _choice({}, "stop")),
+    "logprobs_and_detailed_usage": _sse(
+        _choice({"role": "assistant", "content": "hi"}, logprobs={"content": [
+            {"token": "hi", "logprob": -0.5, "bytes": [104, 105], "top_logprobs": []}], "refusal": None}),
+        _choice({}, "length", logprobs=None),
+        {**_CHUNK, "choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5,
+                                            "prompt_tokens_details": {"cached_tokens": 2}}}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CANNED_STREAMS))
+def test_streams_the_fake_never_sends_read_alike(case: str, canned: CannedServer,
+                                                 native: NativeTransport) -> None:
+    canned.canned = (200, "text/event-stream", CANNED_STREAMS[case])
+    kwargs = {"model": MODEL, "messages": USER, "api_base": canned.openai_base, "api_key": TEST_KEY,
+              "max_retries": 0, "stream_options": {"include_usage": True}}
+    expected = [_litellm_chunk(chunk) for chunk in litellm.completion(**kwargs, stream=True)]
+    got = [_plain(chunk) for chunk in native.stream(kwargs)]
+    if case.endswith("no_usage"):
+        # Asked for usage the server did not send, LiteLLM makes up a usage chunk with counts
+        # from a tokenizer; NativeTransport reports only what the server said.
+        invented = expected.pop()
+        assert invented["choices"] == [] and invented["usage"]["prompt_tokens"] > 0
+    assert got == expected
 
 
 def _litellm_stream(provider: FakeProvider, extra: dict[str, Any]) -> list[dict[str, Any]]:

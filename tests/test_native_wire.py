@@ -12,10 +12,8 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import warnings
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -24,6 +22,7 @@ from dewey.llm._exceptions import LLMConfigError, LLMResponseError, LLMServerErr
 from dewey.llm._native import NativeTransport
 from dewey.llm._openai_wire import assemble
 from tests.conftest import TEST_KEY
+from tests.servers.canned import CannedServer, serve_canned
 from tests.servers.fake_provider import FakeProvider, Reply
 
 MODEL = "openai/gpt-4o-mini"
@@ -45,44 +44,15 @@ def _completion_kwargs(provider: FakeProvider, **extra: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- SSE the fake cannot send
 
 
-class _CannedHandler(BaseHTTPRequestHandler):
-    """Answers every POST with the server's canned status, content type and body."""
-
-    protocol_version = "HTTP/1.1"
-    server: _CannedServer
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        status, content_type, body = self.server.canned
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
-
-
-class _CannedServer(ThreadingHTTPServer):
-    daemon_threads = True
-    canned: tuple[int, str, bytes] = (200, "text/event-stream", b"")
-
-
 @pytest.fixture
-def canned() -> Iterator[_CannedServer]:
-    """A server whose one reply a test sets in ``canned``: wire shapes the fake never sends."""
-    server = _CannedServer(("127.0.0.1", 0), _CannedHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def canned() -> Iterator[CannedServer]:
+    """A server whose one reply a test sets in ``canned``."""
+    with serve_canned() as server:
+        yield server
 
 
-def _canned_kwargs(server: _CannedServer) -> dict[str, Any]:
-    return {"model": MODEL, "messages": USER, "api_key": TEST_KEY, "timeout": 5,
-            "api_base": f"http://127.0.0.1:{server.server_address[1]}/v1"}
+def _canned_kwargs(server: CannedServer) -> dict[str, Any]:
+    return {"model": MODEL, "messages": USER, "api_key": TEST_KEY, "timeout": 5, "api_base": server.openai_base}
 
 
 def _event(data: str, name: str | None = None) -> bytes:
@@ -94,7 +64,7 @@ _TEXT_CHUNK = json.dumps({"id": "c1", "object": "chat.completion.chunk", "create
 _FINISH_CHUNK = _TEXT_CHUNK.replace('"content": "hi"}, "finish_reason": null', '}, "finish_reason": "stop"')
 
 
-def test_done_without_finish_reason_is_a_complete_stream(canned: _CannedServer, native: NativeTransport) -> None:
+def test_done_without_finish_reason_is_a_complete_stream(canned: CannedServer, native: NativeTransport) -> None:
     canned.canned = (200, "text/event-stream", _event(_TEXT_CHUNK) + b": keep-alive\n\n" + _event("[DONE]"))
     chunks = list(native.stream(_canned_kwargs(canned)))
     assert [c.choices[0].delta.content for c in chunks] == ["hi"]
@@ -109,13 +79,13 @@ def test_an_assembled_stream_without_usage_has_none(provider: FakeProvider, nati
     assert response.usage is None
 
 
-def test_a_finished_stream_may_end_without_done(canned: _CannedServer, native: NativeTransport) -> None:
+def test_a_finished_stream_may_end_without_done(canned: CannedServer, native: NativeTransport) -> None:
     canned.canned = (200, "text/event-stream", _event(_TEXT_CHUNK) + _event(_FINISH_CHUNK).rstrip())
     chunks = list(native.stream(_canned_kwargs(canned)))
     assert [c.choices[0].finish_reason for c in chunks] == [None, "stop"]
 
 
-def test_a_stream_ending_with_neither_done_nor_finish_was_cut(canned: _CannedServer,
+def test_a_stream_ending_with_neither_done_nor_finish_was_cut(canned: CannedServer,
                                                                native: NativeTransport) -> None:
     canned.canned = (200, "text/event-stream", _event(_TEXT_CHUNK))
     with pytest.raises(LLMServerError, match="ended before"):
@@ -126,7 +96,7 @@ def test_a_stream_ending_with_neither_done_nor_finish_was_cut(canned: _CannedSer
     _event(json.dumps({"error": {"message": "The server had an error while processing", "type": "server_error"}})),
     _event(json.dumps({"message": "The server had an error while processing"}), name="error"),
 ])
-def test_an_error_event_mid_stream_is_a_server_error(event: bytes, canned: _CannedServer,
+def test_an_error_event_mid_stream_is_a_server_error(event: bytes, canned: CannedServer,
                                                      native: NativeTransport) -> None:
     canned.canned = (200, "text/event-stream", _event(_TEXT_CHUNK) + event + _event("[DONE]"))
     received: list[str] = []
@@ -137,7 +107,7 @@ def test_an_error_event_mid_stream_is_a_server_error(event: bytes, canned: _Cann
     assert caught.value.message == f"{MODEL}: The server had an error while processing"
 
 
-def test_an_html_error_page_reads_as_its_text(canned: _CannedServer, native: NativeTransport) -> None:
+def test_an_html_error_page_reads_as_its_text(canned: CannedServer, native: NativeTransport) -> None:
     canned.canned = (502, "text/html", b"<html><body>\n<h1>502 Bad Gateway</h1>\n</body></html>")
     with pytest.raises(LLMServerError) as caught:
         native.complete(_canned_kwargs(canned))
@@ -145,14 +115,14 @@ def test_an_html_error_page_reads_as_its_text(canned: _CannedServer, native: Nat
     assert caught.value.message == f"{MODEL}: <html><body> <h1>502 Bad Gateway</h1> </body></html>"
 
 
-def test_an_error_in_a_200_body_is_the_providers_error(canned: _CannedServer, native: NativeTransport) -> None:
+def test_an_error_in_a_200_body_is_the_providers_error(canned: CannedServer, native: NativeTransport) -> None:
     canned.canned = (200, "application/json", b'{"error": {"message": "upstream overloaded", "code": 529}}')
     with pytest.raises(LLMServerError) as caught:
         native.complete(_canned_kwargs(canned))
     assert caught.value.message == f"{MODEL}: upstream overloaded"
 
 
-def test_json_that_is_not_a_completion_is_a_response_error(canned: _CannedServer,
+def test_json_that_is_not_a_completion_is_a_response_error(canned: CannedServer,
                                                            native: NativeTransport) -> None:
     canned.canned = (200, "application/json", b'{"detail": "Not Found"}')
     with pytest.raises(LLMResponseError, match="not a chat completion") as caught:

@@ -48,6 +48,8 @@ _CONTROL = frozenset({"model", "api_key", "api_base", "api_version", "timeout", 
 _CONTEXT_PHRASES = ("context length", "context window", "maximum context", "too many tokens",
                     "prompt is too long", "context_length_exceeded")
 _BAD_REQUEST = frozenset({400, 404, 413, 422})
+_PROMPT_TOKEN_KINDS = ("audio_tokens", "cached_tokens", "text_tokens", "image_tokens", "video_tokens",
+                       "initial_prompt_tokens")
 _REASONING_MODEL = re.compile(r"(o\d|gpt-5)")  # o1, o3-mini, o4-mini, gpt-5...: see chat_request
 
 
@@ -147,10 +149,10 @@ def embedding_request(kwargs: Mapping[str, Any]) -> HTTPRequest:
 # --------------------------------------------------------------------------- responses
 
 
-def _usage(data: Any, *, embedding: bool = False) -> dict[str, Any] | None:
-    if not isinstance(data, dict):
-        return None
-    usage: dict[str, Any] = {"completion_tokens": 0 if embedding else None, **data}
+def _usage(data: Any) -> dict[str, Any]:
+    # LiteLLM's Usage: zeros when the server reported none (embeddings have no completion).
+    usage: dict[str, Any] = {"completion_tokens": 0, "prompt_tokens": 0, "total_tokens": 0}
+    usage.update(data if isinstance(data, dict) else {})
     for name in ("completion_tokens_details", "prompt_tokens_details"):
         usage.setdefault(name, None)
     return usage
@@ -184,12 +186,8 @@ def completion(data: Any, model: str) -> ResponseData:
         choices.append({"finish_reason": choice.get("finish_reason"), "index": choice.get("index", 0),
                         "message": _message(choice.get("message") or {}),
                         "provider_specific_fields": {}, "logprobs": choice.get("logprobs")})
-    response = {**data, "system_fingerprint": data.get("system_fingerprint"), "choices": choices}
-    response.setdefault("object", "chat.completion")
-    usage = _usage(data.get("usage"))
-    if usage is not None:
-        response["usage"] = usage
-    return ResponseData(response)
+    return ResponseData({"object": "chat.completion", **data, "choices": choices,
+                         "usage": _usage(data.get("usage"))})
 
 
 def _delta(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -213,10 +211,13 @@ def chunk(data: Any, model: str) -> ResponseData:
     choices = [{"finish_reason": choice.get("finish_reason"), "index": choice.get("index", 0),
                 "delta": _delta(choice.get("delta") or {}), "logprobs": choice.get("logprobs")}
                for choice in data["choices"]]
-    result = {**data, "system_fingerprint": data.get("system_fingerprint"), "choices": choices,
-              "provider_specific_fields": None}
+    result = {**data, "choices": choices, "provider_specific_fields": None}
+    if choices:  # unlike a completion or a usage chunk, LiteLLM's always has this key
+        result.setdefault("system_fingerprint", None)
     if data.get("usage") is not None:
-        result["usage"] = _usage(data["usage"])
+        usage = result["usage"] = _usage(data["usage"])
+        if isinstance(usage["prompt_tokens_details"], dict):  # LiteLLM's stream spells them all out
+            usage["prompt_tokens_details"] = {**dict.fromkeys(_PROMPT_TOKEN_KINDS), **usage["prompt_tokens_details"]}
     return ResponseData(result)
 
 
@@ -224,7 +225,7 @@ def embedding(data: Any, model: str) -> ResponseData:
     """An embeddings body as a response."""
     data = _checked(data, model, "data", "a list of embeddings")
     return ResponseData({**data, "object": data.get("object", "list"),
-                         "usage": _usage(data.get("usage"), embedding=True)})
+                         "usage": _usage(data.get("usage"))})
 
 
 def assemble(chunks: list[Any]) -> ResponseData:
