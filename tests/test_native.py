@@ -249,9 +249,10 @@ def test_a_bare_model_name_and_the_environment_key_work(provider: FakeProvider, 
     assert _plain(got) == _plain(expected)
 
 
+_ANSWER: dict[str, Any] = {"index": 0, "finish_reason": "stop", "logprobs": None, "message": {
+    "role": "assistant", "content": "hi", "refusal": None, "annotations": []}}
 _COMPLETION = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
-               "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, "message": {
-                   "role": "assistant", "content": "hi", "refusal": None, "annotations": []}}]}
+               "choices": [_ANSWER]}
 # Replies the fake provider never gives: fields it leaves out, and fields it never sends.
 CANNED_COMPLETIONS: dict[str, dict[str, Any]] = {
     "no_usage_no_fingerprint": _COMPLETION,
@@ -260,7 +261,7 @@ CANNED_COMPLETIONS: dict[str, dict[str, Any]] = {
         "prompt_tokens_details": {"cached_tokens": 3, "audio_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
                                       "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}},
-    "logprobs": {**_COMPLETION, "choices": [{**_COMPLETION["choices"][0], "logprobs": {"content": [
+    "logprobs": {**_COMPLETION, "choices": [{**_ANSWER, "logprobs": {"content": [
         {"token": "hi", "logprob": -0.1, "bytes": [104, 105], "top_logprobs": [
             {"token": "hi", "logprob": -0.1, "bytes": [104, 105]}]}], "refusal": None}}]},
 }
@@ -295,8 +296,8 @@ def _choice(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> d
 
 
 CANNED_STREAMS: dict[str, bytes] = {
-    "no_fingerprint_no_logprobs_key_no_usage": _sse(_choice({"role": "assistant", "content": ""}), _choice({"content": "hi"}),
-                                           _choice({}, "stop")),
+    "no_fingerprint_no_logprobs_key_no_usage": _sse(
+        _choice({"role": "assistant", "content": ""}), _choice({"content": "hi"}), _choice({}, "stop")),
     "logprobs_and_detailed_usage": _sse(
         _choice({"role": "assistant", "content": "hi"}, logprobs={"content": [
             {"token": "hi", "logprob": -0.5, "bytes": [104, 105], "top_logprobs": []}], "refusal": None}),
