@@ -8,8 +8,13 @@ whole stream), server-sent events
 
 Responses are :class:`ResponseData` whose ``model_dump()`` equals LiteLLM's
 ``ModelResponse`` / ``ModelResponseStream`` / ``EmbeddingResponse`` ``model_dump()`` for the
-same server reply: LiteLLM fills in keys the server may leave out (``message.tool_calls``,
-``usage.prompt_tokens_details``, ...) and readers rely on them being there.
+same server reply (tests/test_native.py proves it): LiteLLM fills in keys the server may
+leave out (``message.tool_calls``, ``usage.prompt_tokens_details``, ...) and readers rely
+on them being there.  What LiteLLM adds that is not on the wire is left out: keys it
+copies onto some chunks and not others from the openai SDK (``citations``,
+``moderation``, ``obfuscation``, ``service_tier``, ``delta.refusal``), numbers it computes
+(``usage.cost``, token details, usage estimated with a tokenizer when the server sent
+none); and a usage chunk the server sent unasked is passed on, not dropped.
 """
 
 from __future__ import annotations
