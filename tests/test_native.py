@@ -5,6 +5,8 @@ journal must show the same request (method, path, JSON body, the headers that me
 something) and the answers must dump equal (ids and timestamps aside).  For each fault
 the fake injects, both must end in the same LLMError class, status and ``retry_after``
 (LiteLLM's exceptions mapped by ``from_provider_error``, as the client does today).
+Where NativeTransport differs on purpose, the test pins both sides and says why
+(``KNOWN_DIFFERENCES``, the ``_LITELLM_*_EXTRAS``, and the tests named for it).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ EMBEDDING_MODEL = "openai/text-embedding-3-small"
 # LiteLLM computes from its price map: not on the wire, so NativeTransport leaves them out.
 _LITELLM_CHUNK_EXTRAS = {"citations", "moderation", "obfuscation", "service_tier"}
 _LITELLM_DELTA_EXTRAS = {"refusal", "provider_specific_fields"}
-# Headers every client sends its own way (user-agent, SDK telemetry, framing).
+# The headers compared: the others differ by client and mean nothing to the server's answer
+# (user-agent, the openai SDK's x-stainless-* telemetry, framing).
 _MEANINGFUL_HEADERS = ("authorization", "content-type", "accept", "x-trace", "openai-organization")
 
 TOOLS = [{"type": "function", "function": {
