@@ -36,13 +36,13 @@ _MAX_BACKOFF = 30.0  # seconds between write attempts while storage is down
 _READ_RETRY = 5.0  # after a failed read, reads fail fast for this long (no 3 s connect each call)
 _COMMIT_WAIT = 1.0  # longest spent() waits for a commit in progress
 
+
 class Ledger(Reservations, Storage):
     """Records usage without ever blocking or failing a call, and answers what was spent.
 
-    Subclasses implement storage (``_write``, ``_execute``, ``_query``, ``_transient``) on
-    two connections, ``_writer`` (the writer thread's) and ``_reader`` (every other
-    thread's, under ``_read_lock``); this class owns the queue, the writer thread, retries,
-    the SQL shared by both engines, and closing the connections.
+    Subclasses implement storage (see :class:`Storage`); reservations come from
+    :class:`Reservations`; this class owns the queue, the writer thread, retries, and the
+    SQL shared by both engines.
 
     ``spent()`` adds the records not yet committed to the stored total.  So that a batch
     is never counted twice (in the database and in memory) nor missed, a commit and the
@@ -248,8 +248,8 @@ class Ledger(Reservations, Storage):
         with self._lock:
             self._inflight = []
             if not retry:
-                for number, _ in batch:
-                    self._settling.pop(number, None)
+                for serial, _ in batch:
+                    self._settling.pop(serial, None)
             if retry:
                 # Keep the records (they still count in spent()) and retry with backoff.
                 self._pending.extendleft(reversed(batch))
