@@ -22,8 +22,8 @@ import pytest
 from dewey.llm import LiteLLMClient, LLMConfigError
 from dewey.llm._cli import _note_local_model
 from dewey.llm._config import PROVIDER_DEFAULTS, LiteLLMConfig
-from dewey.llm._usage import _usd
-from dewey.llm._usage_report import parse_since
+from dewey.llm._usage import parse_since
+from dewey.llm._usage import usd as _usd
 from tests.servers.fake_provider import FakeProvider, Reply
 from tests.test_cli import (
     KEY,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-import dewey.llm._usage as usage_module
+import dewey.llm._usage._ledger as usage_module
 from dewey.llm._config import Budget
 from dewey.llm._exceptions import LLMBudgetExceededError, LLMConfigError
 from dewey.llm._usage import (
@@ -32,8 +32,9 @@ from dewey.llm._usage import (
     default_ledger_path,
     mask_url,
     open_ledger,
+    parse_since,
+    render_usage,
 )
-from dewey.llm._usage_report import parse_since, render_usage
 from tests.servers.postgres import DOWN_PG_URL, PG_URL, needs_postgres
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")

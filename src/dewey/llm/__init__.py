@@ -40,6 +40,8 @@ _EXPORTS = {
     "LLMContextWindowError": "_exceptions",
     "LLMServerError": "_exceptions",
     "ProviderError": "_exceptions",
+    "LedgerUnavailableError": "_exceptions",
+    "UsageSummary": "_usage",
 }
 
 __all__ = [
@@ -60,10 +62,12 @@ __all__ = [
     "LLMResponseError",
     "LLMServerError",
     "LLMTimeoutError",
+    "LedgerUnavailableError",
     "LiteLLMClient",
     "LiteLLMConfig",
     "Message",
     "RateLimit",
+    "UsageSummary",
     "tool",
 ]
 
@@ -72,6 +76,7 @@ if TYPE_CHECKING:
     from ._config import Budget, FallbackModel, LiteLLMConfig, RateLimit
     from ._exceptions import (
         Attempt,
+        LedgerUnavailableError,
         LLMAuthenticationError,
         LLMBadRequestError,
         LLMBudgetExceededError,
@@ -88,6 +93,7 @@ if TYPE_CHECKING:
     from ._messages import Message
     from ._stream import AsyncCompletionStream, CompletionStream
     from ._tools import tool
+    from ._usage import UsageSummary
 
 
 def __getattr__(name: str) -> Any:

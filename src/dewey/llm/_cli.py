@@ -815,8 +815,7 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
 # --- usage ------------------------------------------------------------------------------------
 
 def _cmd_usage(args: argparse.Namespace) -> int:
-    from ._usage import open_ledger
-    from ._usage_report import parse_since, render_usage
+    from ._usage import open_ledger, parse_since, render_usage
 
     since = parse_since(args.since) if args.since else None
     config = _load_config()

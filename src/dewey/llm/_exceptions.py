@@ -3,6 +3,7 @@
     LLMError
     ├── LLMConfigError            bad configuration or arguments; fix and retry
     ├── LLMBudgetExceededError    a budget is spent; nothing was sent
+    ├── LedgerUnavailableError    the usage ledger could not be read
     ├── LLMAuthenticationError    401/403: missing, wrong or unauthorised key
     ├── LLMConnectionError        the provider could not be reached
     │   └── LLMTimeoutError       ... or did not answer in time
@@ -46,6 +47,7 @@ __all__ = [
     "LLMResponseError",
     "LLMServerError",
     "LLMTimeoutError",
+    "LedgerUnavailableError",
     "ProviderError",
 ]
 
@@ -120,6 +122,10 @@ class LLMConfigError(LLMError, ValueError):
 
 class LLMBudgetExceededError(LLMError):
     """A configured budget is spent: the call was refused before anything was sent."""
+
+
+class LedgerUnavailableError(LLMError):
+    """The usage ledger could not be read (database down, file unreadable)."""
 
 
 class LLMAuthenticationError(LLMError):

@@ -11,7 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import LLMError
-from ._usage import _usd
+from ._usage import usd as _usd
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -9,12 +9,15 @@ from dataclasses import asdict
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import LLMConfigError
-from ._usage import Ledger, UsageSummary, _usd
+from .._exceptions import LLMConfigError
+from ._format import usd
+from ._records import UsageSummary
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+
+    from ._ledger import Ledger
 
 __all__ = ["parse_since", "render_usage"]
 
@@ -79,7 +82,7 @@ def render_usage(ledger: Ledger, *, since: float | None, model: str | None, as_j
     if not by_model:
         console.print(Text(f"No usage recorded{scope} in {ledger.location}."))
         return
-    console.print(Text(f"Usage{scope} - {_usd(total)} in total ({ledger.location})", style="bold"))
+    console.print(Text(f"Usage{scope} - {usd(total)} in total ({ledger.location})", style="bold"))
     console.print(_table("Spend by day", "Day (UTC)", by_day, console.width))
     console.print(_table("Spend by model", "Model", by_model, console.width))
     console.print(Text("Cost per day", style="bold"))
@@ -127,7 +130,7 @@ _DISPLAY_ORDER = ("calls", "errors", "cache_hits", "prompt_tokens", "completion_
 
 
 def _cell(value: float) -> str:
-    return _count(value) if isinstance(value, int) else _usd(value)
+    return _count(value) if isinstance(value, int) else usd(value)
 
 
 def _chart(by_day: list[UsageSummary], width: int) -> list[str]:
@@ -137,7 +140,7 @@ def _chart(by_day: list[UsageSummary], width: int) -> list[str]:
     if len(costs) > CHART_DAYS:
         note = [f"(last {CHART_DAYS} of {len(costs)} days)"]
         costs = costs[-CHART_DAYS:]
-    labels = [_usd(cost) for _, cost in costs]
+    labels = [usd(cost) for _, cost in costs]
     label_width = max(len(label) for label in labels)
     bar_width = max(10, width - len("2026-11-01") - label_width - 4)
     peak = max(cost for _, cost in costs)

@@ -1,0 +1,382 @@
+"""The ledger's engine-neutral part: a queue, the background writer, and the shared SQL.
+
+``Ledger.record`` runs on the hot path of every call, so it only appends to an in-memory
+queue; one daemon thread per ledger writes the queue in batches to storage.  When storage
+is unavailable the ledger logs one warning, keeps up to ``MAX_PENDING`` records in memory
+and retries with backoff: a model call is never slowed down or failed by its bookkeeping.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from .._exceptions import LedgerUnavailableError, LLMConfigError
+from .._secrets import redact
+from ._budgets import Reservations
+from ._format import describe
+from ._records import COLUMN_LIST, UsageRecord, UsageSummary, from_row, money, number, to_row
+from ._storage import Storage
+
+__all__ = ["MAX_PENDING", "Ledger"]
+
+logger = logging.getLogger("dewey.llm")
+
+MAX_PENDING = 10_000  # records kept in memory while storage is slow or down
+BATCH_SIZE = 500
+LINGER = 0.1  # seconds the writer waits to batch records into one commit
+_MAX_BACKOFF = 30.0  # seconds between write attempts while storage is down
+_READ_RETRY = 5.0  # after a failed read, reads fail fast for this long (no 3 s connect each call)
+_COMMIT_WAIT = 1.0  # longest spent() waits for a commit in progress
+
+
+class Ledger(Reservations, Storage):
+    """Records usage without ever blocking or failing a call, and answers what was spent.
+
+    Subclasses implement storage (see :class:`Storage`); reservations come from
+    :class:`Reservations`; this class owns the queue, the writer thread, retries, and the
+    SQL shared by both engines.
+
+    ``spent()`` adds the records not yet committed to the stored total.  So that a batch
+    is never counted twice (in the database and in memory) nor missed, a commit and the
+    removal of its records from memory happen together under ``_commit_lock``, which a
+    ``spent()`` that must read the database holds around its query (waiting at most
+    ``_COMMIT_WAIT``; if a commit hangs longer it goes ahead and may over-count, which errs
+    on the side of the budget).
+    """
+
+    location: str  # a path, or a URL with its password masked
+    _table: str = "usage"
+    _mark: str = "?"  # the engine's parameter placeholder
+    _day_sql: str = ""  # SQL giving the UTC day "YYYY-MM-DD" of "time"
+    _spent_ttl: float = 0.0  # seconds spent() may reuse a stored total
+    _hint: str = ""  # how to fix unavailable storage, for warnings
+
+    def __init__(self, location: str, *, max_pending: int = MAX_PENDING) -> None:
+        self.location = location
+        self._max_pending = max_pending
+        self._init_connections()
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self._lock = threading.Condition()  # guards everything below; never held during I/O
+        self._commit_lock = threading.Lock()  # see the class docstring
+        self._pending: deque[tuple[int, UsageRecord]] = deque()
+        self._inflight: list[tuple[int, UsageRecord]] = []  # taken by the writer, not committed
+        self._queued = 0  # sequence number of the last record queued
+        self._done = 0  # ... of the last record written, dropped, or given up on for now
+        self._generation = 0  # bumped after each write: cached totals are stale
+        self._retry_at = 0.0  # monotonic time of the next write attempt after a failure
+        self._failures = 0
+        self._closing = False
+        self._flushing = 0  # flush() calls waiting: the writer must not linger
+        self._thread: threading.Thread | None = None
+        self._warned: set[str] = set()
+        self._spent_cache: dict[float | None, tuple[int, float, float]] = {}
+        self._read_down_until = 0.0  # monotonic time until which reads fail fast
+        self._init_reservations()
+        self._pid = os.getpid()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.location!r})"
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def record(self, record: UsageRecord, *, settles: str | None = None) -> None:
+        """Queue ``record`` for the writer thread. Never blocks on I/O, never raises.
+
+        ``settles`` names the reservation (from :meth:`reserve`) this record replaces."""
+        try:
+            self._check_fork()
+            with self._lock:
+                hold = self._count_own(record, settles)
+                if self._closing:
+                    logger.debug("usage ledger %s is closed: record dropped", self.location)
+                    return
+                full = len(self._pending) + len(self._inflight) >= self._max_pending
+                if not full:
+                    self._queued += 1
+                    self._pending.append((self._queued, record))
+                    if hold is not None and hold.stored:
+                        self._settling[self._queued] = hold
+                    self._start_writer()
+                    # Wake the writer only when it sleeps without a timeout (the queue was
+                    # empty) or a batch is full: waking it on every call costs the caller
+                    # a thread switch, and the writer lingers for more records anyway.
+                    if len(self._pending) == 1 or len(self._pending) >= BATCH_SIZE:
+                        self._lock.notify_all()
+            if full:
+                self._warn_once("full", (
+                    f"usage ledger {self.location}: {self._max_pending} records are waiting "
+                    "to be written; new records are dropped until storage accepts writes"))
+        except Exception:  # bookkeeping must never fail a model call
+            logger.debug("usage ledger: could not queue a record", exc_info=True)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every record queued so far is written, or failed to be."""
+        self._check_fork()
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            target = self._queued
+            self._flushing += 1
+            self._lock.notify_all()  # the writer stops lingering
+            try:
+                while (self._done < target and self._thread is not None and self._thread.is_alive()
+                       # Storage known to be down: waiting for the next retry would only stall.
+                       and self._retry_at <= time.monotonic()):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return
+                    self._lock.wait(remaining)
+            finally:
+                self._flushing -= 1
+
+    def close(self) -> None:
+        """Flush, stop the writer thread and close the connections."""
+        with self._lock:
+            unsettled = list(self._holds)  # e.g. streams never read to the end
+        for hold in unsettled:
+            self.release(hold)
+        self.flush()
+        with self._lock:
+            self._closing = True
+            self._lock.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+        atexit.unregister(self._at_exit)
+        # A writer still stuck in I/O keeps its connection: closing it under its feet is worse.
+        self._close_storage(writer=thread is None or not thread.is_alive())
+
+    def _at_exit(self) -> None:
+        # The writer is a daemon thread: without this, records queued just before the
+        # interpreter exits would be lost.
+        try:
+            self.flush(timeout=2.0)
+        except Exception:
+            logger.debug("usage ledger: flush at exit failed", exc_info=True)
+
+    def _start_writer(self) -> None:
+        # Called with the lock held.  Started lazily: read-only users (the CLI) need no thread.
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="dewey-llm-usage-writer",
+                                            daemon=True)
+            self._thread.start()
+            atexit.register(self._at_exit)
+
+    def _run(self) -> None:
+        try:
+            while (batch := self._next_batch()) is not None:
+                self._write_batch(batch)
+        except Exception:  # a bug, not an outage: say so loudly rather than stop silently
+            logger.exception("usage ledger %s: the writer thread stopped", self.location)
+
+    def _next_batch(self) -> list[tuple[int, UsageRecord]] | None:
+        with self._lock:
+            while True:
+                wait = self._retry_at - time.monotonic()
+                if self._closing and (not self._pending or wait > 0):
+                    return None
+                if self._pending and wait <= 0:
+                    linger = self._linger_left()
+                    if linger <= 0:
+                        break
+                    wait = linger
+                self._lock.wait(wait if self._pending else None)
+            count = min(len(self._pending), BATCH_SIZE)
+            self._inflight = [self._pending.popleft() for _ in range(count)]
+            return list(self._inflight)
+
+    def _linger_left(self) -> float:
+        """Seconds to wait for more records before writing: one commit per ~LINGER of
+        calls instead of one per call halves the writer's CPU (and GIL) cost. Nobody
+        waits for it: flush() and close() cut it short."""
+        if self._closing or self._flushing or len(self._pending) >= BATCH_SIZE:
+            return 0.0
+        oldest = self._pending[0][1].time
+        return LINGER - (time.time() - oldest)
+
+    def _write_batch(self, batch: list[tuple[int, UsageRecord]]) -> None:
+        with self._lock:
+            settled = [self._settling[n].id for n, _ in batch if n in self._settling]
+        rows = []
+        for _, item in batch:
+            try:
+                rows.append(to_row(item))
+            except Exception:  # a malformed record is dropped, not retried forever
+                logger.debug("usage ledger: malformed record dropped: %r", item, exc_info=True)
+        try:
+            if rows or settled:
+                self._write(rows, settled)
+            with self._commit_lock:
+                if rows or settled:
+                    self._commit()
+                recovered = self._settle(batch, retry=False)
+        except Exception as error:
+            retry = self._transient(error)
+            # Warn before settling, so that flush() returns after the warning.
+            if retry:
+                self._warn_once("write", (
+                    f"usage ledger {self.location} is unavailable ({describe(error)}); usage "
+                    f"is kept in memory (up to {self._max_pending} records) and written when "
+                    f"it comes back. {self._hint}"))
+            else:
+                self._warn_once("reject", (
+                    f"usage ledger {self.location} rejected {len(rows)} records, which are "
+                    f"dropped: {describe(error)}"))
+            self._settle(batch, retry=retry)
+            return
+        if recovered:
+            logger.info("usage ledger %s is available again", self.location)
+
+    def _settle(self, batch: list[tuple[int, UsageRecord]], *, retry: bool) -> bool:
+        """Take ``batch`` out of flight: done, or back in the queue to ``retry`` later.
+        Returns whether this write ended an outage."""
+        with self._lock:
+            self._inflight = []
+            if not retry:
+                for serial, _ in batch:
+                    self._settling.pop(serial, None)
+            if retry:
+                # Keep the records (they still count in spent()) and retry with backoff.
+                self._pending.extendleft(reversed(batch))
+                self._failures += 1
+                self._retry_at = time.monotonic() + min(_MAX_BACKOFF, 2.0 ** (self._failures - 1))
+                self._done = self._queued
+                recovered = False
+            else:
+                self._generation += 1
+                self._done = max(self._done, batch[-1][0])
+                self._failures, self._retry_at = 0, 0.0
+                recovered = "write" in self._warned
+                self._warned.discard("write")  # warn again if it breaks again
+            self._lock.notify_all()
+            return recovered
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def spent(self, since: float | None = None) -> float:
+        """Total ``cost_usd`` of the records with ``time >= since``, queued ones included."""
+        self._check_fork()
+        queued, cached = self._snapshot(since)
+        if cached is not None:
+            return cached + queued
+        with self._no_commits():
+            queued, _ = self._snapshot(since)
+            generation = self._generation
+            where, params = self._where(since, None)
+            rows = self._read(f"SELECT SUM(cost_usd) FROM {self._table}{where}", params)
+        stored = float(rows[0][0] or 0.0) if rows else 0.0
+        if self._spent_ttl > 0:
+            if len(self._spent_cache) > 64:
+                self._spent_cache.clear()
+            self._spent_cache[since] = (generation, time.monotonic(), stored)
+        return stored + queued
+
+    def _snapshot(self, since: float | None) -> tuple[float, float | None]:
+        """The cost of the records not yet committed, and a stored total still valid."""
+        with self._lock:
+            queued = sum(money(item.cost_usd) for _, item in (*self._inflight, *self._pending)
+                         if since is None or number(item.time) >= since)
+            cached = self._spent_cache.get(since)
+            if (cached is not None and cached[0] == self._generation
+                    and time.monotonic() - cached[1] < self._spent_ttl):
+                return queued, cached[2]
+            return queued, None
+
+    def summary(self, *, by: str = "model", since: float | None = None,
+                model: str | None = None) -> list[UsageSummary]:
+        """Totals per model (most expensive first) or per UTC day (oldest first)."""
+        if by not in ("model", "day"):
+            raise LLMConfigError(f"summary(by={by!r}) is not supported: use by='model' or by='day'")
+        self.flush()
+        key, order = ("model", "7 DESC, 1") if by == "model" else (self._day_sql, "1")
+        where, params = self._where(since, model)
+        rows = self._read(
+            f"SELECT {key}, COUNT(*), SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END), "
+            "SUM(cache_hit), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd), "
+            f"SUM(saved_usd) FROM {self._table}{where} GROUP BY 1 ORDER BY {order}", params)
+        return [UsageSummary(str(r[0]), int(r[1]), int(r[2] or 0), int(r[3] or 0), int(r[4] or 0),
+                             int(r[5] or 0), float(r[6] or 0.0), float(r[7] or 0.0))
+                for r in rows]
+
+    def records(self, *, since: float | None = None, model: str | None = None,
+                limit: int = 1000) -> list[UsageRecord]:
+        """The most recent records first."""
+        self.flush()
+        where, params = self._where(since, model)
+        rows = self._read(f'SELECT {COLUMN_LIST} FROM {self._table}{where} '
+                          f'ORDER BY "time" DESC, id DESC LIMIT {self._mark}',
+                          [*params, int(limit)])
+        return [from_row(row) for row in rows]
+
+    def _where(self, since: float | None, model: str | None) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if since is not None:
+            clauses.append(f'"time" >= {self._mark}')
+            params.append(float(since))
+        if model is not None:
+            clauses.append(f"model = {self._mark}")
+            params.append(model)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        self._check_fork()
+        if self._reads_down():
+            raise LedgerUnavailableError(
+                f"usage ledger {self.location} is unavailable (it failed moments ago). "
+                f"{self._hint}")
+        try:
+            return self._query(sql, params)
+        except Exception as exc:
+            self._reads_failed()
+            raise LedgerUnavailableError(
+                f"cannot read usage ledger {self.location}: {describe(exc)}. {self._hint}"
+            ) from exc
+
+    def _reads_down(self) -> bool:
+        return time.monotonic() < self._read_down_until
+
+    def _reads_failed(self) -> None:
+        # Reads fail fast for a while: no connect timeout on each call while storage is down.
+        self._read_down_until = time.monotonic() + _READ_RETRY
+
+    @contextmanager
+    def _no_commits(self) -> Iterator[None]:
+        """Hold off commits (see the class docstring) for at most ``_COMMIT_WAIT``."""
+        locked = self._commit_lock.acquire(timeout=_COMMIT_WAIT)
+        try:
+            yield
+        finally:
+            if locked:
+                self._commit_lock.release()
+
+    # --- shared helpers ------------------------------------------------------------------------
+
+    def _warn_once(self, key: str, message: str) -> None:
+        with self._lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        logger.warning(redact(message))
+
+    def _check_fork(self) -> None:
+        # A forked child inherits the queue but not the writer thread, and must not touch
+        # the parent's connections: start over with fresh state.
+        if self._pid != os.getpid():
+            self._abandon_storage()
+            self._init_state()

@@ -1,0 +1,117 @@
+"""What the ledger stores: usage records and summaries, and the rows they become."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["COLUMNS", "COLUMN_LIST", "UsageRecord", "UsageSummary", "from_row", "insert_sql",
+           "money", "number", "to_row"]
+
+_INT64 = 2**63 - 1
+
+COLUMNS = ("time", "model", "provider", "kind", "outcome", "status_code", "attempt",
+           "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "saved_usd",
+           "latency_s", "cache_hit", "tags", "user_label")
+# "time" is a type name in Postgres: quote every column so one statement fits both engines.
+COLUMN_LIST = ", ".join(f'"{name}"' for name in COLUMNS)
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """One attempt at one model, as the client saw it."""
+
+    model: str
+    provider: str | None
+    kind: str  # "completion" | "stream" | "embedding"
+    outcome: str  # "ok" or the error class name, e.g. "LLMRateLimitError"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    saved_usd: float = 0.0  # what a cache hit saved
+    latency_s: float = 0.0
+    cache_hit: bool = False
+    status_code: int | None = None
+    attempt: int = 1
+    tags: tuple[str, ...] = ()
+    user: str | None = None
+    time: float = field(default_factory=time.time)  # unix seconds (UTC)
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    """One row of :meth:`Ledger.summary`: the totals of one model or one UTC day."""
+
+    key: str  # the model, or the day "YYYY-MM-DD" (UTC)
+    calls: int
+    errors: int
+    cache_hits: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    saved_usd: float
+
+
+def insert_sql(table: str, mark: str) -> str:
+    """The INSERT of one row into ``table``, with the engine's parameter ``mark``."""
+    return f"INSERT INTO {table} ({COLUMN_LIST}) VALUES ({', '.join([mark] * len(COLUMNS))})"
+
+
+def number(value: Any) -> float:
+    """A finite float: NaN or infinity in a sum would silently disable every budget."""
+    result = float(value or 0.0)
+    return result if math.isfinite(result) else 0.0
+
+
+def money(value: Any) -> float:
+    """An amount of USD to add up: anything that is not a finite number counts as 0."""
+    try:
+        return number(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _integer(value: Any) -> int:
+    return max(-_INT64, min(_INT64, int(value or 0)))  # both engines store 64-bit integers
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def to_row(record: UsageRecord) -> tuple[Any, ...]:
+    """The values of ``record`` in ``COLUMNS`` order; raises on a malformed record."""
+    tags = [record.tags] if isinstance(record.tags, str) else list(record.tags or ())
+    return (
+        number(record.time), str(record.model), _text(record.provider), str(record.kind),
+        str(record.outcome), None if record.status_code is None else _integer(record.status_code),
+        _integer(record.attempt), _integer(record.prompt_tokens),
+        _integer(record.completion_tokens), _integer(record.cached_tokens),
+        number(record.cost_usd), number(record.saved_usd), number(record.latency_s),
+        int(bool(record.cache_hit)), json.dumps([str(tag) for tag in tags]), _text(record.user),
+    )
+
+
+def from_row(row: Sequence[Any]) -> UsageRecord:
+    """The record of a row read in ``COLUMNS`` order."""
+    (when, model, provider, kind, outcome, status_code, attempt, prompt_tokens,
+     completion_tokens, cached_tokens, cost_usd, saved_usd, latency_s, cache_hit, tags,
+     user) = row
+    try:
+        tag_list = json.loads(tags) if tags else []
+    except ValueError:
+        tag_list = []
+    return UsageRecord(
+        model=model, provider=provider, kind=kind, outcome=outcome,
+        prompt_tokens=int(prompt_tokens or 0), completion_tokens=int(completion_tokens or 0),
+        cached_tokens=int(cached_tokens or 0), cost_usd=float(cost_usd or 0.0),
+        saved_usd=float(saved_usd or 0.0), latency_s=float(latency_s or 0.0),
+        cache_hit=bool(cache_hit), status_code=None if status_code is None else int(status_code),
+        attempt=int(attempt or 1), tags=tuple(str(tag) for tag in tag_list), user=user,
+        time=float(when),
+    )

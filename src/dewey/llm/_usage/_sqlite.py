@@ -1,0 +1,120 @@
+"""The SQLite ledger: one file on this machine, shared by its threads and processes."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import LLMConfigError
+from ._ledger import MAX_PENDING, Ledger
+from ._records import insert_sql
+
+if TYPE_CHECKING:
+    import sqlite3
+
+__all__ = ["SQLiteLedger", "default_ledger_path"]
+
+_BUSY_TIMEOUT = 5.0  # seconds to wait for another process's write lock
+
+_SQLITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage (
+    id INTEGER PRIMARY KEY, "time" REAL NOT NULL, model TEXT NOT NULL, provider TEXT,
+    kind TEXT NOT NULL, outcome TEXT NOT NULL, status_code INTEGER, attempt INTEGER,
+    prompt_tokens INTEGER, completion_tokens INTEGER, cached_tokens INTEGER, cost_usd REAL,
+    saved_usd REAL, latency_s REAL, cache_hit INTEGER, tags TEXT, user_label TEXT
+);
+CREATE INDEX IF NOT EXISTS usage_time_idx ON usage ("time");
+CREATE TABLE IF NOT EXISTS usage_reservations (id TEXT PRIMARY KEY, cost_usd REAL, expires REAL);
+"""
+
+
+class SQLiteLedger(Ledger):
+    """A ledger in one SQLite file (WAL mode: readers never wait for the writer)."""
+
+    _table = "usage"
+    _mark = "?"
+    _day_sql = "strftime('%Y-%m-%d', \"time\", 'unixepoch')"
+    _hint = "Check that its directory exists or can be created, and is writable."
+    _writer: sqlite3.Connection | None
+    _reader: sqlite3.Connection | None
+
+    def __init__(self, path: str | os.PathLike[str], *, max_pending: int = MAX_PENDING) -> None:
+        self.path = Path(path).expanduser()
+        if str(path) == ":memory:":
+            raise LLMConfigError("the usage ledger cannot be ':memory:': give a file path")
+        super().__init__(str(self.path), max_pending=max_pending)
+        self._created = False  # the reader created the file and its tables
+
+    def _connect(self, *, create: bool) -> sqlite3.Connection:
+        import sqlite3
+
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, check_same_thread=False)
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT * 1000)}")
+            if create:
+                connection.execute("PRAGMA journal_mode = WAL")
+                connection.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL
+                connection.executescript(_SQLITE_SCHEMA)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _write(self, rows: list[tuple[Any, ...]], settled: list[str]) -> None:
+        try:
+            if self._writer is None:
+                self._writer = self._connect(create=True)
+            # sqlite3 opens a transaction before the first INSERT; _commit ends it.
+            self._writer.executemany(insert_sql(self._table, "?"), rows)
+            self._writer.executemany("DELETE FROM usage_reservations WHERE id = ?",
+                                     [(hold,) for hold in settled])
+            self._writer.execute("DELETE FROM usage_reservations WHERE expires <= ?", (time.time(),))
+        except BaseException:
+            self._close_writer()  # closing rolls back
+            raise
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        import sqlite3
+
+        with self._read_lock:
+            if self._reader is None:
+                if not self.path.exists():
+                    return []  # nothing recorded yet: don't create files just to read
+                self._reader = self._connect(create=False)
+            try:
+                return self._reader.execute(sql, list(params)).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    return []  # the writer has not created it yet
+                raise
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> None:
+        with self._read_lock:
+            if self._reader is None or not self._created:
+                self._close_reader()
+                self._reader = self._connect(create=True)
+                self._created = True
+            try:
+                self._reader.execute(sql, list(params))
+                self._reader.commit()
+            except BaseException:
+                self._reader.rollback()
+                raise
+
+    def _transient(self, error: Exception) -> bool:
+        import sqlite3
+
+        return not isinstance(error, (sqlite3.IntegrityError, sqlite3.DataError,
+                                      sqlite3.InterfaceError, ValueError, TypeError))
+
+
+def default_ledger_path() -> Path:
+    """``$XDG_DATA_HOME/dewey-llm/usage.db``, else ``~/.local/share/dewey-llm/usage.db``."""
+    data_home = os.environ.get("XDG_DATA_HOME")
+    base = Path(data_home).expanduser() if data_home else Path.home() / ".local" / "share"
+    return base / "dewey-llm" / "usage.db"
