@@ -136,10 +136,12 @@ class Reservations(ABC):
     def spent_for_budget(self, since: float | None, *, own: float = 0.0) -> float:
         """:meth:`spent_and_reserved` less ``own`` (the caller's reservation); when storage
         cannot be read, one warning, and :meth:`own_spend` less ``own``."""
+        # Rounded to a picodollar: adding and then removing the reservation leaves float
+        # noise (1.35e-06 + r - r > 1.35e-06) that would change the figure users see.
         try:
-            return max(0.0, self.spent_and_reserved(since) - own)
+            return max(0.0, round(self.spent_and_reserved(since) - own, 12))
         except Exception as exc:  # storage down: what this process spent still counts
-            spent = max(0.0, self.own_spend(since) - own)
+            spent = max(0.0, round(self.own_spend(since) - own, 12))
             self._warn_once("budget", (
                 f"cannot check the budget against usage ledger {self.location}; until it "
                 f"can be read, budgets count only this process's own spend: {exc}"))
