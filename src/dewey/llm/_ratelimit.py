@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import LLMConfigError
+from ._extras import import_extra
 from ._secrets import mask_url, redact, register_url_secrets
 
 if TYPE_CHECKING:
@@ -236,13 +237,12 @@ class RedisRateLimiter(RateLimiter):
         self._down_until: float | None = None  # set while Redis is failing
         self._client: Any = None
         self._script: Any = None
+        redis = import_extra("redis", extra="redis", needed_for="rate_limit_url")
         try:
-            import redis  # imported only when a Redis URL is configured
-
             self._client = redis.Redis.from_url(
                 url, socket_connect_timeout=timeout, socket_timeout=timeout)
             self._script = self._client.register_script(_RESERVE_LUA)
-        except Exception as exc:  # missing package or malformed URL: never break calls
+        except Exception as exc:  # a malformed URL: limit within this process, never break calls
             self._failed(exc)
 
     def _reserve(self, model: str, limit: _Limit, tokens: int) -> float:

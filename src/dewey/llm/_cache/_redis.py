@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .._exceptions import LLMConfigError
+from .._extras import import_extra
 from .._secrets import mask_url, redact, register_url_secrets
 from ._base import Backend, CacheStats, chunks, dumps, loads, logger
 
@@ -36,11 +37,7 @@ class RedisCache(Backend):
         self.retry_interval = retry_interval
         self._down_until = 0.0  # monotonic time before which calls skip Redis
         register_url_secrets(url)  # so that redis-py's words quoting it are redacted
-        try:
-            import redis
-        except ImportError as exc:
-            raise LLMConfigError(
-                "cache='redis' needs the redis package: pip install redis") from exc
+        redis = import_extra("redis", extra="redis", needed_for="cache: redis")
         try:
             # No connection is made here: opening never fails because Redis is down.
             self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._exceptions import LLMConfigError
+from .._extras import import_extra
 from .._secrets import mask_url, register_url_secrets
 from ._ledger import MAX_PENDING, Ledger
 from ._records import insert_sql
@@ -129,6 +130,7 @@ class PostgresLedger(Ledger):
 
 def postgres_ledger(url: str) -> PostgresLedger:
     """A Postgres ledger; a ``table=`` query parameter is ours, not libpq's: take it out."""
+    import_extra("psycopg", extra="postgres", needed_for="usage_db: postgresql://...")
     parts = urlsplit(url)
     params = parse_qsl(parts.query, keep_blank_values=True)
     tables = [value for key, value in params if key == "table"]
