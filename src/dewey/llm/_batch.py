@@ -63,7 +63,11 @@ def run_threads(call: Callable[[T], R], items: Sequence[T], *, concurrency: int,
             finally:
                 advance()
 
-        with ThreadPoolExecutor(max_workers=min(concurrency, max(1, len(items)))) as pool:
+        if concurrency == 1 or len(items) <= 1:
+            # One at a time: in this thread, so that Ctrl-C stops the call in flight at
+            # once instead of waiting for a worker thread to finish it.
+            return [one(item) for item in items]
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(items))) as pool:
             futures = [pool.submit(one, item) for item in items]
             try:
                 return [future.result() for future in futures]
