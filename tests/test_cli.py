@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dewey.llm import _cli
+from dewey.llm._cli._app import build_parser
 from tests.servers.fake_provider import EMBEDDING_DIMENSIONS, FakeProvider, Reply
 
 KEY = "sk-test-cli-123456"
@@ -287,7 +287,7 @@ def test_every_option_has_help() -> None:
                     found += parsers(sub)
         return found
 
-    everything = parsers(_cli.build_parser())
+    everything = parsers(build_parser())
     assert len(everything) == len(SUBCOMMANDS)
     for parser in everything:
         assert parser.description and parser.epilog and parser.epilog.count("dewey-llm") >= 2

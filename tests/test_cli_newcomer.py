@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from dewey.llm import LiteLLMClient, LLMConfigError
-from dewey.llm._cli import _note_local_model
+from dewey.llm._cli._output import note_local_model
 from dewey.llm._config import PROVIDER_DEFAULTS, LiteLLMConfig
 from dewey.llm._usage import parse_since
 from dewey.llm._usage import usd as _usd
@@ -147,13 +147,13 @@ def test_the_keyless_note_is_for_terminals_only(monkeypatch: pytest.MonkeyPatch,
     config = LiteLLMConfig()
     pipe = tmp_path / "stderr.txt"
     with pipe.open("w") as stream:
-        _note_local_model(config, None, stream)  # not a terminal: silent
+        note_local_model(config, None, stream)  # not a terminal: silent
     assert pipe.read_text() == ""
     controller, terminal = os.openpty()
     with os.fdopen(terminal, "w") as stream:
-        _note_local_model(config, None, stream)
-        _note_local_model(config, "gpt-4o", stream)  # a model was asked for: no note
-        _note_local_model(LiteLLMConfig(model="gpt-4o"), None, stream)
+        note_local_model(config, None, stream)
+        note_local_model(config, "gpt-4o", stream)  # a model was asked for: no note
+        note_local_model(LiteLLMConfig(model="gpt-4o"), None, stream)
     written = b""
     while chunk := _read_available(controller):
         written += chunk

@@ -350,3 +350,17 @@ def test_import_does_not_load_litellm() -> None:
             "print('litellm' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_check_names_the_missing_key_of_each_route_and_sends_nothing(provider: FakeProvider) -> None:
+    client = LiteLLMClient(model="gpt-4o", track_usage=False, fallback_models=[
+        "claude-haiku-4-5",
+        {"model": "openai/gpt-4o-mini", "api_key": "sk-fallback-12345678"},  # has its own key
+        {"model": "openai/gpt-4.1", "api_base": provider.openai_base},  # a proxy may need none
+    ])
+    problems = client.check()
+    assert [type(problem) for problem in problems] == [LLMAuthenticationError] * 2
+    assert "gpt-4o needs an API key" in str(problems[0]) and "OPENAI_API_KEY" in str(problems[0])
+    assert "ANTHROPIC_API_KEY" in str(problems[1])
+    assert LiteLLMClient(model="openai/gpt-4o", api_key=TEST_KEY, track_usage=False).check() == []
+    assert provider.requests == []

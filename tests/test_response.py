@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from dewey.llm._response import ResponseData, as_dict, cached_response, replay_chunks, usage_counts
+from dewey.llm._response import (
+    ResponseData,
+    answer_text,
+    as_dict,
+    cached_response,
+    delta_text,
+    replay_chunks,
+    usage_counts,
+)
 
 TEXT = "The quick  brown fox, jumps over\nthe lazy dog. "
 CALL = {"id": "call_1", "type": "function",
@@ -138,3 +146,13 @@ def test_replay_is_one_chunk_per_word() -> None:
     chunks = list(replay_chunks(stored("Hello there, world")))
     assert [c.choices[0].delta.content for c in chunks if c.choices] == [
         "", "Hello ", "there, ", "world", None]
+
+
+def test_delta_and_answer_text_of_chunks_responses_and_plain_data() -> None:
+    chunks = list(replay_chunks(stored(TEXT)))
+    assert "".join(delta_text(chunk) for chunk in chunks) == TEXT  # the usage chunk adds ""
+    assert "".join(delta_text(chunk.model_dump()) for chunk in chunks) == TEXT
+    assert answer_text(cached_response(stored(TEXT))) == TEXT
+    assert answer_text(stored(TEXT)) == TEXT
+    assert answer_text({"choices": []}) == delta_text({"choices": []}) == ""
+    assert answer_text({"choices": [{"message": {"content": None, "tool_calls": []}}]}) == ""

@@ -34,9 +34,11 @@ def _progress(total: int, enabled: bool, label: str) -> Iterator[Callable[[], No
     if not enabled:
         yield lambda: None
         return
+    from rich.console import Console
     from rich.progress import Progress
 
-    with Progress(transient=True) as progress:
+    # stderr: stdout may be the results (`dewey-llm embed ... > vectors.jsonl`).
+    with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(label, total=total)
         yield lambda: progress.advance(task)
 
@@ -61,8 +63,18 @@ def run_threads(call: Callable[[T], R], items: Sequence[T], *, concurrency: int,
             finally:
                 advance()
 
-        with ThreadPoolExecutor(max_workers=min(concurrency, max(1, len(items)))) as pool:
-            return list(pool.map(one, items))
+        if concurrency == 1 or len(items) <= 1:
+            # One at a time: in this thread, so that Ctrl-C stops the call in flight at
+            # once instead of waiting for a worker thread to finish it.
+            return [one(item) for item in items]
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(items))) as pool:
+            futures = [pool.submit(one, item) for item in items]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:  # a failure or Ctrl-C: what has not started is not sent
+                for future in futures:
+                    future.cancel()
+                raise
 
 
 async def run_async(call: Callable[[T], Awaitable[R]], items: Sequence[T], *, concurrency: int,

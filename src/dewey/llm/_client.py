@@ -456,6 +456,19 @@ class _ClientCore:
         if items:
             self._cache.set_many(items, self.config.cache_ttl)
 
+    # --- checking the configuration (``dewey-llm config check``) -------------------------------
+
+    def check(self) -> list[LLMError]:
+        """What would stop a call before anything is sent, for the model and each fallback
+        in turn: today, a provider key that is not set.  Nothing is sent."""
+        problems: list[LLMError] = []
+        for route in self._routes(self.model):
+            if route.api_key is None:
+                missing = self._backend.missing_key_error(route.model, route.api_base)
+                if missing is not None:
+                    problems.append(missing)
+        return problems
+
 
 class LiteLLMClient(_ClientCore):
     """One dependable interface to every LiteLLM model.

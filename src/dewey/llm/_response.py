@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["ResponseData", "as_dict", "replay_chunks"]
+__all__ = ["ResponseData", "answer_text", "as_dict", "delta_text", "replay_chunks"]
 
 
 class ResponseData(dict[str, Any]):
@@ -130,3 +130,23 @@ def usage_counts(response: Any) -> tuple[int, int, int]:
     details = read("prompt_tokens_details", None) or {}
     cached = details.get("cached_tokens") if isinstance(details, dict) else getattr(details, "cached_tokens", 0)
     return int(read("prompt_tokens", 0) or 0), int(read("completion_tokens", 0) or 0), int(cached or 0)
+
+
+def delta_text(chunk: Any) -> str:
+    """The text a stream chunk adds ("" for a chunk with none, e.g. usage or a tool call)."""
+    choices = _field(chunk, "choices")
+    if not choices:
+        return ""
+    return _field(_field(choices[0], "delta"), "content") or ""
+
+
+def answer_text(response: Any) -> str:
+    """The text of a complete response's first choice ("" when it has none)."""
+    choices = _field(response, "choices")
+    if not choices:
+        return ""
+    return _field(_field(choices[0], "message"), "content") or ""
+
+
+def _field(item: Any, name: str) -> Any:
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._exceptions import LLMError, LLMServerError, LLMTimeoutError
 from ._resilience import Try
-from ._response import ResponseData, replay_chunks, usage_counts
+from ._response import ResponseData, delta_text, replay_chunks, usage_counts
 
 if TYPE_CHECKING:
     from ._client import Request, _ClientCore
@@ -182,7 +182,7 @@ class CompletionStream(_StreamCall):
 
     def text(self) -> str:
         """Read the whole stream and return the text it delivered."""
-        return "".join(_delta_text(chunk) for chunk in self)
+        return "".join(delta_text(chunk) for chunk in self)
 
     def close(self) -> None:
         """Stop reading. A stream left before its end is recorded as abandoned (the
@@ -255,7 +255,7 @@ class AsyncCompletionStream(_StreamCall):
 
     async def atext(self) -> str:
         """Read the whole stream and return the text it delivered."""
-        return "".join([_delta_text(chunk) async for chunk in self])
+        return "".join([delta_text(chunk) async for chunk in self])
 
     async def aclose(self) -> None:
         """Stop reading; see :meth:`CompletionStream.close`."""
@@ -290,11 +290,3 @@ def _final_usage(chunks: list[Any]) -> Any:
 
 def _field(chunk: Any, name: str) -> Any:
     return chunk.get(name) if isinstance(chunk, dict) else getattr(chunk, name, None)
-
-
-def _delta_text(chunk: Any) -> str:
-    choices = _field(chunk, "choices")
-    if not choices:
-        return ""
-    content = _field(_field(choices[0], "delta"), "content")
-    return content or ""

@@ -1,0 +1,188 @@
+"""``dewey-llm chat``: ask a model, stream its answer, or hold a conversation.
+
+The prompt is the argument, or stdin when it is piped (appended to the argument when
+both are given); without one on a terminal, a conversation starts that keeps its history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any
+
+from .._exceptions import LLMError
+from ._output import (
+    NewCommand,
+    decoded,
+    is_tty,
+    load_config,
+    make_client,
+    not_utf8,
+    note_local_model,
+    stderr_console,
+    utf8,
+    write,
+)
+
+if TYPE_CHECKING:
+    from .._client import LiteLLMClient
+
+__all__ = ["add", "converse", "stream_answer"]
+
+EXIT_WORDS = ("exit", "quit")
+RESET_WORD = "!reset"
+
+
+def add(commands: Any, command: NewCommand) -> None:
+    """The ``chat`` subcommand, its options and its handler."""
+    parser = command(
+        commands, "chat", "ask a model; streams the answer (interactive without a prompt)",
+        "Send a prompt to the configured model (or -m MODEL) and stream the answer to stdout as "
+        "it arrives.\n\nThe prompt is the argument, or stdin when it is piped; with both, stdin "
+        "is appended to the prompt.  Without a prompt on a terminal, starts a conversation that "
+        "keeps its history: type 'exit', 'quit' or Ctrl-D to leave, '!reset' to forget the "
+        "conversation.",
+        ('dewey-llm chat "Explain exponential backoff in two sentences"',
+         'cat error.log | dewey-llm chat -s "You are a terse SRE" "What went wrong?"',
+         "dewey-llm chat -m gpt-4o --json --max-tokens 50 \"Say hi\""))
+    parser.add_argument("prompt", nargs="?", metavar="PROMPT",
+                        help="the prompt (default: stdin when piped; none on a terminal starts "
+                             "a conversation)")
+    parser.add_argument("-m", "--model", metavar="MODEL",
+                        help="model to ask (default: the configured model)")
+    parser.add_argument("-s", "--system", metavar="SYSTEM", help="a system message to send first")
+    parser.add_argument("-t", "--temperature", type=float, metavar="T",
+                        help="sampling temperature, e.g. 0 for the most deterministic answer")
+    parser.add_argument("--max-tokens", type=int, metavar="N",
+                        help="the most tokens the answer may have")
+    parser.add_argument("--json", action="store_true",
+                        help="print the whole response as JSON (not streamed)")
+    parser.add_argument("--no-stream", action="store_true",
+                        help="print the answer once it is complete instead of as it arrives")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="neither read nor write the response cache for this call")
+    # Converse even when stdin is not a terminal (tests, `script`, expect): undocumented.
+    parser.add_argument("--interactive", action="store_true", help=argparse.SUPPRESS)
+    parser.set_defaults(handler=_chat, parser=parser)
+
+
+def _chat(args: argparse.Namespace) -> int:
+    prompt = None if args.prompt is None else utf8(args.prompt, "the prompt")
+    if args.system is not None:
+        utf8(args.system, "--system")
+    interactive = args.interactive or (prompt is None and is_tty(sys.stdin))
+    if not interactive and not is_tty(sys.stdin):
+        piped = decoded(sys.stdin.buffer.read(), "stdin")
+        if piped.strip():
+            prompt = f"{prompt}\n\n{piped}" if prompt else piped
+    if prompt is None and not interactive:
+        args.parser.error("no prompt: give one as an argument or on stdin")
+    if interactive and (args.json or args.no_stream):
+        args.parser.error("--json and --no-stream need a prompt (a conversation always streams)")
+    config = load_config()
+    params: dict[str, Any] = {"temperature": args.temperature, "max_tokens": args.max_tokens}
+    if args.no_cache:
+        params["cache"] = False
+    with make_client(config) as client:
+        note_local_model(config, args.model)
+        if interactive:
+            return converse(client, model=args.model, system=args.system, params=params,
+                            first=prompt)
+        messages = [*_start(args.system), {"role": "user", "content": prompt}]
+        if args.json:
+            from .._response import as_dict
+
+            response = client.generate_completion(messages, args.model, **params)
+            write(json.dumps(as_dict(response), indent=2, ensure_ascii=False) + "\n")
+        elif args.no_stream:
+            from .._response import answer_text
+
+            response = client.generate_completion(messages, args.model, **params)
+            text = answer_text(response)
+            write(text if text.endswith("\n") else text + "\n")
+        else:
+            stream_answer(client, messages, args.model, params)
+    return 0
+
+
+def _start(system: str | None) -> list[dict[str, Any]]:
+    return [{"role": "system", "content": system}] if system else []
+
+
+def stream_answer(client: LiteLLMClient, messages: list[dict[str, Any]], model: str | None,
+                  params: dict[str, Any], out: IO[str] | None = None) -> str:
+    """Stream one answer to ``out`` (stdout) as it arrives, end it with a newline, return it."""
+    from .._response import delta_text
+
+    stream = client.generate_completion(messages, model, stream=True, **params)
+    pieces: list[str] = []
+    try:
+        for chunk in stream:
+            piece = delta_text(chunk)
+            if piece:
+                pieces.append(piece)
+                write(piece, out)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            stream.close()
+        raise
+    text = "".join(pieces)
+    if not text.endswith("\n"):
+        write("\n", out)
+    return text
+
+
+def converse(client: LiteLLMClient, *, model: str | None = None, system: str | None = None,
+             params: dict[str, Any] | None = None, first: str | None = None,
+             read: Callable[[str], str] = input, out: IO[str] | None = None) -> int:
+    """An interactive conversation that keeps its history; returns the exit code.
+
+    ``read`` is called with the prompt ``"> "`` for each line (``input`` by default: line
+    editing on a terminal); EOF, ``exit`` or ``quit`` leave, ``!reset`` forgets the history.
+    Ctrl-C while an answer streams cancels that answer only.
+    """
+    params = dict(params or {})
+    notes = stderr_console()
+    if is_tty(sys.stdin) and read is input:
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401  (line editing and history for input())
+    shown = model or client.model
+    notes.print(f"Chatting with {shown}. Type 'exit' or Ctrl-D to leave, "
+                f"'{RESET_WORD}' to start over.", style="dim", highlight=False)
+    history = _start(system)
+    pending = first
+    while True:
+        if pending is not None:
+            line, pending = pending, None
+        else:
+            try:
+                line = utf8(read("> "), "stdin")
+            except EOFError:
+                write("\n", out)
+                return 0
+            except UnicodeDecodeError as exc:  # a terminal or pipe read strictly
+                raise not_utf8("stdin", exc.object[exc.start]) from None
+        text = line.strip()
+        if not text:
+            continue
+        if text.lower() in EXIT_WORDS:
+            return 0
+        if text == RESET_WORD:
+            history = _start(system)
+            notes.print("(conversation forgotten)", style="dim", highlight=False)
+            continue
+        messages = [*history, {"role": "user", "content": line}]
+        try:
+            answer = stream_answer(client, messages, model, params, out)
+        except KeyboardInterrupt:
+            write("\n", out)
+            notes.print("(answer cancelled)", style="dim", highlight=False)
+            continue
+        except LLMError as exc:
+            notes.print(f"error: {' '.join(str(exc).split())}", style="red", highlight=False,
+                        markup=False)
+            continue
+        history = [*messages, {"role": "assistant", "content": answer}]

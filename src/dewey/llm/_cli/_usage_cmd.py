@@ -1,0 +1,44 @@
+"""``dewey-llm usage``: what the recorded calls cost, by day and by model.
+
+The report itself (tables, chart, JSON) is the library's ``_usage._report``; this module
+owns the command's options and opens and closes the ledger.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ._output import NewCommand, load_config, stdout_console
+
+__all__ = ["add"]
+
+
+def add(commands: Any, command: NewCommand) -> None:
+    """The ``usage`` subcommand, its options and its handler."""
+    usage = command(
+        commands, "usage", "spend and tokens by day and by model",
+        "Report what the recorded calls cost: spend by day and by model, as tables and a chart, "
+        "from the usage ledger (usage_db).",
+        ("dewey-llm usage", "dewey-llm usage --since 7d --model gpt-4o-mini",
+         "dewey-llm usage --since 2026-11-01 --json"))
+    usage.add_argument("--since", metavar="WHEN",
+                       help="only calls since WHEN: a duration (30m, 24h, 7d, 2w), a UTC date "
+                            "(2026-11-01) or an ISO datetime; default: all recorded calls")
+    usage.add_argument("--model", metavar="MODEL", help="only calls to this model")
+    usage.add_argument("--json", action="store_true", help="print the report as JSON")
+    usage.set_defaults(handler=_usage)
+
+
+def _usage(args: argparse.Namespace) -> int:
+    from .._usage import open_ledger, parse_since, render_usage
+
+    since = parse_since(args.since) if args.since else None
+    config = load_config()
+    ledger = open_ledger(config.usage_db)
+    try:
+        render_usage(ledger, since=since, model=args.model, as_json=args.json,
+                     console=stdout_console())
+    finally:
+        ledger.close()
+    return 0
