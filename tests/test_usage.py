@@ -62,7 +62,7 @@ def ledger_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def last_body(provider: FakeProvider) -> dict[str, Any]:
-    body = provider.requests[-1].body
+    body = provider.requests[-1].json
     assert body is not None
     return body
 
