@@ -220,7 +220,7 @@ def test_wrong_argument_types_are_config_errors(make_client: Any, provider: Fake
 
 
 def test_a_tool_with_an_unresolvable_annotation(make_client: Any, provider: FakeProvider) -> None:
-    def lookup(x: Undefined) -> str:  # type: ignore[name-defined]  # noqa: F821
+    def lookup(x: Undefined) -> str:  # type: ignore[name-defined]  # noqa: F821, ARG001 - the annotation is the test
         """Look x up."""
         return ""
 

@@ -129,7 +129,7 @@ def test_stream_yields_text_as_it_comes(make_client: Any) -> None:
 
 # --- function and tool calling ------------------------------------------------------------
 
-def get_weather(location: str, unit: str = "celsius") -> str:
+def get_weather(location: str, unit: str = "celsius") -> str:  # noqa: ARG001 - a tool: its signature is the schema
     """Get the current weather for a location.
 
     Args:
