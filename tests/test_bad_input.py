@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -193,8 +194,9 @@ def test_a_bad_role_names_the_roles() -> None:
 
 
 def test_bad_message_content_names_the_fix() -> None:
+    not_text: Any = 123  # as an untyped caller may pass it
     with pytest.raises(LLMConfigError, match=r"content is 123 \(int\).*str\(value\)"):
-        Message(role="user", content=123)
+        Message(role="user", content=not_text)
 
 
 def test_a_lone_message_is_asked_to_be_in_a_list(make_client: Any, provider: FakeProvider) -> None:
@@ -234,7 +236,7 @@ def test_a_tool_with_an_unresolvable_annotation(make_client: Any, provider: Fake
 
 def test_no_bad_argument_escapes_as_a_raw_python_error(make_client: Any) -> None:
     client = make_client()
-    attempts = [
+    attempts: list[Callable[[], object]] = [
         lambda: Message(role="robot"),
         lambda: client.generate_completion("hi", tags=123),
         lambda: client.generate_completion("hi", model=123),

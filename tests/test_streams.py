@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dewey.llm import AsyncLiteLLMClient, LiteLLMClient, LiteLLMConfig, LLMTimeoutError
+from dewey.llm import AsyncCompletionStream, AsyncLiteLLMClient, LiteLLMClient, LiteLLMConfig, LLMTimeoutError
 from dewey.llm._usage import UsageRecord, open_ledger
 from tests.conftest import TEST_KEY
 from tests.servers.fake_provider import FakeProvider, Reply
@@ -32,8 +32,9 @@ def readme_loop(stream: Any) -> list[str]:
 
 def price(client: Any, prompt_tokens: int, completion_tokens: int) -> float:
     details = client.get_model_details("gpt-4o-mini")
-    return (prompt_tokens * details["input_cost_per_token"]
-            + completion_tokens * details["output_cost_per_token"])
+    cost: float = (prompt_tokens * details["input_cost_per_token"]
+                   + completion_tokens * details["output_cost_per_token"])
+    return cost
 
 
 def async_client(provider: FakeProvider, **settings: Any) -> AsyncLiteLLMClient:
@@ -147,7 +148,7 @@ def test_an_async_stream_read_with_a_plain_for_says_how_and_records_nothing(
     client = async_client(provider, cache="memory")
 
     async def main() -> str:
-        stream = await client.generate_completion("one two three four", stream=True)
+        stream: AsyncCompletionStream = await client.generate_completion("one two three four", stream=True)
         with pytest.raises(TypeError, match="async for"):
             for _ in stream:
                 pass
@@ -160,7 +161,8 @@ def test_an_async_stream_read_with_a_plain_for_says_how_and_records_nothing(
         assert asyncio.run(main()) == "echo: one two three four"
         # The whole answer, not a partial one, was cached: the next call is answered whole.
         async def again() -> str:
-            return await (await client.generate_completion("one two three four", stream=True)).atext()
+            stream: AsyncCompletionStream = await client.generate_completion("one two three four", stream=True)
+            return await stream.atext()
 
         assert asyncio.run(again()) == "echo: one two three four"
         assert len(provider.requests) == 1

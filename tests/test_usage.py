@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +42,16 @@ def pg_usage_db(pg_table: str) -> str:
 def price(client: LiteLLMClient, model: str, prompt_tokens: int, completion_tokens: int = 0) -> float:
     """What LiteLLM's price map says ``model`` charges for these tokens."""
     details = client.get_model_details(model)
-    return (prompt_tokens * details["input_cost_per_token"]
-            + completion_tokens * details.get("output_cost_per_token", 0.0))
+    cost: float = (prompt_tokens * details["input_cost_per_token"]
+                   + completion_tokens * details.get("output_cost_per_token", 0.0))
+    return cost
 
 
 def exactly(value: float) -> Any:
     return pytest.approx(value, rel=1e-12, abs=0)
 
 
-def rows(client: LiteLLMClient) -> list[UsageRecord]:
+def rows(client: LiteLLMClient | AsyncLiteLLMClient) -> list[UsageRecord]:
     """The ledger's rows, oldest first, read back from storage by a ledger of their own."""
     # The client has no public flush, and another ledger reads only what reached storage.
     client._ledger.flush()  # noqa: SLF001 - see above
@@ -315,9 +317,9 @@ def test_a_spent_budget_refuses_calls_before_anything_is_sent(
     client.generate_completion("two")  # less than the budget spent before it
     assert len(provider.requests) == 2
 
-    calls = [lambda: client.generate_completion("three"),
-             lambda: client.generate_completion("three", stream=True),
-             lambda: client.generate_embedding("three")]
+    calls: list[Callable[[], object]] = [lambda: client.generate_completion("three"),
+                                         lambda: client.generate_completion("three", stream=True),
+                                         lambda: client.generate_embedding("three")]
     for call in calls:
         with pytest.raises(LLMBudgetExceededError, match=r"total budget spent.*nothing was sent") as caught:
             call()
