@@ -102,7 +102,7 @@ def test_messages_dicts_and_parameters_pass_through(make_client: Any, provider: 
 
 def test_content_parts_are_sent_as_given(make_client: Any, provider: FakeProvider) -> None:
     parts: list[dict[str, Any]] = [{"type": "text", "text": "Describe"},
-             {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
+                                   {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
     response = make_client().generate_completion([Message(role="user", content=parts)])
     assert provider.requests[-1].json["messages"][0]["content"] == parts
     assert response.choices[0].message.content == "echo: Describe"
