@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, tuple[float, float, float] | str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         prefix = f"dewey-llm-bench:{uuid.uuid4().hex}:"
-        openers = {
+        openers: dict[str, Callable[[], ResponseCache]] = {
             "memory": lambda: MemoryCache(),
             "sqlite": lambda: SQLiteCache(Path(tmp) / "bench.db"),
             "redis": lambda: RedisCache(args.redis_url, prefix=prefix),

@@ -69,6 +69,7 @@ def main() -> None:
     start = time.perf_counter()
     # The registered provider's engines: the one litellm.completion below will use.
     handler = next(e["custom_handler"] for e in litellm.custom_provider_map if e["provider"] == "local")
+    assert isinstance(handler, _local_provider.LocalLLM)
     engine = handler.engines.get(path, settings, embedding=False)
     load_seconds = time.perf_counter() - start
     print(f"model      {path.name}  (n_ctx {settings.n_ctx}, {settings.n_threads} threads,"

@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -530,7 +530,7 @@ async def _concurrency(base: str, total: int, concurrency: int, rounds: int
         results = await client.generate_completions(batch[:n], concurrency=concurrency)
         assert len(results) == n
 
-    runners = {
+    runners: dict[str, Callable[[int], Awaitable[None]]] = {
         "asyncio.gather(litellm.acompletion), Semaphore(50)": gathered,
         "dewey-llm generate_completions, track_usage=False": lambda n: dewey(off, n),
         "dewey-llm generate_completions, usage ledger on": lambda n: dewey(on, n),

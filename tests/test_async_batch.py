@@ -110,7 +110,7 @@ def test_embedding_batches_are_provider_sized(make_client: Any, provider: FakePr
     client = make_client(embedding_model="openai/text-embedding-3-small")
     texts = [f"text {i}" for i in range(250)]
     vectors = client.generate_embeddings(texts, batch_size=100, concurrency=2)
-    sizes = sorted(len(r.body["input"]) for r in provider.requests)
+    sizes = sorted(len(r.json["input"]) for r in provider.requests)
     assert sizes == [50, 100, 100]
     single = client.generate_embedding("text 137")["data"][0]["embedding"]
     assert vectors[137] == single and len(vectors) == 250

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from dewey.llm import (
     tool,
 )
 from tests.conftest import TEST_KEY
+from tests.hidden_params import cache_hit
 from tests.servers.fake_provider import FakeProvider, Reply
 
 EMBEDDING_MODEL = "openai/text-embedding-3-small"
@@ -59,7 +61,7 @@ def test_cache_as_a_keyword_caches(provider: FakeProvider, cache: Any) -> None:
                        api_key=TEST_KEY, cache=cache) as client:
         client.generate_completion("Cache me")
         hit = client.generate_completion("Cache me")
-    assert hit._hidden_params["cache_hit"] is True
+    assert cache_hit(hit) is True
     assert len(provider.requests) == 1
 
 
@@ -128,7 +130,7 @@ def test_unusual_but_valid_requests_are_sent(make_client: Any, provider: FakePro
 
     client = make_client()
     client.generate_completion("hi", response_format=City, logit_bias={"1234": -100})
-    body = provider.requests[-1].body
+    body = provider.requests[-1].json
     assert body["response_format"]["json_schema"]["schema"]["properties"] == {
         "name": {"title": "Name", "type": "string"}}
     assert body["logit_bias"] == {"1234": -100}
@@ -192,8 +194,9 @@ def test_a_bad_role_names_the_roles() -> None:
 
 
 def test_bad_message_content_names_the_fix() -> None:
+    not_text: Any = 123  # as an untyped caller may pass it
     with pytest.raises(LLMConfigError, match=r"content is 123 \(int\).*str\(value\)"):
-        Message(role="user", content=123)
+        Message(role="user", content=not_text)
 
 
 def test_a_lone_message_is_asked_to_be_in_a_list(make_client: Any, provider: FakeProvider) -> None:
@@ -219,7 +222,7 @@ def test_wrong_argument_types_are_config_errors(make_client: Any, provider: Fake
 
 
 def test_a_tool_with_an_unresolvable_annotation(make_client: Any, provider: FakeProvider) -> None:
-    def lookup(x: Undefined) -> str:  # type: ignore[name-defined]  # noqa: F821
+    def lookup(x: Undefined) -> str:  # type: ignore[name-defined]  # noqa: F821, ARG001 - the annotation is the test
         """Look x up."""
         return ""
 
@@ -233,7 +236,7 @@ def test_a_tool_with_an_unresolvable_annotation(make_client: Any, provider: Fake
 
 def test_no_bad_argument_escapes_as_a_raw_python_error(make_client: Any) -> None:
     client = make_client()
-    attempts = [
+    attempts: list[Callable[[], object]] = [
         lambda: Message(role="robot"),
         lambda: client.generate_completion("hi", tags=123),
         lambda: client.generate_completion("hi", model=123),
@@ -298,4 +301,4 @@ def test_fewer_embeddings_than_texts_is_a_response_error(make_client: Any, provi
     # Nothing of the broken answer was cached: the next call sends all three texts again.
     answer = client.generate_embedding(["one", "two", "three"])
     assert len(answer["data"]) == 3
-    assert provider.requests[-1].body["input"] == ["one", "two", "three"]
+    assert provider.requests[-1].json["input"] == ["one", "two", "three"]

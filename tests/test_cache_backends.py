@@ -28,6 +28,7 @@ import pytest
 from pydantic import BaseModel
 
 from dewey.llm._cache import (
+    CacheSetting,
     CacheStats,
     MemoryCache,
     RedisCache,
@@ -323,7 +324,7 @@ def test_sqlite_file_schema_and_settings(tmp_path: Path) -> None:
     assert json.loads(value) == RESPONSE  # JSON text, never pickle
     assert 59 < expires - created <= 60
     raw.close()
-    conn = cache._conn()
+    conn = cache._conn()  # noqa: SLF001 - PRAGMAs are per connection: only the cache's own shows them
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     assert cache.stats().size_bytes
@@ -405,11 +406,12 @@ def test_sqlite_expired_read_does_not_wait_for_a_writer(tmp_path: Path) -> None:
     reader.join()
     assert read_while_locked and got == [None]
     assert cache.stats().expired == 1  # dropping it needed the writer's lock: left for later
-    assert cache._conn().execute("PRAGMA busy_timeout").fetchone()[0] == 120_000
+    # PRAGMAs are per connection: only the cache's own shows the timeout it set
+    assert cache._conn().execute("PRAGMA busy_timeout").fetchone()[0] == 120_000  # noqa: SLF001
     cache.close()
 
 
-def _forked_child(path: str, results: Any) -> None:
+def _forked_child(results: Any) -> None:
     cache = _FORKED[0]
     assert isinstance(cache, SQLiteCache)
     cache.set("from-child", {"v": os.getpid()})
@@ -427,7 +429,7 @@ def test_caches_survive_fork(tmp_path: Path) -> None:
     _FORKED[:] = [sqlite_cache, memory]
     context = multiprocessing.get_context("fork")
     results = context.Queue()
-    child = context.Process(target=_forked_child, args=(str(tmp_path / "c.db"), results))
+    child = context.Process(target=_forked_child, args=(results,))
     child.start()
     assert results.get(timeout=30) == ({"v": 1}, {"v": 2})
     child.join(timeout=30)
@@ -456,7 +458,8 @@ def test_redis_keys_are_namespaced_json_with_native_expiry(redis_cache: RedisCac
     redis_cache.set("k", RESPONSE, ttl=30)
     redis_cache.set("forever", {"v": 1})
     name = redis_cache.prefix + "k"
-    assert json.loads(raw.get(name)) == RESPONSE
+    stored = raw.get(name)
+    assert stored is not None and json.loads(stored) == RESPONSE
     assert 0 < raw.pttl(name) <= 30_000
     assert raw.pttl(redis_cache.prefix + "forever") == -1
     assert raw.get("k") is None
@@ -505,8 +508,15 @@ def test_redis_down_gives_misses_and_one_warning(caplog: pytest.LogCaptureFixtur
 def test_redis_down_is_not_retried_at_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
     cache = RedisCache(CLOSED_PORT_URL)
     tries = []
-    real_get = cache._client.get
-    monkeypatch.setattr(cache._client, "get", lambda name: tries.append(name) or real_get(name))
+    # Count what reaches the redis client: connection attempts have no public counter.
+    redis_client = cache._client  # noqa: SLF001 - see above
+    real_get = redis_client.get
+
+    def counted_get(name: str) -> Any:
+        tries.append(name)
+        return real_get(name)
+
+    monkeypatch.setattr(redis_client, "get", counted_get)
     for _ in range(100):
         assert cache.get("k") is None
     assert len(tries) == 1
@@ -526,8 +536,8 @@ def _value(writer: int, n: int) -> dict[str, Any]:
 def _consistent(value: dict[str, Any]) -> bool:
     serial = value["a"]
     text = value["text"]
-    return (value["b"] == serial and value["writer"] == serial // 1_000_000
-            and text.startswith(f"<{serial}>") and text.endswith(f"</{serial}>"))
+    return bool(value["b"] == serial and value["writer"] == serial // 1_000_000
+                and text.startswith(f"<{serial}>") and text.endswith(f"</{serial}>"))
 
 
 def _hammer(cache: ResponseCache, writer: int, rounds: int) -> tuple[int, list[Any]]:
@@ -636,12 +646,13 @@ def test_open_cache_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert isinstance(default, SQLiteCache)
     assert default.path == tmp_path / "xdg" / "dewey-llm" / "cache.db" == default_cache_path()
     default.close()
-    for setting, url, expected in [
+    cases: list[tuple[CacheSetting, str | None, Path]] = [
         ("sqlite", None, tmp_path / "xdg" / "dewey-llm" / "cache.db"),
         ("SQLite", str(tmp_path / "plain.db"), tmp_path / "plain.db"),
         (True, f"sqlite://{tmp_path}/url.db", tmp_path / "url.db"),
         (True, f"sqlite:///{tmp_path}/alchemy.db", tmp_path / "alchemy.db"),
-    ]:
+    ]
+    for setting, url, expected in cases:
         cache = open_cache(setting, url)
         assert isinstance(cache, SQLiteCache) and cache.path == expected, (setting, url)
         assert cache.stats().backend == "sqlite"
@@ -650,11 +661,12 @@ def test_open_cache_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_open_cache_memory_and_redis() -> None:
     assert isinstance(open_cache("memory"), MemoryCache)
-    for setting, url, location in [
+    redis_cases: list[tuple[CacheSetting, str | None, str]] = [
         ("redis", None, "redis://127.0.0.1:6379/0"),
         ("redis", "redis://127.0.0.1:6379/15", "redis://127.0.0.1:6379/15"),
         (True, "redis://:hunter22secret@127.0.0.1:6379/15", "redis://:***@127.0.0.1:6379/15"),
-    ]:
+    ]
+    for setting, url, location in redis_cases:
         cache = open_cache(setting, url)
         assert isinstance(cache, RedisCache) and cache.location == location
         cache.close()

@@ -31,6 +31,7 @@ from dewey.llm import (
 )
 from dewey.llm._cache import REDIS_KEY_PREFIX
 from tests.conftest import TEST_KEY
+from tests.hidden_params import cache_hit
 from tests.servers.fake_provider import FakeProvider, Reply
 from tests.servers.redis_server import REDIS_URL, connect_redis, needs_redis
 
@@ -65,7 +66,8 @@ def redis_entries(namespace: str) -> dict[bytes, tuple[bytes, int]]:
     found = {}
     with connect_redis() as server:
         for name in server.scan_iter(match=f"{REDIS_KEY_PREFIX}dewey:v1:*", count=1000):
-            if server.type(name) == b"string" and namespace.encode() in (text := server.get(name) or b""):
+            is_string = server.type(name) == b"string"  # type: ignore[no-untyped-call]  # untyped in types-redis
+            if is_string and namespace.encode() in (text := server.get(name) or b""):
                 found[name] = (text, int(server.pttl(name)))
     return found
 
@@ -91,7 +93,7 @@ def test_sqlite_is_the_default_file_under_xdg_cache_home(
     # Another client (as another process would) answers from the file: nothing is sent.
     again = make_client(cache=True).generate_completion("What is 2+2?")
     assert content(again) == "echo: What is 2+2?"
-    assert again._hidden_params["cache_hit"] is True
+    assert cache_hit(again) is True
     assert len(provider.requests) == 1
 
 
@@ -120,7 +122,7 @@ def test_redis_cache_is_shared_by_clients(make_client: Any, provider: FakeProvid
     second = make_client(**settings, api_key="sk-other-machine-9999")
     hit = second.generate_completion(prompt)
     assert content(hit) == content(first) == f"echo: {prompt}"
-    assert hit._hidden_params["cache_hit"] is True
+    assert cache_hit(hit) is True
     assert len(provider.requests) == 1
 
 
@@ -150,13 +152,13 @@ def test_equivalent_inputs_share_an_entry(make_client: Any, provider: FakeProvid
         [{"content": "Be brief", "role": "system"}, {"role": "user", "content": "Hi"}],
         response_format=reordered(schema), tools=reordered(tools), temperature=0.5)
     assert content(same) == content(first) == "echo: Hi"
-    assert same._hidden_params["cache_hit"] is True
+    assert cache_hit(same) is True
     assert len(provider.requests) == 1
 
     # A bare prompt, its dict and its Message are one request; so are temperature 1 and 1.0.
     client.generate_completion("Hello", temperature=1)
     for messages in ([{"role": "user", "content": "Hello"}], [Message(role="user", content="Hello")]):
-        assert client.generate_completion(messages, temperature=1.0)._hidden_params["cache_hit"]
+        assert cache_hit(client.generate_completion(messages, temperature=1.0))
     assert len(provider.requests) == 2
 
 
@@ -175,13 +177,13 @@ def test_whatever_changes_the_answer_is_a_new_request(make_client: Any, provider
     for name, params in variants.items():
         assert content(client.generate_completion("Describe Paris", **params)) == f"answer {name}"
     assert len(provider.requests) == len(variants)
-    sent = [r.body for r in provider.requests]
+    sent = [r.json for r in provider.requests]
     assert sent[1]["temperature"] == 0.9 and "tools" in sent[2] and "response_format" in sent[3]
 
     # Asked again, each variant gets its own answer back, and nothing is sent.
     for name, params in reversed(variants.items()):
         hit = client.generate_completion("Describe Paris", **params)
-        assert (content(hit), hit._hidden_params["cache_hit"]) == (f"answer {name}", True)
+        assert (content(hit), cache_hit(hit)) == (f"answer {name}", True)
     assert len(provider.requests) == len(variants)
 
     # Another model, another system message, another question: new requests.
@@ -196,7 +198,7 @@ def test_default_params_from_the_config_are_part_of_the_key(
         make_client: Any, provider: FakeProvider) -> None:
     make_client(cache=True, params={"temperature": 0.0}).generate_completion("Same words")
     make_client(cache=True, params={"temperature": 1.0}).generate_completion("Same words")
-    assert [r.body["temperature"] for r in provider.requests] == [0.0, 1.0]
+    assert [r.json["temperature"] for r in provider.requests] == [0.0, 1.0]
 
 
 def test_keys_timeouts_and_labels_do_not_change_the_key(make_client: Any, provider: FakeProvider) -> None:
@@ -204,7 +206,7 @@ def test_keys_timeouts_and_labels_do_not_change_the_key(make_client: Any, provid
     other = make_client(cache=True, api_key="sk-rotated-abcdef123456", timeout=5, max_retries=0)
     hit = other.generate_completion("Rotate my key", tags=["nightly"], user="someone")
     assert content(hit) == "echo: Rotate my key"
-    assert hit._hidden_params["cache_hit"] is True
+    assert cache_hit(hit) is True
     assert len(provider.requests) == 1
 
 
@@ -214,7 +216,7 @@ def test_cache_false_neither_reads_nor_writes(make_client: Any, provider: FakePr
     client = make_client(cache=True)
     client.generate_completion("cached question")
     bypass = client.generate_completion("cached question", cache=False)
-    assert bypass._hidden_params["cache_hit"] is False
+    assert cache_hit(bypass) is False
     assert len(provider.requests) == 2
 
     client.generate_completion("never stored", cache=False)
@@ -236,7 +238,7 @@ def test_refresh_calls_and_overwrites(make_client: Any, provider: FakeProvider) 
     assert content(client.generate_completion("news?")) == "old answer"
     assert content(client.generate_completion("news?")) == "old answer"
     refreshed = client.generate_completion("news?", cache="refresh")
-    assert (content(refreshed), refreshed._hidden_params["cache_hit"]) == ("new answer", False)
+    assert (content(refreshed), cache_hit(refreshed)) == ("new answer", False)
     assert content(client.generate_completion("news?")) == "new answer"
     assert len(provider.requests) == 2
 
@@ -251,12 +253,12 @@ def test_entries_expire_after_cache_ttl(make_client: Any, provider: FakeProvider
         prompt += " " + request.getfixturevalue("redis_namespace")
     client = make_client(**settings)
     client.generate_completion(prompt)
-    assert client.generate_completion(prompt)._hidden_params["cache_hit"] is True
+    assert cache_hit(client.generate_completion(prompt)) is True
     assert len(provider.requests) == 1
     time.sleep(0.45)
-    assert client.generate_completion(prompt)._hidden_params["cache_hit"] is False
+    assert cache_hit(client.generate_completion(prompt)) is False
     assert len(provider.requests) == 2
-    assert client.generate_completion(prompt)._hidden_params["cache_hit"] is True  # stored again
+    assert cache_hit(client.generate_completion(prompt)) is True  # stored again
 
 
 # --- what a hit looks like --------------------------------------------------------------------
@@ -269,8 +271,8 @@ def test_a_hit_reads_exactly_like_a_fresh_response(make_client: Any, provider: F
     hit = client.generate_completion("The answer?")
     assert len(provider.requests) == 1
 
-    assert fresh._hidden_params["cache_hit"] is False
-    assert hit._hidden_params["cache_hit"] is True
+    assert cache_hit(fresh) is False
+    assert cache_hit(hit) is True
     for response in (fresh, hit):
         assert response.choices[0].message.content == "forty-two"
         assert response["choices"][0]["message"]["content"] == "forty-two"
@@ -295,14 +297,14 @@ def test_a_cached_answer_can_be_sent_back_in_the_conversation(
     provider.script(WIRE, Reply.tool_call("get_weather", {"location": "Oslo"}), Reply.ok("sunny"))
     client.generate_completion("Weather in Oslo?", tools=[get_weather])
     hit = client.generate_completion("Weather in Oslo?", tools=[get_weather])
-    assert hit._hidden_params["cache_hit"] is True
+    assert cache_hit(hit) is True
     call = hit.choices[0].message.tool_calls[0]
     assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"location": "Oslo"})
     follow = client.generate_completion([
         Message(role="user", content="Weather in Oslo?"), hit.choices[0].message,
         Message(role="tool", tool_call_id=call.id, content="sunny in Oslo")], tools=[get_weather])
     assert content(follow) == "sunny"
-    assert provider.requests[-1].body["messages"][1]["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert provider.requests[-1].json["messages"][1]["tool_calls"][0]["function"]["name"] == "get_weather"
 
 
 CHILD = """
@@ -347,7 +349,7 @@ def test_a_stream_is_cached_once_complete_and_replayed(make_client: Any, provide
     stream = client.generate_completion("Tell me a story", stream=True)
     first = list(stream)
     assert joined(first) == text
-    assert stream.response._hidden_params["cache_hit"] is False
+    assert cache_hit(stream.response) is False
     spent = client.total_cost
     assert list(stream) == [] and client.total_cost == spent  # finished once, priced once
 
@@ -356,17 +358,17 @@ def test_a_stream_is_cached_once_complete_and_replayed(make_client: Any, provide
     assert len(provider.requests) == 1
     assert joined(chunks) == text
     assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 1  # chunks, not one blob
-    assert all(c._hidden_params["cache_hit"] for c in chunks)
+    assert all(cache_hit(c) for c in chunks)
     # Read as the live stream was: no usage-only chunk nobody asked for; the closing one last.
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert replay.response.usage.completion_tokens == 10
-    assert replay.response._hidden_params["cache_hit"] is True
+    assert cache_hit(replay.response) is True
     assert content(replay.response) == text
     assert client.generate_completion("Tell me a story", stream=True).text() == text
 
     # The same entry answers a request without stream=True, and the other way round.
     whole = client.generate_completion("Tell me a story")
-    assert (content(whole), whole._hidden_params["cache_hit"]) == (text, True)
+    assert (content(whole), cache_hit(whole)) == (text, True)
     assert whole.usage.prompt_tokens == 6
     client.generate_completion("Not streamed first")
     again = list(client.generate_completion("Not streamed first", stream=True))
@@ -401,7 +403,7 @@ def test_a_cut_stream_is_not_cached(make_client: Any, provider: FakeProvider) ->
     whole = client.generate_completion("one two three four five", stream=True)
     assert whole.text() == "echo: one two three four five"
     assert len(provider.requests) == 2  # the cut answer was not served from the cache
-    assert client.generate_completion("one two three four five")._hidden_params["cache_hit"]
+    assert cache_hit(client.generate_completion("one two three four five"))
     assert len(provider.requests) == 2
 
 
@@ -410,7 +412,7 @@ def test_a_stream_left_unfinished_is_not_cached(make_client: Any, provider: Fake
     stream = client.generate_completion("a b c d e f g", stream=True)
     next(stream)
     stream.close()
-    assert client.generate_completion("a b c d e f g")._hidden_params["cache_hit"] is False
+    assert cache_hit(client.generate_completion("a b c d e f g")) is False
     assert len(provider.requests) == 2
 
 
@@ -428,8 +430,8 @@ def test_errors_are_never_cached(make_client: Any, provider: FakeProvider,
     with pytest.raises(error):
         client.generate_completion("fragile")
     answer = client.generate_completion("fragile")
-    assert (content(answer), answer._hidden_params["cache_hit"]) == ("echo: fragile", False)
-    assert client.generate_completion("fragile")._hidden_params["cache_hit"] is True
+    assert (content(answer), cache_hit(answer)) == ("echo: fragile", False)
+    assert cache_hit(client.generate_completion("fragile")) is True
     assert len(provider.requests) == 2
 
 
@@ -439,19 +441,19 @@ def test_embeddings_are_cached_per_text(make_client: Any, provider: FakeProvider
     client = make_client(cache=True, embedding_model=EMBEDDING_MODEL)
     texts = [f"document number {i}" for i in range(1000)]
     first = client.generate_embedding(texts)
-    assert len(first["data"]) == 1000 and first._hidden_params["cache_hit"] is False
+    assert len(first["data"]) == 1000 and cache_hit(first) is False
     vectors = {text: item["embedding"] for text, item in zip(texts, first["data"], strict=True)}
 
     new = {0: "a brand new first line", 500: "a new middle line", 999: "a new last line"}
     batch = [new.get(i, text) for i, text in enumerate(texts)]
     merged = client.generate_embedding(batch)
     assert len(provider.requests) == 2
-    assert provider.requests[-1].body["input"] == list(new.values())  # only the new texts
+    assert provider.requests[-1].json["input"] == list(new.values())  # only the new texts
     assert [item["index"] for item in merged["data"]] == list(range(1000))
-    assert merged._hidden_params["cache_hit"] is False
+    assert cache_hit(merged) is False
 
     truth = client.generate_embedding(batch, cache=False)  # every vector, from the provider
-    assert len(provider.requests[-1].body["input"]) == 1000
+    assert len(provider.requests[-1].json["input"]) == 1000
     assert [item["embedding"] for item in merged["data"]] == [
         item["embedding"] for item in truth["data"]]
     assert merged["data"][1]["embedding"] == vectors["document number 1"]
@@ -461,7 +463,7 @@ def test_embeddings_are_cached_per_text(make_client: Any, provider: FakeProvider
     requests = len(provider.requests)
     shuffled = list(reversed(batch))
     hit = client.generate_embedding(shuffled)
-    assert hit._hidden_params["cache_hit"] is True
+    assert cache_hit(hit) is True
     assert [item["embedding"] for item in hit["data"]] == [
         item["embedding"] for item in reversed(truth["data"])]
     one = client.generate_embedding("document number 7")
@@ -470,7 +472,7 @@ def test_embeddings_are_cached_per_text(make_client: Any, provider: FakeProvider
 
     # Another model or dimensions is another vector: not served from these entries.
     client.generate_embedding("document number 7", dimensions=4)
-    assert provider.requests[-1].body["input"] == "document number 7"
+    assert provider.requests[-1].json["input"] == "document number 7"
     assert len(provider.requests) == requests + 1
 
 
@@ -571,21 +573,21 @@ def test_async_client_caches_completions_streams_and_embeddings(provider: FakePr
             fresh = await client.generate_completion("async hello")
             hit = await client.generate_completion("async hello")
             assert content(hit) == content(fresh) == "echo: async hello"
-            assert (fresh._hidden_params["cache_hit"], hit._hidden_params["cache_hit"]) == (False, True)
+            assert (cache_hit(fresh), cache_hit(hit)) == (False, True)
 
             stream = await client.generate_completion("async stream please", stream=True)
             first = [chunk async for chunk in stream]
             replay = await client.generate_completion("async stream please", stream=True)
             again = [chunk async for chunk in replay]
             assert joined(first) == joined(again) == "echo: async stream please"
-            assert all(chunk._hidden_params["cache_hit"] for chunk in again)
+            assert all(cache_hit(chunk) for chunk in again)
             whole = await client.generate_completion("async stream please")
-            assert whole._hidden_params["cache_hit"] is True
+            assert cache_hit(whole) is True
             assert len(provider.requests) == 2
 
             await client.generate_embedding(["x", "y"])
             mixed = await client.generate_embedding(["y", "z", "x"])
-            assert provider.requests[-1].body["input"] == ["z"]
+            assert provider.requests[-1].json["input"] == ["z"]
             assert [len(item["embedding"]) for item in mixed["data"]] == [8, 8, 8]
             assert len(provider.requests) == 4
 

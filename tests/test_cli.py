@@ -279,10 +279,11 @@ def test_help_of_every_command(tmp_path: Path) -> None:
 
 
 def test_every_option_has_help() -> None:
+    # argparse has no public way to list a parser's options or subcommands.
     def parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
         found = [parser]
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
+        for action in parser._actions:  # noqa: SLF001 - see above
+            if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001 - see above
                 for sub in dict.fromkeys(action.choices.values()):
                     found += parsers(sub)
         return found
@@ -291,7 +292,7 @@ def test_every_option_has_help() -> None:
     assert len(everything) == len(SUBCOMMANDS)
     for parser in everything:
         assert parser.description and parser.epilog and parser.epilog.count("dewey-llm") >= 2
-        for action in parser._actions:
+        for action in parser._actions:  # noqa: SLF001 - see above
             assert action.help, (parser.prog, action.dest)
 
 

@@ -50,7 +50,7 @@ def test_seed_examples_verbatim(seed_env: FakeProvider) -> None:
     received = seed_env.requests[-1]
     # LiteLLM speaks Anthropic's Text Completions API to claude-2.
     assert received.path == "/v1/complete" and received.model == "claude-2"
-    assert "You are helpful" in received.body["prompt"]
+    assert "You are helpful" in received.json["prompt"]
     assert received.headers["x-api-key"] == "sk-ant-test-0123456789"
 
     # LiteLLM ends claude-2's legacy text-completion streams after one chunk (its parser
@@ -92,7 +92,7 @@ def test_messages_dicts_and_parameters_pass_through(make_client: Any, provider: 
     client.generate_completion(
         [{"role": "system", "content": "Be brief"}, Message(role="user", content="Hi")],
         temperature=0.2, max_tokens=7, response_format={"type": "json_object"}, seed=3)
-    body = provider.requests[-1].body
+    body = provider.requests[-1].json
     assert body["messages"] == [{"role": "system", "content": "Be brief"},
                                 {"role": "user", "content": "Hi"}]
     assert (body["temperature"], body["max_tokens"], body["seed"]) == (0.2, 7, 3)
@@ -101,10 +101,10 @@ def test_messages_dicts_and_parameters_pass_through(make_client: Any, provider: 
 
 
 def test_content_parts_are_sent_as_given(make_client: Any, provider: FakeProvider) -> None:
-    parts = [{"type": "text", "text": "Describe"},
-             {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
+    parts: list[dict[str, Any]] = [{"type": "text", "text": "Describe"},
+                                   {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
     response = make_client().generate_completion([Message(role="user", content=parts)])
-    assert provider.requests[-1].body["messages"][0]["content"] == parts
+    assert provider.requests[-1].json["messages"][0]["content"] == parts
     assert response.choices[0].message.content == "echo: Describe"
 
 
@@ -129,7 +129,7 @@ def test_stream_yields_text_as_it_comes(make_client: Any) -> None:
 
 # --- function and tool calling ------------------------------------------------------------
 
-def get_weather(location: str, unit: str = "celsius") -> str:
+def get_weather(location: str, unit: str = "celsius") -> str:  # noqa: ARG001 - a tool: its signature is the schema
     """Get the current weather for a location.
 
     Args:
@@ -156,7 +156,7 @@ def test_tools_shorthand_and_callables(make_client: Any, provider: FakeProvider)
     call = response.choices[0].message.tool_calls[0]
     assert call.function.name == "get_weather"
     assert json.loads(call.function.arguments) == {"location": "Paris"}
-    sent = provider.requests[-1].body
+    sent = provider.requests[-1].json
     assert sent["tools"][0] == {"type": "function", "function": {
         "name": "lookup", "parameters": {"type": "object", "properties": {"query": {"type": "string"}},
                                          "required": ["query"]}}}
@@ -174,7 +174,7 @@ def test_tool_result_round_trip(make_client: Any, provider: FakeProvider) -> Non
         first.choices[0].message,
         Message(role="tool", tool_call_id=call.id, content=get_weather("Oslo")),
     ], tools=[get_weather])
-    sent = provider.requests[-1].body["messages"]
+    sent = provider.requests[-1].json["messages"]
     assert sent[1]["tool_calls"][0]["function"]["name"] == "get_weather"
     assert sent[2] == {"role": "tool", "tool_call_id": call.id, "content": "sunny in Oslo"}
 
@@ -184,7 +184,7 @@ def test_legacy_functions(make_client: Any, provider: FakeProvider) -> None:
     response = make_client().generate_completion(
         "Weather in Rome?", functions=[{"name": "get_weather", "parameters": {"location": {"type": "string"}}}],
         function_call={"name": "get_weather"})
-    sent = provider.requests[-1].body
+    sent = provider.requests[-1].json
     assert sent["functions"][0]["parameters"]["properties"] == {"location": {"type": "string"}}
     assert sent["function_call"] == {"name": "get_weather"}
     message = response.choices[0].message
@@ -199,8 +199,8 @@ def test_anthropic_tool_calls_come_back_in_openai_shape(provider: FakeProvider) 
     response = client.generate_completion("Weather in Lima?", tools=[get_weather])
     call = response.choices[0].message.tool_calls[0]
     assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"location": "Lima"})
-    assert provider.requests[-1].body["tools"][0]["name"] == "get_weather"
-    assert provider.requests[-1].body["tools"][0]["input_schema"]["required"] == ["location"]
+    assert provider.requests[-1].json["tools"][0]["name"] == "get_weather"
+    assert provider.requests[-1].json["tools"][0]["input_schema"]["required"] == ["location"]
 
 
 def test_a_malformed_tool_is_a_clear_error(make_client: Any, provider: FakeProvider) -> None:
@@ -216,8 +216,8 @@ def test_embeddings_single_and_batch(make_client: Any, provider: FakeProvider) -
     one = client.generate_embedding("Sample text")
     again = client.generate_embedding(["x", "Sample text"])
     assert one["data"][0]["embedding"] == again["data"][1]["embedding"]
-    assert provider.requests[-1].body["input"] == ["x", "Sample text"]
-    assert provider.requests[-1].body["model"] == "text-embedding-3-small"
+    assert provider.requests[-1].json["input"] == ["x", "Sample text"]
+    assert provider.requests[-1].json["model"] == "text-embedding-3-small"
 
 
 # --- errors ----------------------------------------------------------------------------------

@@ -47,9 +47,11 @@ def test_the_tree(cls: type[LLMError], parent: type[Exception]) -> None:
     assert issubclass(cls, parent)
     # Its ancestors among the errors are exactly its line in the drawing, up to LLMError.
     line: set[type[Exception]] = {cls}
-    current: type[Exception] = cls
+    current = cls
     while current is not LLMError:
-        current = TREE[current]
+        above = TREE[current]
+        assert issubclass(above, LLMError)  # only LLMError's parent lies outside the tree
+        current = above
         line.add(current)
     assert {base for base in cls.__mro__ if base in TREE} == line
     assert cls.__doc__  # every error says when it is raised

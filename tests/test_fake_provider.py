@@ -279,7 +279,7 @@ def test_embedding_errors_are_scripted_too(provider: FakeProvider) -> None:
     # max_retries=0 becomes 2 retries inside the openai SDK.  retry-after-ms keeps them fast.
     provider.script("embed-fake", *[Reply.error(429, retry_after_ms=10) for _ in range(3)])
 
-    with pytest.raises(litellm.RateLimitError):
+    with pytest.raises(litellm.exceptions.RateLimitError):
         litellm.embedding(
             model="openai/embed-fake",
             api_base=provider.openai_base,
@@ -349,10 +349,10 @@ def test_anthropic_tool_call_stream(provider: FakeProvider) -> None:
 @pytest.mark.parametrize(
     ("reply", "expected"),
     [
-        (Reply.error(401), litellm.AuthenticationError),
-        (Reply.error(429), litellm.RateLimitError),
-        (Reply.error(500), litellm.InternalServerError),
-        (Reply.context_window(), litellm.ContextWindowExceededError),
+        (Reply.error(401), litellm.exceptions.AuthenticationError),
+        (Reply.error(429), litellm.exceptions.RateLimitError),
+        (Reply.error(500), litellm.exceptions.InternalServerError),
+        (Reply.context_window(), litellm.exceptions.ContextWindowExceededError),
     ],
     ids=["401", "429", "500", "context-window"],
 )
@@ -375,7 +375,7 @@ def test_rate_limit_exposes_retry_after(
 ) -> None:
     provider.script(MODELS[flavour], Reply.error(429, retry_after=value, retry_after_ms=7000))
 
-    with pytest.raises(litellm.RateLimitError) as caught:
+    with pytest.raises(litellm.exceptions.RateLimitError) as caught:
         COMPLETIONS[flavour](provider)
 
     assert retry_after_of(caught.value) == str(value)
@@ -418,9 +418,9 @@ def test_malformed_json(provider: FakeProvider) -> None:
     provider.script("gpt-fake", Reply.malformed())
     provider.script("claude-fake", Reply.malformed())
 
-    with pytest.raises(litellm.InternalServerError):
+    with pytest.raises(litellm.exceptions.InternalServerError):
         openai_completion(provider)
-    with pytest.raises(litellm.APIConnectionError):
+    with pytest.raises(litellm.exceptions.APIConnectionError):
         anthropic_completion(provider)
 
 
@@ -446,7 +446,7 @@ def test_cut_stream_raises_after_some_chunks(provider: FakeProvider, flavour: st
         stream_text(COMPLETIONS[flavour](provider, stream=True), received)
 
     assert received == ["part0", " part1"]
-    assert isinstance(caught.value, litellm.ServiceUnavailableError)
+    assert isinstance(caught.value, litellm.exceptions.ServiceUnavailableError)
 
 
 @pytest.mark.parametrize("flavour", ["openai", "anthropic"])
@@ -455,7 +455,7 @@ def test_cut_non_stream_body(provider: FakeProvider, flavour: str) -> None:
     # SDK calls it APIConnectionError "Connection error.", LiteLLM maps that to a 500).
     provider.script(MODELS[flavour], Reply.cut_stream())
 
-    with pytest.raises(litellm.InternalServerError):
+    with pytest.raises(litellm.exceptions.InternalServerError):
         COMPLETIONS[flavour](provider)
 
 
@@ -464,7 +464,7 @@ def test_refused_connection_is_reported_as_internal_server_error() -> None:
     # chain ends in ConnectionRefusedError.
     with FakeProvider() as dead:
         base = dead.openai_base
-    with pytest.raises(litellm.InternalServerError) as caught:
+    with pytest.raises(litellm.exceptions.InternalServerError) as caught:
         litellm.completion(
             model="openai/gpt-fake",
             api_base=base,
@@ -486,7 +486,7 @@ def root_cause(exc: BaseException) -> BaseException:
 def test_slow_reply_times_out(provider: FakeProvider, flavour: str) -> None:
     provider.script(MODELS[flavour], Reply.slow(3.0))
 
-    with pytest.raises(litellm.Timeout):
+    with pytest.raises(litellm.exceptions.Timeout):
         COMPLETIONS[flavour](provider, timeout=0.3)
 
 
@@ -547,7 +547,7 @@ def test_script_all_applies_to_unscripted_models_only(provider: FakeProvider) ->
 def test_reset_clears_scripts_and_records(provider: FakeProvider) -> None:
     provider.script("gpt-fake", Reply.error(500))
     provider.script_all(Reply.error(500))
-    with pytest.raises(litellm.InternalServerError):
+    with pytest.raises(litellm.exceptions.InternalServerError):
         openai_completion(provider, model="other-model")
 
     provider.reset()

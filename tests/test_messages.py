@@ -13,7 +13,7 @@ from dewey.llm._messages import to_dicts
 
 CALL = {"id": "call_1", "type": "function",
         "function": {"name": "get_weather", "arguments": '{"location": "Paris"}'}}
-IMAGE = [{"type": "text", "text": "What is in this picture?"},
+IMAGE: list[dict[str, Any]] = [{"type": "text", "text": "What is in this picture?"},
          {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}}]
 
 
@@ -41,8 +41,9 @@ def test_tool_calls_from_a_provider_object_become_plain_data() -> None:
         function: Function
         index: int | None = None
 
-    call = ToolCall(id="call_1", type="function",
-                    function=Function(name="get_weather", arguments='{"location": "Paris"}'))
+    # Any: accepted at run time, though Message's annotation names only plain dicts.
+    call: Any = ToolCall(id="call_1", type="function",
+                         function=Function(name="get_weather", arguments='{"location": "Paris"}'))
     assert Message(role="assistant", tool_calls=[call]).to_dict()["tool_calls"] == [CALL]
 
 
@@ -62,7 +63,7 @@ def test_from_dict_round_trip_and_unknown_keys() -> None:
 
 
 def test_messages_are_immutable() -> None:
-    message = Message(role="user", content="Hi")
+    message: Any = Message(role="user", content="Hi")  # Any: try what the type checker forbids
     with pytest.raises(dataclasses.FrozenInstanceError):
         message.content = "changed"
 
@@ -83,7 +84,7 @@ def test_a_prompt_string_is_one_user_message() -> None:
 
 
 def test_messages_and_dicts_mix() -> None:
-    given = [Message(role="system", content="Be brief."),
+    given: list[Message | dict[str, Any]] = [Message(role="system", content="Be brief."),
              {"role": "user", "content": "Hi", "name": None},
              {"role": "assistant", "content": None, "tool_calls": [CALL]},
              {"role": "developer", "content": "o1-style instructions"}]
@@ -101,7 +102,8 @@ def test_a_providers_reply_message_can_be_sent_back() -> None:
         content: str | None
         tool_calls: list[dict[str, Any]] | None = None
 
-    reply = ReplyMessage(role="assistant", content="Hello")
+    # Any: accepted at run time, though to_dicts's annotation names only Message and mappings.
+    reply: Any = ReplyMessage(role="assistant", content="Hello")
     assert to_dicts([reply]) == [{"role": "assistant", "content": "Hello"}]
 
 

@@ -116,7 +116,7 @@ def test_threads_never_admit_more_than_the_limit() -> None:
     waits: list[float] = []
     model, rpm, threads, calls = unique(), 50, 8, 10
     limiter = LocalRateLimiter({model: RateLimit(rpm=rpm)}, clock=lambda: 0.0,
-                               sleep=lambda seconds: None)
+                               sleep=lambda _: None)
     barrier = threading.Barrier(threads)
 
     def worker() -> None:
@@ -184,9 +184,10 @@ def test_a_url_that_is_not_redis_is_a_config_error() -> None:
 def test_redis_limits_with_the_same_arithmetic(redis_namespace: str) -> None:
     waits: list[float] = []
     model = f"{redis_namespace}-model"
-    limiter = open_limiter({model: RateLimit(rpm=3)}, REDIS_URL)
-    assert isinstance(limiter, RedisRateLimiter)
-    limiter._sleep = waits.append  # record instead of sleeping
+    opened = open_limiter({model: RateLimit(rpm=3)}, REDIS_URL)
+    assert isinstance(opened, RedisRateLimiter)
+    opened.close()
+    limiter = RedisRateLimiter({model: RateLimit(rpm=3)}, REDIS_URL, sleep=waits.append)  # records, never sleeps
     got = [limiter.acquire(model) for _ in range(5)]
     assert got[:3] == [0.0, 0.0, 0.0]
     assert got[3:] == pytest.approx([20.0, 40.0], abs=0.1)  # server time moves a little
@@ -200,7 +201,7 @@ def test_redis_limits_with_the_same_arithmetic(redis_namespace: str) -> None:
 @needs_redis
 def test_redis_tpm_and_oversized_requests(redis_namespace: str) -> None:
     model = f"{redis_namespace}-model"
-    limiter = RedisRateLimiter({model: RateLimit(tpm=1000)}, REDIS_URL, sleep=lambda s: None)
+    limiter = RedisRateLimiter({model: RateLimit(tpm=1000)}, REDIS_URL, sleep=lambda _: None)
     assert limiter.acquire(model, 500) == 0.0
     assert limiter.acquire(model, 50_000) == pytest.approx(30.0, abs=0.1)
     assert limiter.acquire(model, 100) == pytest.approx(36.0, abs=0.1)

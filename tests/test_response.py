@@ -17,6 +17,7 @@ from dewey.llm._response import (
     replay_chunks,
     usage_counts,
 )
+from tests.hidden_params import hidden_params
 
 TEXT = "The quick  brown fox, jumps over\nthe lazy dog. "
 CALL = {"id": "call_1", "type": "function",
@@ -74,10 +75,10 @@ def test_as_dict_of_a_response_or_of_plain_data() -> None:
 
 def test_a_cache_hit_is_marked_outside_its_data() -> None:
     hit = cached_response({**stored(), "_hidden_params": {"response_cost": 0.02}})
-    assert hit._hidden_params == {"cache_hit": True, "response_cost": 0.0}
+    assert hidden_params(hit) == {"cache_hit": True, "response_cost": 0.0}
     assert hit.cache_hit is True
     assert hit.model_dump() == stored()  # the mark is not part of the answer
-    assert ResponseData(stored())._hidden_params == {}  # unmarked data reads as LiteLLM's does
+    assert hidden_params(ResponseData(stored())) == {}  # unmarked data reads as LiteLLM's does
 
 
 def test_a_hit_survives_pickling_as_data() -> None:
@@ -99,7 +100,7 @@ def test_replayed_chunks_join_to_the_stored_text(text: str) -> None:
     assert (usage.choices, usage.usage.completion_tokens) == ([], 9)
     assert all(c.id == "chatcmpl-1" and c.object == "chat.completion.chunk" and c.model == "gpt-4o-mini"
                for c in chunks)
-    assert all(c._hidden_params == {"cache_hit": True} for c in chunks)
+    assert all(hidden_params(c) == {"cache_hit": True} for c in chunks)
 
 
 def test_replayed_tool_calls_carry_their_index() -> None:

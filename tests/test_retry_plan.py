@@ -29,7 +29,7 @@ class Clock:
 def plan(*models: str, clock: Clock, windows: dict[str, int] | None = None, **policy: float) -> RetryPlan:
     return RetryPlan([Route(m) for m in models], Policy(**policy),  # type: ignore[arg-type]
                      Cooldowns(clock=clock), context_window=(windows or {}).get,
-                     clock=clock, jitter=lambda low, high: high)
+                     clock=clock, jitter=lambda _low, high: high)
 
 
 def test_backoff_doubles_up_to_its_cap() -> None:

@@ -210,14 +210,14 @@ def test_a_key_from_the_environment_is_redacted_too(
 # --- URLs ---------------------------------------------------------------------------------------
 
 def test_ledger_cache_and_rate_limiter_hide_a_url_password_alike(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture) -> None:
     from dewey.llm._cache import RedisCache
     from dewey.llm._ratelimit import RedisRateLimiter
     from dewey.llm._usage import PostgresLedger
 
     caplog.set_level(logging.WARNING, logger="dewey.llm")
     dead = "redis://:sesame-0042@127.0.0.1:1/0"  # nothing listens on port 1
-    limiter = RedisRateLimiter({"m": RateLimit(rpm=1)}, dead, sleep=lambda seconds: None)
+    limiter = RedisRateLimiter({"m": RateLimit(rpm=1)}, dead, sleep=lambda _: None)
     limiter.acquire("m")
     limiter.close()
     cache = RedisCache(dead)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dewey.llm import AsyncLiteLLMClient, LiteLLMClient, LiteLLMConfig, LLMTimeoutError
+from dewey.llm import AsyncCompletionStream, AsyncLiteLLMClient, LiteLLMClient, LiteLLMConfig, LLMTimeoutError
 from dewey.llm._usage import UsageRecord, open_ledger
 from tests.conftest import TEST_KEY
 from tests.servers.fake_provider import FakeProvider, Reply
@@ -19,7 +19,8 @@ TEN_WORDS = "one two three four five six seven eight nine ten"  # 5 s at 0.5 s a
 
 def rows(client: Any) -> list[UsageRecord]:
     """The ledger's rows, oldest first, read back from storage by a ledger of their own."""
-    client._ledger.flush()
+    # The client has no public flush, and another ledger reads only what reached storage.
+    client._ledger.flush()  # noqa: SLF001 - see above
     with open_ledger(client.config.usage_db) as ledger:
         return list(reversed(ledger.records()))
 
@@ -31,8 +32,9 @@ def readme_loop(stream: Any) -> list[str]:
 
 def price(client: Any, prompt_tokens: int, completion_tokens: int) -> float:
     details = client.get_model_details("gpt-4o-mini")
-    return (prompt_tokens * details["input_cost_per_token"]
-            + completion_tokens * details["output_cost_per_token"])
+    cost: float = (prompt_tokens * details["input_cost_per_token"]
+                   + completion_tokens * details["output_cost_per_token"])
+    return cost
 
 
 def async_client(provider: FakeProvider, **settings: Any) -> AsyncLiteLLMClient:
@@ -52,7 +54,7 @@ def test_the_readme_loop_reads_every_chunk_and_the_usage_is_still_recorded(
     assert "".join(p or "" for p in pieces) == "three little words"
     assert pieces[-1] is None  # the closing chunk (finish_reason) is the last one seen
     # We asked for usage to price the stream; the chunk that carried it was not shown ...
-    assert provider.requests[-1].body["stream_options"] == {"include_usage": True}
+    assert provider.requests[-1].json["stream_options"] == {"include_usage": True}
     # ... but its tokens were priced and recorded.
     [row] = rows(client)
     assert (row.kind, row.outcome, row.prompt_tokens, row.completion_tokens) == ("stream", "ok", 321, 45)
@@ -146,7 +148,7 @@ def test_an_async_stream_read_with_a_plain_for_says_how_and_records_nothing(
     client = async_client(provider, cache="memory")
 
     async def main() -> str:
-        stream = await client.generate_completion("one two three four", stream=True)
+        stream: AsyncCompletionStream = await client.generate_completion("one two three four", stream=True)
         with pytest.raises(TypeError, match="async for"):
             for _ in stream:
                 pass
@@ -159,7 +161,8 @@ def test_an_async_stream_read_with_a_plain_for_says_how_and_records_nothing(
         assert asyncio.run(main()) == "echo: one two three four"
         # The whole answer, not a partial one, was cached: the next call is answered whole.
         async def again() -> str:
-            return await (await client.generate_completion("one two three four", stream=True)).atext()
+            stream: AsyncCompletionStream = await client.generate_completion("one two three four", stream=True)
+            return await stream.atext()
 
         assert asyncio.run(again()) == "echo: one two three four"
         assert len(provider.requests) == 1

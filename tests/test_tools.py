@@ -12,8 +12,9 @@ from dewey.llm import tool
 from dewey.llm._tools import normalize_functions, normalize_tool_choice, normalize_tools
 
 
-def get_weather(location: str, unit: Literal["celsius", "fahrenheit"] = "celsius",
-                days: int | None = None) -> str:
+# Only the signatures of these tools matter: they become the JSON schemas under test.
+def get_weather(location: str, unit: Literal["celsius", "fahrenheit"] = "celsius",  # noqa: ARG001
+                days: int | None = None) -> str:  # noqa: ARG001
     """Get the current weather
     for a location.
 
@@ -24,8 +25,8 @@ def get_weather(location: str, unit: Literal["celsius", "fahrenheit"] = "celsius
     return location
 
 
-def search(query: str, limit: int = 5, tags: list[str] | None = None, exact: bool = False,
-           score: float = 0.5, filters: dict[str, Any] | None = None, *args: Any, **kwargs: Any) -> list[str]:
+def search(query: str, limit: int = 5, tags: list[str] | None = None, exact: bool = False,  # noqa: ARG001
+           score: float = 0.5, filters: dict[str, Any] | None = None, *args: Any, **kwargs: Any) -> list[str]:  # noqa: ARG001
     """Search the archive.
 
     :param query: what to look for

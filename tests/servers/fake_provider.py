@@ -197,6 +197,12 @@ class Recorded:
     stream: bool
     method: str = "POST"
 
+    @property
+    def json(self) -> dict[str, Any]:
+        """The body, for a request that must have sent a JSON object (fails the test if not)."""
+        assert self.body is not None, f"{self.path} was sent without a JSON object body"
+        return self.body
+
 
 def _format_retry_after(value: float | str) -> str:
     """Render a Retry-After value: whole seconds without a fraction, strings as given."""
@@ -693,7 +699,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, *, has_body: bool) -> None:
         provider = self.server.provider
-        with provider._in_flight():
+        with provider.serving():
             try:
                 self._route(provider, has_body=has_body)
             except (BrokenPipeError, ConnectionResetError):
@@ -704,7 +710,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = _parse_json(self._read_body()) if has_body else None
         model = body.get("model") if body else None
         model = model if isinstance(model, str) else None
-        provider._record(
+        provider.record(
             Recorded(
                 path=path,
                 model=model,
@@ -717,7 +723,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         endpoint = (self.command, path.removeprefix("/v1"))
         if endpoint == ("GET", "/models"):
-            self._send_json(200, provider._models_listing())
+            self._send_json(200, provider.models_listing())
         elif endpoint not in POST_ENDPOINTS:
             message = f"Unknown path {self.command} {path}"
             self._send_json(404, _openai_error(message, "invalid_request_error", "not_found"))
@@ -725,9 +731,9 @@ class _Handler(BaseHTTPRequestHandler):
             message = "The request body is not a JSON object"
             self._send_json(400, _openai_error(message, "invalid_request_error", None))
         elif (dialect := POST_ENDPOINTS[endpoint]) is None:
-            self._serve_embeddings(body, provider._next_reply(model))
+            self._serve_embeddings(body, provider.next_reply(model))
         else:
-            self._serve_chat(dialect, body, provider._next_reply(model))
+            self._serve_chat(dialect, body, provider.next_reply(model))
 
     # ---- endpoints
 
@@ -776,7 +782,7 @@ class _Handler(BaseHTTPRequestHandler):
         """
         deadline = time.monotonic() + seconds
         while (remaining := deadline - time.monotonic()) > 0:
-            if self.server.provider._stopping.is_set() or self._client_gone(min(remaining, 0.05)):
+            if self.server.provider.stopping or self._client_gone(min(remaining, 0.05)):
                 self.close_connection = True
                 return False
         return True
@@ -1076,21 +1082,26 @@ class FakeProvider:
         with self._lock:
             return self._peak_in_flight
 
-    # ---- used by the handler
+    # ---- the request handler's side: public so that the handler, another class, may call them
 
-    def _next_reply(self, model: str | None) -> Reply:
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` has begun (held responses give up then)."""
+        return self._stopping.is_set()
+
+    def next_reply(self, model: str | None) -> Reply:
         with self._lock:
             queue = self._scripts.get(model) if model is not None else None
             if queue is not None:
                 return queue.popleft() if queue else Reply.ok()
             return self._script_all.popleft() if self._script_all else Reply.ok()
 
-    def _record(self, recorded: Recorded) -> None:
+    def record(self, recorded: Recorded) -> None:
         with self._lock:
             self._requests.append(recorded)
 
     @contextlib.contextmanager
-    def _in_flight(self) -> Iterator[None]:
+    def serving(self) -> Iterator[None]:
         with self._lock:
             self._in_flight_count += 1
             self._peak_in_flight = max(self._peak_in_flight, self._in_flight_count)
@@ -1100,7 +1111,7 @@ class FakeProvider:
             with self._lock:
                 self._in_flight_count -= 1
 
-    def _models_listing(self) -> dict[str, Any]:
+    def models_listing(self) -> dict[str, Any]:
         with self._lock:
             names = sorted({"fake-model", *self._scripts})
         return {
@@ -1122,7 +1133,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
 
-    def _terminate(signum: int, frame: object) -> None:
+    def _terminate(_signum: int, _frame: object) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, _terminate)

@@ -66,6 +66,7 @@ __all__ = [
     "LiteLLMClient",
     "LiteLLMConfig",
     "Message",
+    "ProviderError",
     "RateLimit",
     "UsageSummary",
     "tool",

@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any
 
 import litellm
+from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import (
     Choices,
     EmbeddingResponse,
@@ -59,7 +60,8 @@ _GENERATION_PARAMS = (
 _UNSUPPORTED_PARAMS = ("tools", "functions", "tool_choice", "function_call")
 
 
-def model_details(name: str, n_ctx: int | None = None) -> dict[str, Any]:
+# Every local model has the same details; `name` stays only until _backend stops passing it.
+def model_details(name: str, n_ctx: int | None = None) -> dict[str, Any]:  # noqa: ARG001
     """LiteLLM model-info for a local model: free, chat, no function calling."""
     context = n_ctx or default_n_ctx()
     return {
@@ -95,21 +97,22 @@ def _provider_errors(model: str) -> Iterator[None]:
     except litellm.exceptions.APIError:
         raise  # already a LiteLLM error
     except LLMConfigError as exc:
-        raise litellm.BadRequestError(message=str(exc), model=name, llm_provider=PROVIDER) from exc
+        raise litellm.exceptions.BadRequestError(message=str(exc), model=name, llm_provider=PROVIDER) from exc
     except EngineError as exc:
         message = f"{name}: {exc}"
         if exc.kind == "exceed_context_size_error":
-            raise litellm.ContextWindowExceededError(message=message, model=name, llm_provider=PROVIDER) from exc
+            raise litellm.exceptions.ContextWindowExceededError(
+                message=message, model=name, llm_provider=PROVIDER) from exc
         if exc.status == 400:
-            raise litellm.BadRequestError(message=message, model=name, llm_provider=PROVIDER) from exc
-        raise litellm.InternalServerError(message=message, model=name, llm_provider=PROVIDER) from exc
+            raise litellm.exceptions.BadRequestError(message=message, model=name, llm_provider=PROVIDER) from exc
+        raise litellm.exceptions.InternalServerError(message=message, model=name, llm_provider=PROVIDER) from exc
     except Exception as exc:
-        raise litellm.InternalServerError(
+        raise litellm.exceptions.InternalServerError(
             message=f"{name} failed: {type(exc).__name__}: {exc}", model=name, llm_provider=PROVIDER
         ) from exc
 
 
-class LocalLLM(litellm.CustomLLM):
+class LocalLLM(CustomLLM):
     """LiteLLM custom provider running GGUF models in this process.
 
     LiteLLM calls every method with keyword arguments (model, messages, optional_params,
@@ -126,7 +129,7 @@ class LocalLLM(litellm.CustomLLM):
 
     # --- chat -----------------------------------------------------------------------------
 
-    def completion(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> ModelResponse:
+    def completion(self, model: str, messages: list[Any], *_args: Any, **kwargs: Any) -> ModelResponse:
         """One chat answer, with usage; a local model costs nothing."""
         with _provider_errors(model):
             engine, request = self._chat(model, messages, _optional(kwargs))
@@ -148,10 +151,10 @@ class LocalLLM(litellm.CustomLLM):
             completion_tokens=usage["completion_tokens"],
             total_tokens=usage["total_tokens"],
         )
-        response._hidden_params["response_cost"] = 0.0
+        response._hidden_params["response_cost"] = 0.0  # noqa: SLF001 - where LiteLLM reads a cost from
         return response
 
-    def streaming(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> Iterator[GenericStreamingChunk]:
+    def streaming(self, model: str, messages: list[Any], *_args: Any, **kwargs: Any) -> Iterator[GenericStreamingChunk]:
         """Text chunks as they are generated, then one final chunk with finish reason and usage."""
         # Resolved and loaded before the first chunk is asked for, so that a bad model
         # name fails the call itself rather than the first iteration.
@@ -194,7 +197,7 @@ class LocalLLM(litellm.CustomLLM):
 
     # --- embeddings -----------------------------------------------------------------------
 
-    def embedding(self, model: str, input: list[Any], *args: Any, **kwargs: Any) -> EmbeddingResponse:
+    def embedding(self, model: str, input: list[Any], *_args: Any, **kwargs: Any) -> EmbeddingResponse:
         """One unit-length vector per text: the mean of its tokens' vectors."""
         texts = [input] if isinstance(input, str) else list(input)
         with _provider_errors(model):
@@ -212,7 +215,7 @@ class LocalLLM(litellm.CustomLLM):
         ]
         tokens = result["usage"]["prompt_tokens"]
         response.usage = Usage(prompt_tokens=tokens, completion_tokens=0, total_tokens=tokens)
-        response._hidden_params["response_cost"] = 0.0
+        response._hidden_params["response_cost"] = 0.0  # noqa: SLF001 - where LiteLLM reads a cost from
         return response
 
     async def aembedding(self, model: str, input: list[Any], *args: Any, **kwargs: Any) -> EmbeddingResponse:

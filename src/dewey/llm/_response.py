@@ -36,7 +36,8 @@ class ResponseData(dict[str, Any]):
         return _wrap(dict.get(self, key, default))
 
     def model_dump(self, **_: Any) -> dict[str, Any]:
-        return json.loads(json.dumps(self))
+        dumped: dict[str, Any] = json.loads(json.dumps(self))  # a deep copy of plain dicts
+        return dumped
 
     def json(self, **_: Any) -> str:
         return json.dumps(self)
@@ -55,10 +56,10 @@ def _wrap(value: Any) -> Any:
 
 def as_dict(response: Any) -> dict[str, Any]:
     """Plain JSON-able data of a LiteLLM response (or of a ``ResponseData``)."""
-    if isinstance(response, dict):
-        return json.loads(json.dumps(response, default=str))
-    data = response.model_dump() if hasattr(response, "model_dump") else dict(response)
-    return json.loads(json.dumps(data, default=str))
+    data = response if isinstance(response, dict) else (
+        response.model_dump() if hasattr(response, "model_dump") else dict(response))
+    plain: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    return plain
 
 
 def cached_response(data: dict[str, Any]) -> ResponseData:
