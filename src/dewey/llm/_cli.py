@@ -456,7 +456,7 @@ def _note_local_model(config: LiteLLMConfig, model: str | None,
     """A dim note for a person at a terminal when the offline model answers because no
     model or key is configured; each command calls this once, before its first call.
     Not in pipes and logs: there the note would be noise mixed into captured errors."""
-    from ._config import LOCAL_DEFAULT_MODEL
+    from ._providers import LOCAL_DEFAULT_MODEL
 
     stream = stream or sys.stderr
     if model or config.model or not _is_tty(stream):
@@ -732,7 +732,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_models_show(args: argparse.Namespace) -> int:
     from ._models_report import backend, render_model
 
-    details = backend().model_details(args.model)
+    details = backend().details(args.model)
     if args.json:
         _write(json.dumps(details, indent=2, default=str) + "\n")
         return 0
@@ -794,18 +794,20 @@ def _shown(name: str, value: Any) -> Any:
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
+    from ._catalog import Catalog
     from ._config import find_config_file
+    from ._routing import missing_key_error, routes_for
 
     config = _load_config()
     file = find_config_file(dict(os.environ))
     warnings = []
     with _client(config) as client:
         # The routes the client would call, with the credentials it would use.
-        for route in client._routes(client.model):
-            if route.api_key is None:
-                missing = client._backend.missing_key_error(route.model, route.api_base)
-                if missing is not None:
-                    warnings.append(str(missing))
+        catalog = Catalog()
+        for route in routes_for(config, client.model, catalog):
+            missing = missing_key_error(route, catalog)
+            if missing is not None:
+                warnings.append(str(missing))
     _write(f"configuration OK: {file or 'no file'}, model {config.resolved_model()}\n")
     for warning in warnings:
         print(f"warning: {' '.join(warning.split())}", file=sys.stderr)

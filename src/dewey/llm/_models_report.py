@@ -16,7 +16,7 @@ from ._usage import _usd
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ._backend import Backend
+    from ._catalog import Catalog
     from ._config import LiteLLMConfig
 
 __all__ = ["available_models", "backend", "configured_models", "price", "render_model", "render_models"]
@@ -24,19 +24,17 @@ __all__ = ["available_models", "backend", "configured_models", "price", "render_
 logger = logging.getLogger("dewey.llm")
 
 
-def backend() -> Backend:
-    """The client's LiteLLM seam, with LiteLLM loaded the way the client loads it (offline
-    price map, quiet): ``local/`` details import LiteLLM through ``_local``, which would
-    otherwise fetch the price map from the network and log warnings."""
-    from ._backend import Backend, litellm
+def backend() -> Catalog:
+    """The model catalog the client reads its facts from."""
+    from ._catalog import Catalog
+    from ._litellm import local_model_details
 
-    litellm()
-    return Backend()
+    return Catalog(local=local_model_details)
 
 
-def configured_models(config: LiteLLMConfig, seam: Backend) -> list[dict[str, Any]]:
+def configured_models(config: LiteLLMConfig, seam: Catalog) -> list[dict[str, Any]]:
     """The primary, fallback and embedding models with where each was configured."""
-    from ._config import PROVIDER_DEFAULTS
+    from ._providers import PROVIDERS
 
     sources = config.sources
     entries: list[tuple[str, str, str]] = []
@@ -44,7 +42,8 @@ def configured_models(config: LiteLLMConfig, seam: Backend) -> list[dict[str, An
         entries.append(("primary", config.model, sources["model"]))
     else:
         model = config.resolved_model()
-        variable = next((v for v, m in PROVIDER_DEFAULTS if m == model and os.environ.get(v)), None)
+        variable = next((p.key_variables[0] for p in PROVIDERS
+                         if p.default_model == model and os.environ.get(p.key_variables[0])), None)
         why = f"{variable} is set" if variable else "no provider key: offline"
         entries.append(("primary", model, f"default ({why})"))
     for fallback in config.fallback_models:
@@ -53,19 +52,19 @@ def configured_models(config: LiteLLMConfig, seam: Backend) -> list[dict[str, An
     if config.embedding_model:
         entries.append(("embedding", config.embedding_model, sources["embedding_model"]))
     else:
-        from ._client import _default_embedding_model
+        from ._providers import default_embedding_model
 
         with contextlib.suppress(LLMError):
-            entries.append(("embedding", _default_embedding_model(config.resolved_model()),
+            entries.append(("embedding", default_embedding_model(config.resolved_model()),
                             "default (for the primary)"))
     rows = []
     for role, model, source in entries:
         try:
-            details = seam.model_details(model)
+            details = seam.details(model)
         except Exception as exc:  # unknown to LiteLLM's map, or the local provider is absent
             logger.debug("no details for %s: %s", model, exc)
             details = {}
-        provider = details.get("litellm_provider") or seam.provider(model, config.api_base)
+        provider = details.get("litellm_provider") or seam.provider(model)
         rows.append({"role": role, **_row(model, provider, details), "source": source})
     return rows
 
@@ -74,10 +73,10 @@ def available_models(config: LiteLLMConfig, *, every: bool, term: str | None
                      ) -> tuple[list[dict[str, Any]], list[str]]:
     """Priced chat models of the providers with a key set (every priced model with
     ``every``), plus the local model, matching ``term``; and those providers."""
-    from ._backend import litellm
-    from ._config import LOCAL_DEFAULT_MODEL
+    from ._catalog import Catalog
+    from ._providers import LOCAL_DEFAULT_MODEL
 
-    price_map: dict[str, Any] = litellm().model_cost
+    price_map: dict[str, Any] = Catalog().entries
     keyed = _providers_with_keys(config, {str(facts.get("litellm_provider"))
                                           for facts in price_map.values()
                                           if isinstance(facts, dict)})
@@ -102,9 +101,9 @@ def _providers_with_keys(config: LiteLLMConfig, providers: set[str]) -> set[str]
     configured model's provider when api_key is configured."""
     keyed = {p for p in providers if os.environ.get(f"{p.upper()}_API_KEY")}
     if config.api_key is not None and config.model:
-        from ._backend import Backend
+        from ._catalog import Catalog
 
-        provider = Backend().provider(config.model)
+        provider = Catalog().provider(config.model)
         if provider:
             keyed.add(provider)
     return keyed
