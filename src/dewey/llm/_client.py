@@ -24,7 +24,6 @@ from ._recorder import Recorder
 from ._request import (
     MessagesInput,
     Request,
-    check_cache_mode,
     completion_request,
     embedding_request,
     estimate_tokens,
@@ -127,10 +126,9 @@ class _ClientCore:
                           params: dict[str, Any]) -> tuple[Request, str | None, ResponseData | None]:
         """Prepare a completion; the cached answer if there is one, else check the budget."""
         request = completion_request(self.config, messages, model, stream, params)
-        key = self._cache_key(request)
-        hit = None if key is None or request.cache == "refresh" else self._cache.get(key)
+        key, hit = self._recorder.lookup(request, self._endpoint)
         if hit is not None:
-            return request, key, self._recorder.hit(request, hit)
+            return request, key, hit
         self._recorder.reserve(request, self.config.budget)
         return request, key, None
 
@@ -148,20 +146,8 @@ class _ClientCore:
             self._recorder.reserve(request, self.config.budget)
         return request, plan
 
-    def _cache_key(self, request: Request) -> str | None:
-        check_cache_mode(request.cache)
-        if self._cache is None or request.cache is False:
-            return None
-        from ._cache import completion_key
-
-        try:
-            return completion_key(request.cache_request(), endpoint=self._endpoint(request))
-        except LLMConfigError as exc:
-            # A parameter that is not plain data cannot be keyed safely: call uncached.
-            logger.info("not caching this call: %s", exc)
-            return None
-
     def _endpoint(self, request: Request) -> str | None:
+        """The server ``request`` goes to, for its cache keys."""
         return endpoint_of(self.config, request, self._catalog)
 
     def _plan(self, request: Request) -> RetryPlan:

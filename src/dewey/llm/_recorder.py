@@ -1,4 +1,4 @@
-"""``Recorder``: what a call reports once it is over: the ledger, costs, the cache.
+"""``Recorder``: what a call reports: the ledger, costs, budgets, the cache.
 
 The client and its streams report through it (success, failure, an abandoned call, a
 cache hit) instead of reaching into each other: a stream holds the recorder, the
@@ -7,12 +7,14 @@ request and its step, and nothing of the client.
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._catalog import Catalog, NotPriced
-from ._exceptions import LLMError
-from ._request import Request, estimate_tokens
+from ._exceptions import LLMConfigError, LLMError
+from ._request import Request, check_cache_mode, estimate_tokens
 from ._resilience import Route, Step
 from ._response import ResponseData, as_dict, cached_response, usage_counts
 
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from ._transport import Transport
 
 __all__ = ["COST_FIELD", "Recorder"]
+
+logger = logging.getLogger("dewey.llm")
 
 COST_FIELD = "_dewey_cost_usd"  # a cache entry's original cost: a hit reports what it saved
 _ANSWER_TOKENS = 1024  # what a reservation assumes an answer costs when max_tokens is not set
@@ -143,6 +147,24 @@ class Recorder:
             user=request.user), settles=settles)
 
     # --- the cache ----------------------------------------------------------------------------
+
+    def lookup(self, request: Request, endpoint: Callable[[Request], str | None]
+               ) -> tuple[str | None, ResponseData | None]:
+        """The completion's cache key (None: not cached) and its cached answer, if any
+        (recorded as a hit).  ``endpoint`` names the server, asked only when caching."""
+        check_cache_mode(request.cache)
+        if self.cache is None or request.cache is False:
+            return None, None
+        from ._cache import completion_key
+
+        try:
+            key = completion_key(request.cache_request(), endpoint=endpoint(request))
+        except LLMConfigError as exc:
+            # A parameter that is not plain data cannot be keyed safely: call uncached.
+            logger.info("not caching this call: %s", exc)
+            return None, None
+        found = None if request.cache == "refresh" else self.cache.get(key)
+        return key, (self.hit(request, found) if found is not None else None)
 
     def store(self, key: str | None, response: Any) -> None:
         """Cache ``response`` under ``key`` (None: not cached), with what it cost."""
