@@ -36,7 +36,8 @@ WORKER = textwrap.dedent("""
     client = LiteLLMClient(config=LiteLLMConfig(
         model="{model}", api_base=base, api_key="sk-bench", cache=False, max_retries=0,
         usage_db=usage_db, budget={{"total_usd": budget}}))
-    client._backend.load()  # LiteLLM's import is not part of the race
+    from dewey.llm._litellm import litellm
+    litellm()  # LiteLLM's import is not part of the race
     print("ready", flush=True)
     sys.stdin.readline()  # every worker starts at once
 

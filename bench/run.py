@@ -632,46 +632,46 @@ def profile(name: str, work: Callable[[], Any], report: Report) -> None:
 
 
 def timing_backend() -> Any:
-    """A ``Backend`` (the client's only seam to LiteLLM) that adds up the time of each of
+    """A ``Transport`` (the client's only seam to LiteLLM) that adds up the time of each of
     its calls, so a dewey-llm call splits into LiteLLM's work and dewey-llm's own."""
-    from dewey.llm._backend import Backend
+    from dewey.llm._litellm import LiteLLMTransport
 
-    class TimingBackend(Backend):
+    class TimingTransport(LiteLLMTransport):
         def __init__(self) -> None:
             super().__init__()
             self.spent: dict[str, float] = {}  # microseconds
-            self._depth = 0
 
         def _timed(self, name: str, function: Callable[..., Any], *args: Any) -> Any:
-            if self._depth:  # nested (open_stream reads chunks): counted by the outer call
-                return function(*args)
-            self._depth += 1
             start = time.perf_counter_ns()
             try:
                 return function(*args)
             finally:
-                self._depth -= 1
                 self.spent[name] = self.spent.get(name, 0.0) + (time.perf_counter_ns() - start) / 1e3
 
         def complete(self, kwargs: dict[str, Any]) -> Any:
             return self._timed("litellm.completion (the call itself)", super().complete, kwargs)
 
-        def open_stream(self, kwargs: dict[str, Any]) -> Any:
-            return self._timed("litellm stream: open and read chunks", super().open_stream, kwargs)
+        def stream(self, kwargs: dict[str, Any]) -> Any:
+            chunks = self._timed("litellm stream: open and read chunks", super().stream, kwargs)
+            transport = self
 
-        def next_chunk(self, iterator: Any, model: str) -> Any:
-            return self._timed("litellm stream: open and read chunks", super().next_chunk,
-                               iterator, model)
+            class Timed:
+                def __iter__(self) -> Any:
+                    return self
 
-        def cost(self, response: Any, model: str | None = None, kind: str = "completion") -> float:
-            return float(self._timed("Backend.cost -> litellm.completion_cost", super().cost,
-                                     response, model, kind))
+                def __next__(self) -> Any:
+                    return transport._timed("litellm stream: open and read chunks", chunks.__next__)
 
-        def build_stream_response(self, chunks: list[Any], messages: list[dict[str, Any]]) -> Any:
-            return self._timed("Backend.build_stream_response -> litellm.stream_chunk_builder",
-                               super().build_stream_response, chunks, messages)
+                def close(self) -> None:
+                    chunks.close()
 
-    return TimingBackend()
+            return Timed()
+
+        def assemble(self, chunks: list[Any], messages: list[dict[str, Any]]) -> Any:
+            return self._timed("Transport.assemble -> litellm.stream_chunk_builder",
+                               super().assemble, chunks, messages)
+
+    return TimingTransport()
 
 
 def breakdown(name: str, calls: int, total_us: float, spent: dict[str, float],
@@ -687,7 +687,7 @@ def breakdown(name: str, calls: int, total_us: float, spent: dict[str, float],
 
 
 def diagnose(report: Report, base: str, quick: bool) -> None:
-    """Profile the dewey-llm path of each missed goal: a split by Backend call, then the
+    """Profile the dewey-llm path of each missed goal: a split by Transport call, then the
     pyinstrument tree."""
     calls = 100 if quick else 400
     missed = {goal.name for goal in report.goals if goal.met is False}
@@ -695,7 +695,7 @@ def diagnose(report: Report, base: str, quick: bool) -> None:
 
     def client(backend: Any = None) -> LiteLLMClient:
         return LiteLLMClient(model=MODEL, api_base=base, api_key=KEY, track_usage=False,
-                             backend=backend)
+                             transport=backend)
 
     if any(name.startswith("completion latency") for name in missed):
         backend = timing_backend()
@@ -727,7 +727,7 @@ def diagnose(report: Report, base: str, quick: bool) -> None:
     if any(name.startswith("throughput") for name in missed):
         async def batch(backend: Any = None) -> float:
             batch_client = AsyncLiteLLMClient(model=MODEL, api_base=base, api_key=KEY,
-                                              track_usage=False, backend=backend)
+                                              track_usage=False, transport=backend)
             await batch_client.generate_completions([MESSAGES] * 50, concurrency=50)
             if backend is not None:
                 backend.spent.clear()

@@ -184,6 +184,14 @@ def test_provider_equals_litellm_for_every_map_name(litellm: ModuleType, catalog
     assert agreed > 4000
 
 
+def test_a_fine_tune_is_placed_and_priced_as_litellm_does(litellm: ModuleType, catalog: Catalog) -> None:
+    for name in ("ft:gpt-4o-mini-2024-07-18:my-org:custom:abc123",
+                 "openai/ft:gpt-4o-mini-2024-07-18:my-org:custom:abc123"):
+        assert catalog.provider(name) == litellm.get_llm_provider(name)[1] == "openai"
+        theirs = sum(litellm.cost_per_token(model=name, prompt_tokens=1000, completion_tokens=100))
+        assert theirs > 0 and catalog.token_cost(name, 1000, 100) == pytest.approx(theirs, rel=1e-12)
+
+
 def test_provider_of_prefixed_names_not_in_the_map(catalog: Catalog) -> None:
     assert catalog.provider("openai/my-private-model") == "openai"
     assert catalog.provider("hosted_vllm/whatever") == "hosted_vllm"
@@ -260,46 +268,43 @@ def test_every_provider_in_the_table_is_one_litellm_knows(litellm: ModuleType) -
 
 
 def test_default_model_follows_the_first_key_present() -> None:
-    from dewey.llm import _config
-
-    cases: list[dict[str, str]] = [{}, {"OPENAI_API_KEY": "k"}, {"ANTHROPIC_API_KEY": "k"},
-                                   {"GROQ_API_KEY": "k", "MISTRAL_API_KEY": "k"}, {"GEMINI_API_KEY": ""},
-                                   {"GEMINI_API_KEY": "k", "OPENAI_API_KEY": "k"}, {"COHERE_API_KEY": "k"}]
-    for environ in cases:
-        assert _providers.default_model(environ) == _config.default_model(environ), environ
-    assert _providers.default_model({"MISTRAL_API_KEY": "k"}) == "mistral/mistral-small-latest"
-    assert _providers.default_model({}) == "local/smollm2"
-
-
-def test_qualify_model_adds_the_prefixes_it_did_before() -> None:
-    from dewey.llm import _config
-
-    for name in ("claude-2", "claude-haiku-4-5", "gemini-1.5-pro", "mistral-large", "command-r", "gpt-4o",
-                 "o3-mini", "anthropic/claude-2", "llama3", "openai/claude-x", "commander"):
-        assert _providers.qualify_model(name) == _config.qualify_model(name), name
-    assert _providers.qualify_model("claude-2") == "anthropic/claude-2"
+    cases: list[tuple[dict[str, str], str]] = [
+        ({}, "local/smollm2"), ({"OPENAI_API_KEY": "k"}, "gpt-4o-mini"),
+        ({"ANTHROPIC_API_KEY": "k"}, "claude-haiku-4-5"),
+        ({"GROQ_API_KEY": "k", "MISTRAL_API_KEY": "k"}, "mistral/mistral-small-latest"),
+        ({"GEMINI_API_KEY": ""}, "local/smollm2"),
+        ({"GEMINI_API_KEY": "k", "OPENAI_API_KEY": "k"}, "gpt-4o-mini"),
+        ({"COHERE_API_KEY": "k"}, "local/smollm2")]
+    for environ, expected in cases:
+        assert _providers.default_model(environ) == expected, environ
 
 
-def test_stream_usage_is_reported_by_the_same_providers_as_before() -> None:
-    from dewey.llm import _backend
+def test_qualify_model_adds_the_prefix_of_providers_litellm_may_no_longer_map() -> None:
+    cases = {"claude-2": "anthropic/claude-2", "claude-haiku-4-5": "anthropic/claude-haiku-4-5",
+             "gemini-1.5-pro": "gemini/gemini-1.5-pro", "mistral-large": "mistral/mistral-large",
+             "command-r": "cohere/command-r", "gpt-4o": "gpt-4o", "o3-mini": "o3-mini",
+             "anthropic/claude-2": "anthropic/claude-2", "llama3": "llama3",
+             "openai/claude-x": "openai/claude-x", "commander": "commander"}
+    for name, expected in cases.items():
+        assert _providers.qualify_model(name) == expected, name
 
+
+def test_stream_usage_is_asked_of_the_providers_that_report_it() -> None:
+    reporting = {"openai", "azure", "openai_like", "deepseek", "groq", "mistral", "together_ai",
+                 "fireworks_ai", "xai", "hosted_vllm", "text-completion-openai", "local"}
     for name in [p.name for p in _providers.PROVIDERS] + ["vertex_ai", "unknown", None]:
-        # The old private list is the rule the table must keep giving.
-        expected = name in _backend._STREAM_USAGE_PROVIDERS  # noqa: SLF001 - the rule being replaced
-        assert _providers.reports_stream_usage(name) == expected, name
+        assert _providers.reports_stream_usage(name) == (name in reporting), name
 
 
-def test_default_embedding_model_matches_the_client_rule() -> None:
-    from dewey.llm import _client
-
-    old = _client._default_embedding_model  # noqa: SLF001 - the rule the table must keep giving
-    for chat_model in ("local/smollm2", "gpt-4o", "o1-mini", "o3", "o4-mini", "openai/my-model",
-                       "claude-2", "anthropic/claude-2", "gemini/gemini-2.0-flash", "azure/gpt-4o",
-                       "text-completion-openai/x", "llama3", "gpt-4o/odd"):
-        try:
-            expected: str | None = old(chat_model)
-        except LLMConfigError:
-            expected = None
+def test_default_embedding_model_follows_the_chat_model() -> None:
+    cases: dict[str, str | None] = {
+        "local/smollm2": "local/smollm2", "gpt-4o": "text-embedding-3-small",
+        "o1-mini": "text-embedding-3-small", "o3": "text-embedding-3-small",
+        "o4-mini": "text-embedding-3-small", "openai/my-model": "text-embedding-3-small",
+        "claude-2": None, "anthropic/claude-2": None, "gemini/gemini-2.0-flash": None,
+        "azure/gpt-4o": None, "text-completion-openai/x": None, "llama3": None,
+        "gpt-4o/odd": "text-embedding-3-small"}
+    for chat_model, expected in cases.items():
         try:
             ours: str | None = _providers.default_embedding_model(chat_model)
         except LLMConfigError as exc:

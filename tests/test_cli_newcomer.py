@@ -21,7 +21,8 @@ import pytest
 
 from dewey.llm import LiteLLMClient, LLMConfigError
 from dewey.llm._cli._output import note_local_model
-from dewey.llm._config import PROVIDER_DEFAULTS, LiteLLMConfig
+from dewey.llm._config import LiteLLMConfig
+from dewey.llm._providers import PROVIDERS
 from dewey.llm._usage import parse_since
 from dewey.llm._usage import usd as _usd
 from tests.servers.fake_provider import FakeProvider, Reply
@@ -141,8 +142,9 @@ def test_models_lists_what_the_keys_allow_at_80_columns(tmp_path: Path) -> None:
 
 def test_the_keyless_note_is_for_terminals_only(monkeypatch: pytest.MonkeyPatch,
                                                 tmp_path: Path) -> None:
-    for variable, _ in PROVIDER_DEFAULTS:
-        monkeypatch.delenv(variable, raising=False)
+    for provider in PROVIDERS:
+        for variable in provider.key_variables:
+            monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("COLUMNS", "80")
     config = LiteLLMConfig()
     pipe = tmp_path / "stderr.txt"

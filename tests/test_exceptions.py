@@ -24,7 +24,7 @@ from dewey.llm import (
     LLMServerError,
     LLMTimeoutError,
 )
-from dewey.llm._exceptions import parse_retry_after
+from dewey.llm._retry_after import parse_retry_after
 
 # Each class and its parent, as drawn in the module docstring.
 TREE: dict[type[LLMError], type[Exception]] = {

@@ -91,7 +91,7 @@ def test_model_path_finds_the_shipped_model() -> None:
 
 
 def test_model_details_describe_a_free_chat_model() -> None:
-    details = _local_provider.model_details("smollm2")
+    details = _llama.model_details("smollm2")
     assert details["max_input_tokens"] == 2048
     assert details["input_cost_per_token"] == 0
     assert details["output_cost_per_token"] == 0

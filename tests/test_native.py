@@ -27,8 +27,8 @@ from dewey.llm._exceptions import (
     LLMResponseError,
     LLMServerError,
     LLMTimeoutError,
-    from_provider_error,
 )
+from dewey.llm._litellm_errors import from_provider_error
 from dewey.llm._native import NativeTransport
 from dewey.llm._openai_wire import assemble
 from tests.conftest import TEST_KEY

@@ -27,7 +27,7 @@ from tests.servers.fake_provider import FakeProvider, Reply
 @pytest.fixture(autouse=True)
 def litellm_loaded() -> None:
     """Tests below time whole calls: LiteLLM's one-off import must not be in them."""
-    from dewey.llm._backend import litellm
+    from dewey.llm._litellm import litellm
 
     litellm()
 

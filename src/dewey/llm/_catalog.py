@@ -19,7 +19,7 @@ import contextlib
 import difflib
 import importlib.util
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +60,15 @@ class Catalog:
     128000
 
     ``extra`` adds entries the map lacks, keyed by full name (e.g. ``local/smollm2``);
-    they win over the map's.
+    they win over the map's.  ``local`` describes any other ``local/NAME`` model, given
+    ``NAME`` (the local provider's ``model_details``).
     """
 
     def __init__(self, extra: Mapping[str, Mapping[str, Any]] | None = None,
-                 *, path: str | Path | None = None) -> None:
+                 *, path: str | Path | None = None,
+                 local: Callable[[str], Mapping[str, Any]] | None = None) -> None:
         self._extra = {name: dict(entry) for name, entry in (extra or {}).items()}
+        self._local = local
         self._path = Path(path) if path else None
         self._entries: dict[str, dict[str, Any]] | None = None
         self._providers: frozenset[str] | None = None
@@ -81,6 +84,11 @@ class Catalog:
             self._entries = entries
         return self._entries
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the map has been read (so that asking costs no file read)."""
+        return self._entries is not None
+
     def _known_providers(self) -> frozenset[str]:
         """Provider names LiteLLM knows: those of its endpoint table, of the map and ours."""
         if self._providers is None:
@@ -95,12 +103,12 @@ class Catalog:
     def _key(self, model: str) -> str | None:
         """The map key LiteLLM prices ``model`` with: the name, else it without ``provider/``."""
         entries = self.entries
-        if model in entries:
-            return model
-        if "/" in model:
-            bare = model.split("/", 1)[1]
-            if bare in entries:
-                return bare
+        for name in (model, model.split("/", 1)[1]) if "/" in model else (model,):
+            if name in entries:
+                return name
+            # A fine-tune, "ft:BASE:org:suffix:id", is priced as BASE's fine-tunes ("ft:BASE").
+            if name.startswith("ft:") and name.count(":") >= 2 and ":".join(name.split(":")[:2]) in entries:
+                return ":".join(name.split(":")[:2])
         return None
 
     # --- facts ----------------------------------------------------------------------------
@@ -108,6 +116,8 @@ class Catalog:
     def details(self, model: str) -> dict[str, Any]:
         """The map entry for ``model`` plus ``"model"``; ``LLMConfigError`` when unknown."""
         key = self._key(model)
+        if key is None and model.startswith("local/") and self._local is not None:
+            return {"model": model, **self._local(model.removeprefix("local/"))}
         if key is None:
             suggestions = self.suggest(model)
             hint = f"did you mean {', '.join(repr(s) for s in suggestions)}? " if suggestions else ""
@@ -120,6 +130,9 @@ class Catalog:
     def context_window(self, model: str) -> int | None:
         """How many input tokens ``model`` takes, if known."""
         key = self._key(model)
+        if key is None and model.startswith("local/") and self._local is not None:
+            value = self._local(model.removeprefix("local/")).get("max_input_tokens")
+            return int(value) if value else None
         value = self.entries[key].get("max_input_tokens") if key else None
         return int(value) if value else None
 

@@ -17,22 +17,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
 
 from ._exceptions import LLMConfigError
+from ._providers import default_model
 from ._secrets import mask_secrets, register_secret
 from ._yaml import load_yaml
 
-__all__ = ["Budget", "FallbackModel", "LiteLLMConfig", "RateLimit", "default_model"]
-
-LOCAL_DEFAULT_MODEL = "local/smollm2"
-
-# Provider key variables LiteLLM reads, and the model we pick when one is present.
-PROVIDER_DEFAULTS: tuple[tuple[str, str], ...] = (
-    ("OPENAI_API_KEY", "gpt-4o-mini"),
-    ("ANTHROPIC_API_KEY", "claude-haiku-4-5"),
-    ("GEMINI_API_KEY", "gemini/gemini-2.0-flash"),
-    ("MISTRAL_API_KEY", "mistral/mistral-small-latest"),
-    ("GROQ_API_KEY", "groq/llama-3.1-8b-instant"),
-)
-
+__all__ = ["Budget", "FallbackModel", "LiteLLMConfig", "RateLimit"]
 
 # Upper bounds that keep every duration a number the clock and sleep() can use:
 # inf, nan or 1e308 seconds would overflow or wait forever.
@@ -187,7 +176,8 @@ class LiteLLMConfig(_Strict):
         if isinstance(overrides, LiteLLMConfig):
             for key in overrides.model_fields_set:
                 merged[key], sources[key] = getattr(overrides, key), "argument"
-            sources.update({k: v for k, v in overrides._sources.items() if k in overrides.model_fields_set})
+            sources.update({k: v for k, v in overrides.sources.items()
+                            if k in overrides.model_fields_set and v != "default"})
         elif overrides:
             for key, value in overrides.items():
                 merged[key], sources[key] = value, "argument"
@@ -200,21 +190,13 @@ class LiteLLMConfig(_Strict):
     def resolved_model(self, environ: dict[str, str] | None = None) -> str:
         """The model to call: the configured one, else one for the provider key present,
         else the embedded local model."""
-        return self.model or default_model(os.environ if environ is None else environ)
+        return self.model or default_model(environ)
 
     def __repr_args__(self) -> Any:
         # Hide empty defaults to keep reprs short (secrets are masked by _Strict).
         for name, value in super().__repr_args__():
             if name in self.model_fields_set or name == "model":
                 yield name, value
-
-
-def default_model(environ: dict[str, str] | os._Environ[str]) -> str:
-    """A model for the first provider key found in the environment, else the local model."""
-    for variable, model in PROVIDER_DEFAULTS:
-        if environ.get(variable):
-            return model
-    return LOCAL_DEFAULT_MODEL
 
 
 # --- files --------------------------------------------------------------------------------
@@ -332,14 +314,14 @@ def read_environment(environ: dict[str, str]) -> dict[str, tuple[Any, str]]:
         if field == "fallback_models":
             value = [m.strip() for m in raw.split(",") if m.strip()]
         elif field == "cache":
-            value = _parse_cache(raw, variable)
+            value = _parse_cache(raw)
         elif field == "track_usage":
             value = raw.strip().lower() not in ("0", "false", "no", "off")
         found[field] = (value, variable)
     return found
 
 
-def _parse_cache(raw: str, variable: str) -> bool | str:
+def _parse_cache(raw: str) -> bool | str:
     lowered = raw.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
@@ -402,27 +384,3 @@ def _known_keys(location: list[str]) -> list[str]:
         if part in nested:
             return list(nested[part].model_fields)
     return list(LiteLLMConfig.model_fields)
-
-
-# --- model names ---------------------------------------------------------------------------
-
-_PROVIDER_PREFIXES = (
-    ("claude", "anthropic/"),
-    ("gemini-", "gemini/"),
-    ("mistral-", "mistral/"),
-    ("command-", "cohere/"),
-)
-
-
-def qualify_model(model: str) -> str:
-    """Add the provider prefix to a bare model name LiteLLM may no longer map.
-
-    ``claude-2`` -> ``anthropic/claude-2``: LiteLLM drops retired models from its map,
-    and then cannot tell which provider a bare name belongs to.
-    """
-    if "/" in model:
-        return model
-    for start, prefix in _PROVIDER_PREFIXES:
-        if model.startswith(start):
-            return prefix + model
-    return model

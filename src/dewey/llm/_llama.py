@@ -45,6 +45,7 @@ __all__ = [
     "default_max_tokens",
     "default_n_ctx",
     "default_n_threads",
+    "model_details",
     "model_path",
 ]
 
@@ -96,6 +97,27 @@ def strip_prefix(name: str) -> str:
 def default_n_ctx() -> int:
     """``DEWEY_LLM_LOCAL_N_CTX`` if set, else 2048."""
     return _env_int("DEWEY_LLM_LOCAL_N_CTX") or DEFAULT_N_CTX
+
+
+def model_details(name: str, n_ctx: int | None = None) -> dict[str, Any]:  # noqa: ARG001
+    """The price-map entry of a local model, in LiteLLM's shape: free, chat, no function
+    calling.  Every local model is described alike (``name`` is the Catalog hook's
+    argument); ``n_ctx`` is the context window it was loaded with."""
+    context = n_ctx or default_n_ctx()
+    return {
+        "max_input_tokens": context,
+        "max_output_tokens": context,  # prompt and answer share the context window
+        "max_tokens": context,
+        "input_cost_per_token": 0.0,
+        "output_cost_per_token": 0.0,
+        # Stated so LiteLLM does not warn that cache pricing is missing.
+        "cache_creation_input_token_cost": 0.0,
+        "cache_read_input_token_cost": 0.0,
+        "supports_function_calling": False,
+        "supports_response_schema": True,  # llama.cpp turns a JSON schema into a grammar
+        "mode": "chat",
+        "litellm_provider": "local",
+    }
 
 
 def default_max_tokens() -> int:

@@ -42,11 +42,12 @@ from ._llama import (
     Settings,
     default_max_tokens,
     default_n_ctx,
+    model_details,
     model_path,
     strip_prefix,
 )
 
-__all__ = ["PROVIDER", "LocalLLM", "model_details", "register"]
+__all__ = ["PROVIDER", "LocalLLM", "register"]
 
 PROVIDER = "local"
 
@@ -61,25 +62,6 @@ _UNSUPPORTED_PARAMS = ("tools", "functions", "tool_choice", "function_call")
 
 
 # Every local model has the same details; `name` stays only until _backend stops passing it.
-def model_details(name: str, n_ctx: int | None = None) -> dict[str, Any]:  # noqa: ARG001
-    """LiteLLM model-info for a local model: free, chat, no function calling."""
-    context = n_ctx or default_n_ctx()
-    return {
-        "max_input_tokens": context,
-        "max_output_tokens": context,  # prompt and answer share the context window
-        "max_tokens": context,
-        "input_cost_per_token": 0.0,
-        "output_cost_per_token": 0.0,
-        # Stated so LiteLLM does not warn that cache pricing is missing.
-        "cache_creation_input_token_cost": 0.0,
-        "cache_read_input_token_cost": 0.0,
-        "supports_function_calling": False,
-        "supports_response_schema": True,  # llama.cpp turns a JSON schema into a grammar
-        "mode": "chat",
-        "litellm_provider": PROVIDER,
-    }
-
-
 def _display_name(model: str) -> str:
     return f"{PROVIDER}/{strip_prefix(model)}"
 

@@ -46,7 +46,7 @@ class Message:
         if self.tool_call_id is not None:
             data["tool_call_id"] = self.tool_call_id
         if self.tool_calls is not None:
-            data["tool_calls"] = [_plain(call) for call in self.tool_calls]
+            data["tool_calls"] = [_dumped(call) for call in self.tool_calls]
         return data
 
     @classmethod
@@ -60,7 +60,7 @@ class Message:
         return cls(**dict(data))
 
 
-def _plain(value: Any) -> Any:
+def _dumped(value: Any) -> Any:
     """A provider object (pydantic model) or dict as plain JSON-able data."""
     if hasattr(value, "model_dump"):
         return value.model_dump(exclude_none=True)
@@ -87,10 +87,10 @@ def to_dicts(messages: Iterable[Message | Mapping[str, Any]] | str) -> list[dict
                     f"use one of {', '.join(ROLES)}"
                 )
             _check_content(message.get("content"), f"messages[{index}].content")
-            result.append({k: _plain(v) for k, v in message.items() if v is not None or k == "content"})
+            result.append({k: _dumped(v) for k, v in message.items() if v is not None or k == "content"})
         elif hasattr(message, "role") and hasattr(message, "content"):
             # A provider's message object, e.g. response.choices[0].message fed back in.
-            result.append(_plain(message))
+            result.append(_dumped(message))
         else:
             raise LLMConfigError(
                 f"messages[{index}] is a {type(message).__name__}: pass Message objects or dicts"

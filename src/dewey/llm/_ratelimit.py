@@ -65,7 +65,7 @@ def open_limiter(limits: Mapping[str, RateLimit], url: str | None = None) -> Rat
 
 
 class RateLimiter:
-    """Per-model limits; subclasses decide where the buckets live (:meth:`_reserve`)."""
+    """Per-model limits; subclasses decide where the buckets live (:meth:`reserve`)."""
 
     def __init__(self, limits: Mapping[str, RateLimit], *, sleep: Sleep = time.sleep,
                  asleep: AsyncSleep = asyncio.sleep) -> None:
@@ -85,7 +85,7 @@ class RateLimiter:
         limit = self._limits.get(model, self._default)  # limit_for, inlined: the hot path
         if limit is None:
             return 0.0
-        wait = self._reserve(model, limit, tokens)
+        wait = self.reserve(model, limit, tokens)
         if wait > 0:
             self._sleep(wait)
         return wait
@@ -95,7 +95,7 @@ class RateLimiter:
         limit = self._limits.get(model, self._default)
         if limit is None:
             return 0.0
-        wait = await self._areserve(model, limit, tokens)
+        wait = await self.areserve(model, limit, tokens)
         if wait > 0:
             await self._asleep(wait)
         return wait
@@ -103,12 +103,12 @@ class RateLimiter:
     def close(self) -> None:
         """Release connections (nothing to do in process)."""
 
-    def _reserve(self, model: str, limit: _Limit, tokens: int) -> float:
+    def reserve(self, model: str, limit: _Limit, tokens: int) -> float:
         """Charge one request and ``tokens``; return the seconds until that charge is due."""
         raise NotImplementedError
 
-    async def _areserve(self, model: str, limit: _Limit, tokens: int) -> float:
-        return self._reserve(model, limit, tokens)
+    async def areserve(self, model: str, limit: _Limit, tokens: int) -> float:
+        return self.reserve(model, limit, tokens)
 
 
 class _Limit:
@@ -171,7 +171,7 @@ class LocalRateLimiter(RateLimiter):
         # Held only to update the numbers, never while sleeping, so the event loop is safe.
         self._lock = threading.Lock()
 
-    def _reserve(self, model: str, limit: _Limit, tokens: int) -> float:
+    def reserve(self, model: str, limit: _Limit, tokens: int) -> float:
         cost = limit.cost(tokens)
         with self._lock:
             now = self._clock()
@@ -222,10 +222,10 @@ class RedisRateLimiter(RateLimiter):
     """Buckets in Redis, shared by every process and machine that uses it.
 
     Falls back to a :class:`LocalRateLimiter` (one warning) while Redis is unreachable,
-    and tries Redis again every ``retry_after`` seconds.
+    and tries Redis again every ``reconnect_after`` seconds.
     """
 
-    retry_after = 30.0
+    reconnect_after = 30.0  # seconds between tries of an unreachable Redis
 
     def __init__(self, limits: Mapping[str, RateLimit], url: str, *,
                  clock: Clock = time.monotonic, sleep: Sleep = time.sleep,
@@ -245,32 +245,32 @@ class RedisRateLimiter(RateLimiter):
         except Exception as exc:  # a malformed URL: limit within this process, never break calls
             self._failed(exc)
 
-    def _reserve(self, model: str, limit: _Limit, tokens: int) -> float:
+    def reserve(self, model: str, limit: _Limit, tokens: int) -> float:
         down_until = self._down_until
         if self._script is None or (down_until is not None and self._clock() < down_until):
-            return self._fallback._reserve(model, limit, tokens)
+            return self._fallback.reserve(model, limit, tokens)
         try:
             waited_ms = self._script(keys=[KEY_PREFIX + model],
                                      args=[limit.rpm, limit.tpm, limit.cost(tokens)])
         except Exception as exc:  # connection, timeout, script errors alike: limit locally
             self._failed(exc)
-            return self._fallback._reserve(model, limit, tokens)
+            return self._fallback.reserve(model, limit, tokens)
         if self._down_until is not None:
             self._down_until = None
             logger.warning("rate limit store %s is back: limits are shared again",
                            mask_url(self._url))
         return int(waited_ms) / 1000.0
 
-    async def _areserve(self, model: str, limit: _Limit, tokens: int) -> float:
+    async def areserve(self, model: str, limit: _Limit, tokens: int) -> float:
         # A Redis round trip is short but blocking: keep it off the event loop.
-        return await asyncio.to_thread(self._reserve, model, limit, tokens)
+        return await asyncio.to_thread(self.reserve, model, limit, tokens)
 
     def _failed(self, error: BaseException) -> None:
         if self._down_until is None:  # one warning per outage, not one per call
             logger.warning(
                 "rate limit store %s is unreachable (%s: %s): limiting within this process "
                 "until it answers", mask_url(self._url), type(error).__name__, redact(str(error)))
-        self._down_until = self._clock() + self.retry_after
+        self._down_until = self._clock() + self.reconnect_after
 
     def close(self) -> None:
         """Close the Redis connections."""

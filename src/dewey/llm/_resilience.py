@@ -28,7 +28,7 @@ from ._exceptions import (
     LLMServerError,
 )
 
-__all__ = ["Cooldowns", "Policy", "RetryPlan", "Route", "Try", "run_async", "run_sync"]
+__all__ = ["Cooldowns", "Policy", "RetryPlan", "Route", "Step", "run_async", "run_sync"]
 
 logger = logging.getLogger("dewey.llm")
 T = TypeVar("T")
@@ -65,8 +65,10 @@ class Policy:
 
 
 @dataclass(frozen=True)
-class Try:
-    """The attempt the driver should make now."""
+class Step:
+    """The plan's instruction: the attempt the driver should make now.
+
+    Not to be confused with :class:`Attempt`, the record of an attempt made."""
 
     route: Route
     number: int  # 1 for the first attempt at this route
@@ -128,7 +130,7 @@ class RetryPlan:
     routes: list[Route]
     policy: Policy
     cooldowns: Cooldowns = field(default_factory=Cooldowns)
-    context_window: Callable[[str], int | None] = lambda model: None
+    context_window: Callable[[str], int | None] = lambda _model: None
     clock: Callable[[], float] = time.monotonic
     jitter: Callable[[float, float], float] = random.uniform
     history: list[Attempt] = field(default_factory=list)
@@ -139,7 +141,7 @@ class RetryPlan:
 
     # --- the driver's three calls ---------------------------------------------------------
 
-    def start(self) -> Try:
+    def start(self) -> Step:
         """The first attempt: the first route that is not cooling down."""
         index = self._next_available(0)
         if index is None:
@@ -148,38 +150,38 @@ class RetryPlan:
             raise LLMConnectionError(
                 f"{model} is in cooldown after repeated failures; try again in {wait:.0f}s "
                 "or configure fallback_models", model=model, retry_after=wait)
-        return self._try(index, 1)
+        return self._step(index, 1)
 
-    def failed(self, attempt: Try, error: LLMError, latency: float) -> tuple[Try, float]:
-        """Record a failure; return the next attempt and the seconds to wait before it.
+    def failed(self, step: Step, error: LLMError, latency: float) -> tuple[Step, float]:
+        """Record a failure; return the next step and the seconds to wait before it.
 
         Raises ``error`` (with the whole history attached) when nothing is left to try.
         """
         retryable = is_retryable(error)
         if retryable:
-            self.cooldowns.failed(attempt.route.model)
-        decision = self._decide(attempt, error, retryable)
+            self.cooldowns.failed(step.route.model)
+        decision = self._decide(step, error, retryable)
         waited = decision[1] if decision else 0.0
-        self._log(attempt, error, latency, waited)
+        self._log(step, error, latency, waited)
         if decision is None:
             error.attempts = list(self.history)
             raise error
         return decision
 
-    def succeeded(self, attempt: Try, latency: float) -> None:
-        self.cooldowns.succeeded(attempt.route.model)
-        self._log(attempt, None, latency, 0.0)
+    def succeeded(self, step: Step, latency: float) -> None:
+        self.cooldowns.succeeded(step.route.model)
+        self._log(step, None, latency, 0.0)
 
     # --- decisions ------------------------------------------------------------------------
 
-    def _decide(self, attempt: Try, error: LLMError, retryable: bool) -> tuple[Try, float] | None:
-        index = self.routes.index(attempt.route)
-        if retryable and attempt.number <= self.policy.max_retries:
-            wait = self._wait_for(attempt.number, error)
+    def _decide(self, step: Step, error: LLMError, retryable: bool) -> tuple[Step, float] | None:
+        index = self.routes.index(step.route)
+        if retryable and step.number <= self.policy.max_retries:
+            wait = self._wait_for(step.number, error)
             # A model in cooldown is not chosen again, but the call that is already
             # using it spends its retries: max_retries is a promise to the caller.
             if self._fits(wait):
-                return self._try(index, attempt.number + 1), wait
+                return self._step(index, step.number + 1), wait
         if retryable or isinstance(error, LLMAuthenticationError) or is_model_missing(error):
             following = self._next_available(index + 1)
         elif isinstance(error, LLMContextWindowError):
@@ -188,7 +190,7 @@ class RetryPlan:
             return None  # a bad request fails the same way everywhere: raise at once
         if following is None or not self._fits(0.0):
             return None
-        return self._try(following, 1), 0.0
+        return self._step(following, 1), 0.0
 
     def _wait_for(self, number: int, error: LLMError) -> float:
         if error.retry_after is not None:
@@ -216,7 +218,7 @@ class RetryPlan:
                 return candidate
         return None
 
-    def _try(self, index: int, number: int) -> Try:
+    def _step(self, index: int, number: int) -> Step:
         route = self.routes[index]
         timeout = route.timeout or self.policy.timeout
         remaining = None if self._deadline is None else self._deadline - self.clock()
@@ -225,17 +227,17 @@ class RetryPlan:
             # connection pool) per timeout value, so an exact value would mean a new
             # client, and a new connection, on every attempt.
             timeout = max(0.25, math.ceil(remaining * 4) / 4)
-        return Try(route, number, timeout)
+        return Step(route, number, timeout)
 
-    def _log(self, attempt: Try, error: LLMError | None, latency: float, wait: float) -> None:
+    def _log(self, step: Step, error: LLMError | None, latency: float, wait: float) -> None:
         outcome = "ok" if error is None else type(error).__name__
         self.history.append(Attempt(
-            model=attempt.route.model, number=attempt.number, outcome=outcome,
+            model=step.route.model, number=step.number, outcome=outcome,
             status_code=error.status_code if error else None,
             error=error.message if error else None, latency=latency, waited=wait))
         level = logging.DEBUG if error is None else logging.WARNING
         logger.log(level, "model=%s attempt=%d outcome=%s status=%s latency=%.3fs wait=%.2fs",
-                   attempt.route.model, attempt.number, outcome,
+                   step.route.model, step.number, outcome,
                    error.status_code if error else 200, latency, wait)
 
     @property
@@ -247,36 +249,36 @@ class RetryPlan:
         return None if self._deadline is None else self._deadline - self.clock()
 
 
-def run_sync(plan: RetryPlan, call: Callable[[Try], T],
+def run_sync(plan: RetryPlan, call: Callable[[Step], T],
              sleep: Callable[[float], None] = time.sleep) -> T:
     """Drive ``plan``: call, and on a typed failure wait and try what it says next."""
-    attempt = plan.start()
+    step = plan.start()
     while True:
         started = plan.clock()
         try:
-            result = call(attempt)
+            result = call(step)
         except LLMError as error:
-            attempt, wait = plan.failed(attempt, error, plan.clock() - started)
+            step, wait = plan.failed(step, error, plan.clock() - started)
             if wait > 0:
                 sleep(wait)
         else:
-            plan.succeeded(attempt, plan.clock() - started)
+            plan.succeeded(step, plan.clock() - started)
             return result
 
 
-async def run_async(plan: RetryPlan, call: Callable[[Try], Awaitable[T]]) -> T:
+async def run_async(plan: RetryPlan, call: Callable[[Step], Awaitable[T]]) -> T:
     """``run_sync`` for coroutines: the same plan, an asyncio sleep."""
     import asyncio
 
-    attempt = plan.start()
+    step = plan.start()
     while True:
         started = plan.clock()
         try:
-            result = await call(attempt)
+            result = await call(step)
         except LLMError as error:
-            attempt, wait = plan.failed(attempt, error, plan.clock() - started)
+            step, wait = plan.failed(step, error, plan.clock() - started)
             if wait > 0:
                 await asyncio.sleep(wait)
         else:
-            plan.succeeded(attempt, plan.clock() - started)
+            plan.succeeded(step, plan.clock() - started)
             return result

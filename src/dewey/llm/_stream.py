@@ -1,8 +1,10 @@
 """Streamed completions: chunks as they arrive, recorded and cached once complete.
 
-A stream is opened by the client's retry loop, which reads it up to its first token (so
-a provider failing before any text is retried or fallen back from); from then on the
-chunks are the user's, and a failure is raised, never silently restarted.
+A stream is opened by the client's retry loop with :func:`open_stream`, which reads it
+up to its first token (so a provider failing before any text is retried or fallen back
+from); from then on the chunks are the user's, and a failure is raised, never silently
+restarted.  A live stream reports through its :class:`Live` (the call's ``Recorder``),
+never through the client.
 
 ``CompletionStream`` and ``AsyncCompletionStream`` are siblings: what they share (the
 bookkeeping of one streamed call) is ``_StreamCall``; they differ only in how they read.
@@ -12,16 +14,67 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._exceptions import LLMError, LLMServerError, LLMTimeoutError
-from ._resilience import Try
-from ._response import ResponseData, delta_text, replay_chunks, usage_counts
+from ._response import ResponseData, delta_text, replay_chunks
 
 if TYPE_CHECKING:
-    from ._client import Request, _ClientCore
+    from ._recorder import Recorder
+    from ._request import Request
+    from ._resilience import RetryPlan, Step
+    from ._transport import Transport
 
-__all__ = ["AsyncCompletionStream", "CompletionStream"]
+__all__ = ["AsyncCompletionStream", "CompletionStream", "Live", "aopen_stream", "open_stream"]
+
+
+def open_stream(transport: Transport, kwargs: dict[str, Any]) -> tuple[Iterator[Any], list[Any]]:
+    """Start a stream and read up to its first token, so that a failure before any
+    text arrives is an ordinary (retryable) failure of this attempt, whatever the transport."""
+    iterator = transport.stream(kwargs)
+    head: list[Any] = []
+    while not head or not _has_token(head[-1]):
+        try:
+            head.append(next(iterator))
+        except StopIteration:
+            break
+    return iterator, head
+
+
+async def aopen_stream(transport: Transport, kwargs: dict[str, Any]) -> tuple[AsyncIterator[Any], list[Any]]:
+    """:func:`open_stream`, awaited."""
+    iterator = await transport.astream(kwargs)
+    head: list[Any] = []
+    while not head or not _has_token(head[-1]):
+        try:
+            head.append(await iterator.__anext__())
+        except StopAsyncIteration:
+            break
+    return iterator, head
+
+
+def _has_token(chunk: Any) -> bool:
+    """Whether a stream chunk carries text, a tool call, a finish or usage."""
+    choices = _field(chunk, "choices") or []
+    if not choices:
+        return _field(chunk, "usage") is not None
+    choice = choices[0]
+    delta = _field(choice, "delta")
+    return bool(_field(choice, "finish_reason") or _field(delta, "content")
+                or _field(delta, "tool_calls") or _field(delta, "function_call"))
+
+
+@dataclass(frozen=True)
+class Live:
+    """What a live (not replayed) stream reports through, and the attempt it came from."""
+
+    recorder: Recorder
+    request: Request
+    step: Step
+    plan: RetryPlan  # its deadline is the whole call's
+    key: str | None  # the cache key the answer is stored under (None: not cached)
+    started: float  # time.monotonic() when the attempt started
 
 
 class _StreamCall:
@@ -34,15 +87,12 @@ class _StreamCall:
     not fail on it.  A cache replay is filtered the same way, so it reads like live.
     """
 
-    def __init__(self, client: _ClientCore | None, request: Request | None, attempt: Try | None,
-                 head: list[Any], started: float, key: str | None, deadline: float | None) -> None:
-        self._client, self._request, self._attempt = client, request, attempt
-        self._head, self._started, self._key, self._deadline = list(head), started, key, deadline
+    def __init__(self, live: Live | None, head: list[Any]) -> None:
+        self._live, self._head = live, list(head)
         self._chunks: list[Any] = []  # every chunk received, shown to the caller or not
         self._broke = self._finished = False
         self._response: Any = None
-        payload = request.payload if request is not None else {}
-        self._usage_chunks_wanted = "stream_options" in payload
+        self._usage_chunks_wanted = live is not None and "stream_options" in live.request.payload
         self.cost = 0.0  # USD, known once the stream has been read to its end
 
     def _replayed(self, response: ResponseData, request: Request) -> None:
@@ -54,9 +104,9 @@ class _StreamCall:
     @property
     def response(self) -> Any:
         """The whole answer as one response, once the stream has been read to its end."""
-        if self._response is None and self._finished and self._client is not None:
-            assert self._request is not None
-            self._response = self._client._backend.build_stream_response(self._chunks, self._request.messages)
+        live = self._live
+        if self._response is None and self._finished and live is not None:
+            self._response = live.recorder.assemble(self._chunks, live.request.messages)
             hidden = getattr(self._response, "_hidden_params", None)
             if isinstance(hidden, dict):
                 hidden["dewey_cost"] = self.cost
@@ -77,17 +127,19 @@ class _StreamCall:
             raise self._broken(None)
 
     def _past_deadline(self) -> bool:
-        return self._deadline is not None and time.monotonic() >= self._deadline
+        deadline = self._live.plan.deadline if self._live is not None else None
+        return deadline is not None and time.monotonic() >= deadline
 
     def _broken(self, error: LLMError | None) -> LLMError:
         """Record the stream as failed (after ``error``, or at the deadline); the error to raise."""
-        assert self._client is not None and self._request is not None and self._attempt is not None
-        model = self._attempt.route.model
+        assert self._live is not None
+        live = self._live
+        model = live.step.route.model
         failure: LLMError
         if error is None or self._past_deadline():
             failure = LLMTimeoutError(
                 f"the stream from {model} was still running at the call's deadline "
-                f"({self._client.config.deadline}s) after {len(self._chunks)} chunks: raise "
+                f"({live.plan.policy.deadline}s) after {len(self._chunks)} chunks: raise "
                 "`deadline`, or ask for a shorter answer (max_tokens)", model=model)
         else:
             failure = LLMServerError(
@@ -95,40 +147,41 @@ class _StreamCall:
                 f"{error.message} (not retried, to avoid repeating text)",
                 model=model, provider=error.provider, status_code=error.status_code)
         self._broke = True  # _finish must not record, price or cache the partial answer
-        self._client._failed(self._request, self._attempt, failure, time.monotonic() - self._started)
+        live.recorder.failed(live.request, live.step, failure, time.monotonic() - live.started)
         return failure
 
     def _finish(self) -> None:
-        assert self._client is not None and self._request is not None and self._attempt is not None
+        assert self._live is not None
         if self._finished or self._broke:
             # Iterated again after the end: recorded, priced and cached once only.  After
             # a break the iterator just stops: the failure is what was recorded.
             return
         self._finished = True
-        client, attempt = self._client, self._attempt
-        latency = time.monotonic() - self._started
+        live = self._live
+        latency = time.monotonic() - live.started
         usage = _final_usage(self._chunks)
-        if usage is not None and self._key is None:
+        if usage is not None and live.key is None:
             # The provider counted the tokens: price them without assembling the whole
             # answer (stream_chunk_builder costs more than the rest of our work together).
-            self.cost = client._backend.token_cost(attempt.route.model, *usage_counts({"usage": usage})[:2])
-            client._succeeded(self._request, attempt, {"usage": usage}, latency, cost=self.cost)
+            counted = {"usage": usage}
+            self.cost = live.recorder.price(counted, live.step.route.model)
+            live.recorder.succeeded(live.request, live.step, counted, latency, cost=self.cost)
             return
         response = self.response
         if response is None:
             return
-        self.cost = client._succeeded(self._request, attempt, response, latency)._hidden_params["dewey_cost"]
-        client._store(self._key, response)
+        live.recorder.succeeded(live.request, live.step, response, latency)
+        self.cost = live.recorder.cost_of(response)
+        live.recorder.store(live.key, response)
 
     def _abandon(self) -> None:
         """A stream left before its end is recorded as abandoned (the provider may still
         charge for it) and is not cached."""
-        if self._client is None or self._finished or self._broke:
+        live = self._live
+        if live is None or self._finished or self._broke:
             return
-        assert self._request is not None and self._attempt is not None
         self._broke = True
-        self._client._record(self._request, self._attempt, "abandoned",
-                             latency=time.monotonic() - self._started)
+        live.recorder.abandoned(live.request, live.step, time.monotonic() - live.started)
 
 
 class CompletionStream(_StreamCall):
@@ -141,15 +194,13 @@ class CompletionStream(_StreamCall):
     Once complete, ``response`` holds the assembled answer, and it is recorded and cached.
     """
 
-    def __init__(self, client: _ClientCore | None, request: Request | None, attempt: Try | None,
-                 iterator: Iterator[Any], head: list[Any], started: float, key: str | None,
-                 deadline: float | None = None) -> None:
-        super().__init__(client, request, attempt, head, started, key, deadline)
+    def __init__(self, iterator: Iterator[Any], head: list[Any], live: Live | None = None) -> None:
+        super().__init__(live, head)
         self._iterator = iterator
 
     @classmethod
     def replay(cls, response: ResponseData, request: Request) -> CompletionStream:
-        stream = cls(None, None, None, replay_chunks(response), [], 0.0, None)
+        stream = cls(replay_chunks(response), [])
         stream._replayed(response, request)
         return stream
 
@@ -163,11 +214,10 @@ class CompletionStream(_StreamCall):
                 return chunk
 
     def _next(self) -> Any:
-        if self._client is None:  # a replayed cache hit
+        if self._live is None:  # a replayed cache hit
             return next(self._iterator)
-        assert self._attempt is not None
         try:
-            chunk = self._client._backend.next_chunk(self._iterator, self._attempt.route.model)
+            chunk = next(self._iterator)
         except StopIteration:
             self._finish()
             raise
@@ -205,15 +255,13 @@ class CompletionStream(_StreamCall):
 class AsyncCompletionStream(_StreamCall):
     """:class:`CompletionStream` for ``async for`` (and ``await stream.atext()``)."""
 
-    def __init__(self, client: _ClientCore | None, request: Request | None, attempt: Try | None,
-                 iterator: AsyncIterator[Any], head: list[Any], started: float, key: str | None,
-                 deadline: float | None = None) -> None:
-        super().__init__(client, request, attempt, head, started, key, deadline)
+    def __init__(self, iterator: AsyncIterator[Any], head: list[Any], live: Live | None = None) -> None:
+        super().__init__(live, head)
         self._aiterator = iterator
 
     @classmethod
     def replay(cls, response: ResponseData, request: Request) -> AsyncCompletionStream:
-        stream = cls(None, None, None, _aiter(replay_chunks(response)), [], 0.0, None)
+        stream = cls(_aiter(replay_chunks(response)), [])
         stream._replayed(response, request)
         return stream
 
@@ -236,11 +284,10 @@ class AsyncCompletionStream(_StreamCall):
                 return chunk
 
     async def _anext(self) -> Any:
-        if self._client is None:  # a replayed cache hit
+        if self._live is None:  # a replayed cache hit
             return await self._aiterator.__anext__()
-        assert self._attempt is not None
         try:
-            chunk = await self._client._backend.anext_chunk(self._aiterator, self._attempt.route.model)
+            chunk = await self._aiterator.__anext__()
         except StopAsyncIteration:
             self._finish()
             raise

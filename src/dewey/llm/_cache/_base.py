@@ -17,7 +17,7 @@ logger = logging.getLogger("dewey.llm")
 
 CacheSetting = bool | str  # False/None: off; True or "sqlite"; "memory"; "redis"
 
-_B = TypeVar("_B", bound="Backend")
+_B = TypeVar("_B", bound="CacheBackend")
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,8 @@ def chunks(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[start:start + size]
 
 
-class Backend:
-    """Plumbing for the backends: one warning per kind of failure, ``with``, repr."""
+class CacheBackend:
+    """Plumbing for the cache backends: one warning per kind of failure, ``with``, repr."""
 
     backend = ""
     location = ""
@@ -111,7 +111,7 @@ class Backend:
 # --- fork safety ----------------------------------------------------------------------------
 
 class _ForkSensitive(Protocol):
-    def _reset_after_fork(self) -> None: ...
+    def after_fork(self) -> None: ...
 
 
 # Caches holding locks or SQLite connections, which a forked child must not reuse.
@@ -119,13 +119,13 @@ _fork_sensitive: weakref.WeakSet[_ForkSensitive] = weakref.WeakSet()
 
 
 def reset_after_fork(cache: _ForkSensitive) -> None:
-    """Have ``cache._reset_after_fork()`` run in every forked child process."""
+    """Have ``cache.after_fork()`` run in every forked child process."""
     _fork_sensitive.add(cache)
 
 
 def _after_fork() -> None:
     for cache in list(_fork_sensitive):
-        cache._reset_after_fork()
+        cache.after_fork()
 
 
 if hasattr(os, "register_at_fork"):

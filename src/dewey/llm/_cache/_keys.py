@@ -39,7 +39,7 @@ def completion_key(request: Mapping[str, Any], *, endpoint: str | None = None) -
     keys count as absent.  Raises ``LLMConfigError`` if a parameter is not JSON data.
     """
     payload = {
-        name: _plain(value, drop_none=(name == "messages"), path=name)
+        name: _canonical(value, drop_none=(name == "messages"), path=name)
         for name, value in request.items()
         if value is not None and not _is_transport(name)
     }
@@ -56,7 +56,7 @@ def embedding_key(model: str, text: str, params: Mapping[str, Any] | None = None
     ``params`` may be the whole request: its ``model`` and ``input`` are ignored.
     """
     kept = {
-        name: _plain(value, drop_none=False, path=name)
+        name: _canonical(value, drop_none=False, path=name)
         for name, value in (params or {}).items()
         if value is not None and not _is_transport(name) and name not in ("model", "input")
     }
@@ -97,33 +97,33 @@ def _digest(payload: Any) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _plain(value: Any, drop_none: bool, path: str) -> Any:
+def _canonical(value: Any, drop_none: bool, path: str) -> Any:
     """``value`` as plain JSON data (in messages, a None-valued key means "absent")."""
     if value is None or isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, float):
         return int(value) if value.is_integer() else value  # temperature=1 and 1.0 agree
     if isinstance(value, Mapping):
-        return {str(k): _plain(v, drop_none, f"{path}.{k}") for k, v in value.items()
+        return {str(k): _canonical(v, drop_none, f"{path}.{k}") for k, v in value.items()
                 if not (drop_none and v is None)}
     if isinstance(value, (list, tuple)):
-        return [_plain(v, drop_none, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_canonical(v, drop_none, f"{path}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, type) and hasattr(value, "model_json_schema"):
         # response_format=SomePydanticModel: the schema is what the provider sees.
         schema = value.model_json_schema()
-        return {"$model": value.__qualname__, "schema": _plain(schema, False, path)}
+        return {"$model": value.__qualname__, "schema": _canonical(schema, False, path)}
     if callable(getattr(value, "model_dump", None)):
         try:
             dumped = value.model_dump(mode="json")
         except TypeError:  # a model_dump without ``mode``
             dumped = value.model_dump()
-        return _plain(dumped, drop_none, path)
+        return _canonical(dumped, drop_none, path)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _plain(dataclasses.asdict(value), drop_none, path)
+        return _canonical(dataclasses.asdict(value), drop_none, path)
     if isinstance(value, Enum):
-        return _plain(value.value, drop_none, path)
+        return _canonical(value.value, drop_none, path)
     if isinstance(value, (set, frozenset)):
-        items = [_plain(v, drop_none, path) for v in value]
+        items = [_canonical(v, drop_none, path) for v in value]
         return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
     # Not repr(): an object's repr can be equal for different values (a wrong answer
     # served) or differ for equal ones.  Refusing is the only safe choice.

@@ -9,10 +9,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._exceptions import LLMConfigError
-from ._base import Backend, CacheStats, dumps, loads, reset_after_fork
+from ._base import CacheBackend, CacheStats, dumps, loads, reset_after_fork
 
 
-class MemoryCache(Backend):
+class MemoryCache(CacheBackend):
     """A dict behind a lock; past ``max_entries`` the least recently used entry goes."""
 
     backend = "memory"
@@ -29,7 +29,7 @@ class MemoryCache(Backend):
         self._lock = threading.Lock()
         reset_after_fork(self)
 
-    def _reset_after_fork(self) -> None:
+    def after_fork(self) -> None:
         self._lock = threading.Lock()  # another thread may have held it at fork time
 
     def get(self, key: str) -> dict[str, Any] | None:

@@ -17,14 +17,14 @@ from typing import Any
 from .._exceptions import LLMConfigError
 from .._extras import import_extra
 from .._secrets import mask_url, redact, register_url_secrets
-from ._base import Backend, CacheStats, chunks, dumps, loads, logger
+from ._base import CacheBackend, CacheStats, chunks, dumps, loads, logger
 
 REDIS_KEY_PREFIX = "dewey-llm:"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
-class RedisCache(Backend):
+class RedisCache(CacheBackend):
     """Each entry is the string key ``prefix + key`` holding JSON text (``SET ... PX``)."""
 
     backend = "redis"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import LLMConfigError
-from ._base import Backend, CacheStats, chunks, dumps, loads, logger, reset_after_fork
+from ._base import CacheBackend, CacheStats, chunks, dumps, loads, logger, reset_after_fork
 
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS responses "
            "(key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL, expires REAL)")
@@ -48,7 +48,7 @@ def default_cache_path() -> Path:
     return root / "dewey-llm" / "cache.db"
 
 
-class SQLiteCache(Backend):
+class SQLiteCache(CacheBackend):
     """Responses in ``responses(key, value, created, expires)`` of one SQLite file."""
 
     backend = "sqlite"
@@ -145,7 +145,7 @@ class SQLiteCache(Backend):
         self._local.conn = conn
         return conn
 
-    def _reset_after_fork(self) -> None:
+    def after_fork(self) -> None:
         _inherited.extend(conn for _, conn in self._connections)
         self._connections = []
         self._lock = threading.Lock()

@@ -149,8 +149,7 @@ def _facts_client() -> LiteLLMClient:
 def _configured_models(config: LiteLLMConfig) -> list[dict[str, Any]]:
     """The primary, fallback and embedding models with where each was configured."""
     from .._catalog import Catalog
-    from .._config import PROVIDER_DEFAULTS
-    from .._providers import default_embedding_model
+    from .._providers import PROVIDERS, default_embedding_model
 
     sources = config.sources
     entries: list[tuple[str, str, str]] = []
@@ -158,7 +157,8 @@ def _configured_models(config: LiteLLMConfig) -> list[dict[str, Any]]:
         entries.append(("primary", config.model, sources["model"]))
     else:
         model = config.resolved_model()
-        variable = next((v for v, m in PROVIDER_DEFAULTS if m == model and os.environ.get(v)), None)
+        variable = next((v for p in PROVIDERS if p.default_model == model
+                         for v in p.key_variables[:1] if os.environ.get(v)), None)
         why = f"{variable} is set" if variable else "no provider key: offline"
         entries.append(("primary", model, f"default ({why})"))
     for fallback in config.fallback_models:
@@ -189,7 +189,7 @@ def _available_models(config: LiteLLMConfig, *, every: bool, term: str | None
     """Priced chat models of the providers with a key set (every priced model with
     ``every``), plus the local model, matching ``term``; and those providers."""
     from .._catalog import Catalog
-    from .._config import LOCAL_DEFAULT_MODEL
+    from .._providers import LOCAL_DEFAULT_MODEL
 
     catalog = Catalog()
     price_map = catalog.entries

@@ -49,7 +49,7 @@ def note_local_model(config: LiteLLMConfig, model: str | None,
     """A dim note for a person at a terminal when the offline model answers because no
     model or key is configured; each command calls this once, before its first call.
     Not in pipes and logs: there the note would be noise mixed into captured errors."""
-    from .._config import LOCAL_DEFAULT_MODEL
+    from .._providers import LOCAL_DEFAULT_MODEL
 
     stream = stream or sys.stderr
     if model or config.model or not is_tty(stream):

@@ -1,0 +1,179 @@
+"""``Recorder``: what a call reports: the ledger, costs, budgets, the cache.
+
+The client and its streams report through it (success, failure, an abandoned call, a
+cache hit) instead of reaching into each other: a stream holds the recorder, the
+request and its step, and nothing of the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._catalog import Catalog, NotPriced
+from ._exceptions import LLMConfigError, LLMError
+from ._request import Request, check_cache_mode, estimate_tokens
+from ._resilience import Route, Step
+from ._response import ResponseData, as_dict, cached_response, usage_counts
+
+if TYPE_CHECKING:
+    from ._config import Budget
+    from ._transport import Transport
+
+__all__ = ["COST_FIELD", "Recorder"]
+
+logger = logging.getLogger("dewey.llm")
+
+COST_FIELD = "_dewey_cost_usd"  # a cache entry's original cost: a hit reports what it saved
+_ANSWER_TOKENS = 1024  # what a reservation assumes an answer costs when max_tokens is not set
+
+
+class Recorder:
+    """Records a client's calls in its ledger, adds up their cost, stores answers in its cache."""
+
+    def __init__(self, *, catalog: Catalog, transport: Transport, ledger: Any, cache: Any,
+                 cache_ttl: float | None) -> None:
+        self.catalog, self.transport = catalog, transport
+        self.ledger, self.cache, self.cache_ttl = ledger, cache, cache_ttl
+        self._cost_lock = threading.Lock()
+        self.total_cost = 0.0  # USD spent through this recorder (cache hits cost nothing)
+
+    # --- costs --------------------------------------------------------------------------------
+
+    def price(self, response: Any, model: str | None = None, kind: str = "completion") -> float:
+        """USD cost of a response from the catalog (0 when the model is unpriced); LiteLLM
+        prices the models the catalog's per-token formula does not."""
+        model = model or str(getattr(response, "model", "") or "")
+        prompt, completion, cached = usage_counts(response)
+        try:
+            return self.catalog.token_cost(model, prompt, completion, cached)
+        except NotPriced:
+            from ._litellm import litellm_cost
+
+            return litellm_cost(response, model, kind)
+
+    def cost_of(self, response: Any) -> float:
+        """USD cost of a response a client returned (0 for a cache hit)."""
+        hidden = getattr(response, "_hidden_params", None) or {}
+        if hidden.get("cache_hit"):
+            return 0.0
+        if "dewey_cost" in hidden:
+            return float(hidden["dewey_cost"])
+        return self.price(response)
+
+    # --- budgets ------------------------------------------------------------------------------
+
+    def reserve(self, request: Request, budget: Budget) -> None:
+        """Refuse ``request`` if a budget is spent, else hold its estimated cost."""
+        if self.ledger is None:
+            return
+        if budget.daily_usd is None and budget.monthly_usd is None and budget.total_usd is None:
+            return
+        from ._providers import qualify_model
+        from ._usage import check_budget
+
+        # Priced before the check and held in the ledger while the call is in flight, so
+        # that concurrent calls (threads and processes) see it: about 4 characters a
+        # prompt token, and the longest answer allowed.
+        payload = request.payload
+        answer = 0 if request.kind == "embedding" else int(
+            payload.get("max_tokens") or payload.get("max_completion_tokens") or _ANSWER_TOKENS)
+        model, prompt = qualify_model(request.model), estimate_tokens(request, answer=0)
+        try:
+            request.estimate = self.catalog.token_cost(model, prompt, answer)
+        except NotPriced:
+            usage = {"usage": {"prompt_tokens": prompt, "completion_tokens": answer}}
+            request.estimate = self.price(ResponseData(usage), model)
+        request.hold = check_budget(self.ledger, budget, reserve=request.estimate)
+
+    def hold(self, request: Request) -> None:
+        """Reserve again for an attempt after one that failed (its record settled the hold)."""
+        if request.estimate and request.hold is None and self.ledger is not None:
+            request.hold = self.ledger.reserve(request.estimate)
+
+    # --- outcomes -----------------------------------------------------------------------------
+
+    def succeeded(self, request: Request, step: Step, response: Any, latency: float, *,
+                  cost: float | None = None) -> Any:
+        """Record a successful attempt, priced (unless ``cost`` is given); the response."""
+        kind = "embedding" if request.kind == "embedding" else "completion"
+        if cost is None:
+            cost = self.price(response, step.route.model, kind)
+        hidden = getattr(response, "_hidden_params", None)
+        if isinstance(hidden, dict):
+            hidden["dewey_cost"] = cost
+            hidden.setdefault("cache_hit", False)
+        with self._cost_lock:
+            self.total_cost += cost
+        self.record(request, step, "ok", response=response, cost=cost, latency=latency)
+        return response
+
+    def failed(self, request: Request, step: Step, error: LLMError, latency: float) -> None:
+        self.record(request, step, type(error).__name__, latency=latency, status=error.status_code)
+
+    def abandoned(self, request: Request, step: Step, latency: float) -> None:
+        """A call left before its end: the provider may still charge for it."""
+        self.record(request, step, "abandoned", latency=latency)
+
+    def hit(self, request: Request, data: dict[str, Any]) -> ResponseData:
+        """Record a cache hit; the cached answer as a response."""
+        saved = float(data.pop(COST_FIELD, 0.0) or 0.0)
+        self.record(request, None, "ok", response=data, cache_hit=True, saved=saved)
+        return cached_response(data)
+
+    def record(self, request: Request, step: Step | None, outcome: str, *,
+               response: Any = None, cost: float = 0.0, saved: float = 0.0,
+               latency: float = 0.0, cache_hit: bool = False, status: int | None = None) -> None:
+        """One row in the ledger (settling the request's hold), if usage is tracked."""
+        if self.ledger is None:
+            return
+        from ._providers import qualify_model
+        from ._usage import UsageRecord
+
+        usage = usage_counts(response)
+        # A cache hit names the model as the call did: qualify it like a route, so that it
+        # adds up with the calls that reached that model.
+        route = step.route if step else Route(qualify_model(request.model))
+        # A cache hit does not read the catalog just to name the provider.
+        provider = self.catalog.provider(route.model) if step or self.catalog.loaded else None
+        settles, request.hold = request.hold, None
+        self.ledger.record(UsageRecord(
+            model=route.model, provider=provider, kind=request.kind, outcome=outcome,
+            prompt_tokens=usage[0], completion_tokens=usage[1], cached_tokens=usage[2],
+            cost_usd=cost, saved_usd=saved, latency_s=latency, cache_hit=cache_hit,
+            status_code=status, attempt=step.number if step else 1, tags=request.tags,
+            user=request.user), settles=settles)
+
+    # --- the cache ----------------------------------------------------------------------------
+
+    def lookup(self, request: Request, endpoint: Callable[[Request], str | None]
+               ) -> tuple[str | None, ResponseData | None]:
+        """The completion's cache key (None: not cached) and its cached answer, if any
+        (recorded as a hit).  ``endpoint`` names the server, asked only when caching."""
+        check_cache_mode(request.cache)
+        if self.cache is None or request.cache is False:
+            return None, None
+        from ._cache import completion_key
+
+        try:
+            key = completion_key(request.cache_request(), endpoint=endpoint(request))
+        except LLMConfigError as exc:
+            # A parameter that is not plain data cannot be keyed safely: call uncached.
+            logger.info("not caching this call: %s", exc)
+            return None, None
+        found = None if request.cache == "refresh" else self.cache.get(key)
+        return key, (self.hit(request, found) if found is not None else None)
+
+    def store(self, key: str | None, response: Any) -> None:
+        """Cache ``response`` under ``key`` (None: not cached), with what it cost."""
+        if key is not None:
+            # The original cost travels with the entry: a hit reports what it saved
+            # without loading LiteLLM to price it.
+            entry = {**as_dict(response), COST_FIELD: self.cost_of(response)}
+            self.cache.set(key, entry, self.cache_ttl)
+
+    def assemble(self, chunks: list[Any], messages: list[dict[str, Any]]) -> Any:
+        """One response made of a whole stream's chunks."""
+        return self.transport.assemble(chunks, messages)
