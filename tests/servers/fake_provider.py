@@ -704,19 +704,24 @@ class _Handler(BaseHTTPRequestHandler):
         body = _parse_json(self._read_body()) if has_body else None
         model = body.get("model") if body else None
         model = model if isinstance(model, str) else None
+        # Other wire formats (tests/servers/wire_formats.py) name the model and the
+        # stream in the URL: a subclass's route() claims those requests.
+        route = provider.route(self.command, self.path, body)
         provider._record(
             Recorded(
                 path=path,
-                model=model,
+                model=route.model if route else model,
                 body=body,
                 headers={k.lower(): v for k, v in self.headers.items()},
                 time=time.monotonic(),
-                stream=bool(body.get("stream")) if body else False,
+                stream=route.stream if route else bool(body.get("stream")) if body else False,
                 method=self.command,
             )
         )
         endpoint = (self.command, path.removeprefix("/v1"))
-        if endpoint == ("GET", "/models"):
+        if route is not None:
+            route.serve(self, body or {}, provider._next_reply(route.model))
+        elif endpoint == ("GET", "/models"):
             self._send_json(200, provider._models_listing())
         elif endpoint not in POST_ENDPOINTS:
             message = f"Unknown path {self.command} {path}"
@@ -850,8 +855,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self._hang_up()
 
-    def _send_stream(self, stream: _Stream, *, cut_after: int | None, chunk_delay: float = 0.0) -> None:
-        self._send_head(200, "text/event-stream", None, None)
+    def _send_stream(self, stream: _Stream, *, cut_after: int | None, chunk_delay: float = 0.0,
+                     content_type: str = "text/event-stream") -> None:
+        self._send_head(200, content_type, None, None)
         for event in stream.preamble:
             self._write_chunk(event)
         for index, event in enumerate(stream.content):
@@ -1077,6 +1083,11 @@ class FakeProvider:
             return self._peak_in_flight
 
     # ---- used by the handler
+
+    def route(self, method: str, target: str, body: dict[str, Any] | None) -> Any:
+        """A subclass's handler for a request outside the OpenAI/Anthropic endpoints: an
+        object with ``model``, ``stream`` and ``serve(handler, body, reply)``, or None."""
+        return None
 
     def _next_reply(self, model: str | None) -> Reply:
         with self._lock:
