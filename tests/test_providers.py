@@ -106,8 +106,12 @@ PROVIDERS: tuple[Spec, ...] = (
     Spec("cohere", "Cohere", "cohere_chat/command-r-08-2024", "cohere_chat/command-r-08-2024",
          "cohere_chat/command-a-03-2025", "cohere", "COHERE_API_KEY", None,
          embed_model="cohere/embed-english-v3.0", embed_base="cohere_embed",
-         endpoint="https://api.cohere.com/v2/chat (api_base is the full URL)"),
-    Spec("bedrock", "AWS Bedrock (Converse)", "bedrock/converse/meta.llama3-8b-instruct-v1:0",
+         endpoint="https://api.cohere.com/v2/chat (api_base is the full URL)",
+         xfail={"usage": "LiteLLM's CohereV2ModelResponseIterator looks for the stream's usage "
+                         "under chunk['event'] == 'message-end' / chunk['data'], but Cohere sends "
+                         "{'type': 'message-end', 'delta': {...}}: a stream's usage is lost and "
+                         "LiteLLM's own token estimate is charged instead"}),
+    Spec("bedrock", "AWS Bedrock (Converse)", "bedrock/converse/amazon.nova-lite-v1:0",
          "bedrock/converse/meta.llama3-8b-instruct-v1:0", "bedrock/converse/amazon.nova-lite-v1:0",
          "bedrock", "AWS_ACCESS_KEY_ID", None, endpoint="https://bedrock-runtime.<region>.amazonaws.com",
          na={"embeddings": "Converse has no embeddings (Titan embeddings use InvokeModel)"}),
@@ -223,9 +227,11 @@ def test_tools(spec: Spec, connect: Any, server: WireProvider) -> None:
 @pytest.mark.parametrize("spec", [p for p in cells("embeddings") if p.values[0].embed_model])
 def test_embeddings(spec: Spec, connect: Any, server: WireProvider) -> None:
     assert spec.embed_model is not None
-    client = connect(spec, api_base=server.base(spec.embed_base or spec.base), embedding_model=spec.embed_model)
-    vectors = client.generate_embeddings(["first text", "second"])
-    assert [list(v) for v in vectors] == pytest.approx([_embedding("first text"), _embedding("second")])
+    client = connect(spec, model=spec.embed_model, api_base=server.base(spec.embed_base or spec.base))
+    vectors = client.generate_embeddings(["first text", "second"], spec.embed_model)
+    assert len(vectors) == 2
+    assert list(vectors[0]) == pytest.approx(_embedding("first text"), abs=1e-6)
+    assert list(vectors[1]) == pytest.approx(_embedding("second"), abs=1e-6)
     assert [r.model for r in server.requests] == [spec.server_name(spec.embed_model)]
 
 

@@ -171,7 +171,8 @@ class _GroqWire(_Wire):
                           "`org_01` on tokens per minute (TPM): Limit 6000, Used 5800, Requested "
                           "700. Please try again in 2.5s.", "rate_limit_exceeded")}
         message, code = messages.get(reply.status, (_default_message(reply.status), None))
-        kind = "tokens" if reply.status == 429 else "invalid_request_error"
+        kind = ("tokens" if reply.status == 429 else "internal_server_error" if reply.status >= 500
+                else "invalid_request_error")
         headers = {"retry-after": hint} if (hint := _retry_hint(reply)) else {}
         return reply.status, {"error": {"message": reply.message or message, "type": kind,
                                         "code": code}}, headers
@@ -332,8 +333,8 @@ class _GeminiWire(_Wire):
     https://ai.google.dev/api/generate-content and https://ai.google.dev/gemini-api/docs/troubleshooting.
 
     Errors are Google's ``{"error": {"code", "message", "status", "details"}}``; a 429
-    says how long to wait in a ``google.rpc.RetryInfo`` detail, as in the recorded answer
-    quoted in https://github.com/BerriAI/litellm/issues/10013::
+    says how long to wait in a ``google.rpc.RetryInfo`` detail and sends no Retry-After
+    header, as in the recorded answer quoted in Aider-AI/aider#3694::
 
         {"error": {"code": 429, "message": "You exceeded your current quota ...",
          "status": "RESOURCE_EXHAUSTED", "details": [..., {"@type":
@@ -452,9 +453,13 @@ class _CohereWire(_Wire):
                 "finish_reason": "TOOL_CALL" if answer.is_tool_call else "COMPLETE",
                 "usage": self._usage(answer)}
 
+    stream_type = "application/stream+json"
+
     def stream(self, request: _ChatRequest, answer: _Answer) -> _Stream:
+        # One JSON object a line, as recorded from api.cohere.com/v2/chat in
+        # M-Lai-ai/LLM-Provider-reference (Cohere/streaming.md), which LiteLLM parses.
         def event(kind: str, **fields: Any) -> bytes:
-            return _sse({"type": kind, **fields}, event=kind)
+            return json.dumps({"type": kind, **fields}).encode() + b"\n"
 
         start = event("message-start", id=str(uuid.uuid4()),
                       delta={"message": {"role": "assistant", "content": [], "tool_plan": "",
@@ -477,6 +482,9 @@ class _CohereWire(_Wire):
             finish = "COMPLETE"
         closing.append(event("message-end", delta={"finish_reason": finish, "usage": self._usage(answer)}))
         return _Stream(preamble, content, closing)
+
+    def malformed_stream(self) -> bytes:
+        return MALFORMED_BODY + b"\n"
 
     def embeddings(self, model: str, texts: list[str]) -> dict[str, Any]:
         # https://docs.cohere.com/v1/reference/embed
@@ -605,8 +613,10 @@ def route(method: str, target: str, body: dict[str, Any] | None) -> Route | None
     if method != "POST":
         return None
     if match := re.fullmatch(r"/(groq)/openai/v1/chat/completions|/(mistral)/v1/chat/completions", path):
-        wire = GROQ if match.group(1) else MISTRAL
-        return _chat(wire, model, stream, _openai_messages, _openai_usage_asked)
+        if match.group(1):
+            return _chat(GROQ, model, stream, _openai_messages, _openai_usage_asked)
+        # Mistral's last chunk carries the usage whether or not it was asked for.
+        return _chat(MISTRAL, model, stream, _openai_messages)
     if path == "/mistral/v1/embeddings":
         return _embed(MISTRAL, model, lambda b: _embedding_inputs(b.get("input")))
     if match := re.fullmatch(r"/azure/openai/deployments/([^/]+)/(chat/completions|embeddings)", path):

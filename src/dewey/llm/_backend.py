@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any
 
+from . import _provider_quirks
 from ._exceptions import LLMAuthenticationError, LLMConfigError, LLMError, from_provider_error
 
 __all__ = ["Backend"]
@@ -284,7 +285,7 @@ class Backend:
     def key_variable(self, model: str) -> str | None:
         """The provider's conventional key variable (OPENAI_API_KEY, ...) when it is set."""
         provider = self.provider(model)
-        variable = f"{provider.upper()}_API_KEY" if provider else None
+        variable = _provider_quirks.key_variable(provider) if provider else None
         return variable if variable and os.environ.get(variable) else None
 
     def default_api_base(self, model: str) -> str | None:

@@ -341,7 +341,7 @@ class _ClientCore:
     def _explained(self, error: LLMError, route: Route) -> LLMError:
         """``error``, its message naming where a rejected key came from or which address
         could not be reached: the two things a user has to check first."""
-        if isinstance(error, LLMAuthenticationError) and error.status_code in (401, 403):
+        if isinstance(error, LLMAuthenticationError) and error.status_code is not None:
             hint = f"the API key came from {self._key_source(route)}"
         elif isinstance(error, LLMConnectionError) and not isinstance(error, LLMTimeoutError):
             url = route.api_base or self._backend.default_api_base(route.model)

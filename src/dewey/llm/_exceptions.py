@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from . import _provider_quirks
 from ._secrets import redact, safe_headers
 
 __all__ = [
@@ -330,7 +331,7 @@ def from_provider_error(exc: BaseException, *, model: str, provider: str | None 
         cls, status = LLMConnectionError, None
     else:
         cls = LLMResponseError
-    error = cls(message, status_code=status, **kwargs)
+    error = _provider_quirks.correct(cls(message, status_code=status, **kwargs), chain)
     error.__cause__ = ProviderError.describing(exc)
     error.__suppress_context__ = True
     return error
