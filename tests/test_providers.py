@@ -67,6 +67,8 @@ class Spec:
     embed_base: str | None = None
     api_version: str | None = None
     endpoint: str = ""  # the real endpoint, for docs
+    auth_status: int = 401  # what the provider answers to a wrong key
+    overloaded_status: int = 503  # what it answers when it cannot serve now
     na: dict[str, str] = field(default_factory=dict)
     xfail: dict[str, str] = field(default_factory=dict)
 
@@ -81,7 +83,7 @@ PROVIDERS: tuple[Spec, ...] = (
          embed_model="openai/text-embedding-3-small", endpoint="https://api.openai.com/v1"),
     Spec("anthropic", "Anthropic", "anthropic/claude-haiku-4-5", "anthropic/claude-haiku-4-5",
          "anthropic/claude-sonnet-4-6", "anthropic", "ANTHROPIC_API_KEY", "`retry-after` header",
-         endpoint="https://api.anthropic.com",
+         endpoint="https://api.anthropic.com", overloaded_status=529,
          na={"embeddings": "Anthropic has no embeddings API"}),
     Spec("groq", "Groq", "groq/openai/gpt-oss-20b", "groq/meta-llama/llama-prompt-guard-2-86m",
          "groq/openai/gpt-oss-20b", "groq", "GROQ_API_KEY", "`retry-after` header",
@@ -101,7 +103,7 @@ PROVIDERS: tuple[Spec, ...] = (
              "context_window": "Ollama truncates a long prompt to num_ctx instead of refusing it"}),
     Spec("gemini", "Google Gemini", "gemini/gemini-2.5-flash", "gemini/gemma-3-27b-it",
          "gemini/gemini-2.5-flash", "gemini", "GEMINI_API_KEY", "`RetryInfo.retryDelay` in the error body",
-         embed_model="gemini/gemini-embedding-001",
+         embed_model="gemini/gemini-embedding-001", auth_status=400,
          endpoint="https://generativelanguage.googleapis.com/v1beta"),
     Spec("cohere", "Cohere", "cohere_chat/command-r-08-2024", "cohere_chat/command-r-08-2024",
          "cohere_chat/command-a-03-2025", "cohere", "COHERE_API_KEY", None,
@@ -114,6 +116,7 @@ PROVIDERS: tuple[Spec, ...] = (
     Spec("bedrock", "AWS Bedrock (Converse)", "bedrock/converse/amazon.nova-lite-v1:0",
          "bedrock/converse/meta.llama3-8b-instruct-v1:0", "bedrock/converse/amazon.nova-lite-v1:0",
          "bedrock", "AWS_ACCESS_KEY_ID", None, endpoint="https://bedrock-runtime.<region>.amazonaws.com",
+         auth_status=403,
          na={"embeddings": "Converse has no embeddings (Titan embeddings use InvokeModel)"}),
 )
 
@@ -268,6 +271,9 @@ def test_bad_key(spec: Spec, connect: Any, server: WireProvider, monkeypatch: py
         connect(spec, api_key=None).generate_completion("hi")
     error = caught.value
     assert spec.key_variable in str(error)
+    assert error.status_code == spec.auth_status  # the provider's own status
+    assert error.provider == spec.model.split("/", 1)[0]  # the provider the user named
+    assert "litellm." not in error.message and "b'" not in error.message  # the provider's words
     assert BAD_KEY not in repr(error) + str(error) + str(error.__cause__)
     assert len(server.requests) == 1  # a refused key is not retried
 
@@ -275,10 +281,15 @@ def test_bad_key(spec: Spec, connect: Any, server: WireProvider, monkeypatch: py
 @pytest.mark.parametrize("spec", cells("rate_limit"))
 def test_rate_limit(spec: Spec, connect: Any, server: WireProvider) -> None:
     name = spec.server_name(spec.model)
-    server.script(name, Reply.error(429, retry_after=1))
-    with pytest.raises(LLMRateLimitError) as caught:
-        connect(spec, max_retries=0).generate_completion("hi")
-    assert caught.value.retry_after == (1.0 if spec.retry_hint else None)
+    for stream in (False, True):
+        server.script(name, Reply.error(429, retry_after=1))
+        with pytest.raises(LLMRateLimitError) as caught:
+            list(connect(spec, max_retries=0).generate_completion("hi", stream=stream)) if stream else (
+                connect(spec, max_retries=0).generate_completion("hi"))
+        assert caught.value.retry_after == (1.0 if spec.retry_hint else None)
+        assert caught.value.status_code == 429
+        message = caught.value.message  # the provider's words, not LiteLLM's wrapping
+        assert "litellm." not in message and "Exception - " not in message and "b'" not in message
 
     server.reset()
     server.script(name, Reply.error(429, retry_after=1), Reply.ok("after the wait"))
@@ -295,10 +306,14 @@ def test_rate_limit(spec: Spec, connect: Any, server: WireProvider) -> None:
 def test_server_error(spec: Spec, connect: Any, server: WireProvider) -> None:
     other = spec.large if spec.large != spec.model else spec.small
     primary, fallback = spec.server_name(spec.model), spec.server_name(other)
-    server.script(primary, Reply.error(500), Reply.error(503))
-    response = connect(spec, max_retries=1, fallback_models=[other]).generate_completion("hi")
+    server.script(primary, Reply.error(spec.overloaded_status), Reply.error(500))
+    client = connect(spec, max_retries=1, fallback_models=[other])
+    response = client.generate_completion("hi")
     assert response.choices[0].message.content == "echo: hi"
     assert [r.model for r in server.requests] == [primary, primary, fallback]
+    # the ledger keeps each failed attempt with the status the provider sent
+    assert [(r.outcome, r.status_code) for r in rows(client)] == [
+        ("LLMServerError", spec.overloaded_status), ("LLMServerError", 500), ("ok", None)]
 
 
 @pytest.mark.parametrize("spec", cells("context_window"))
@@ -333,3 +348,9 @@ def test_cut_stream(spec: Spec, connect: Any, server: WireProvider) -> None:
                 texts.append(chunk.choices[0].delta.content)
     assert "".join(texts) == "part0 part1"  # what was sent, once
     assert len(server.requests) == 1  # text already shown is never asked for again
+
+
+def test_providers_page_is_current() -> None:
+    from tests.providers_matrix import PAGE, render
+
+    assert PAGE.read_text(encoding="utf-8") == render(), "run: python -m tests.providers_matrix"

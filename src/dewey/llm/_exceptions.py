@@ -309,7 +309,7 @@ def from_provider_error(exc: BaseException, *, model: str, provider: str | None 
         "connection error" in text and status in (None, 500)
     ):
         cls, status = LLMConnectionError, None
-    elif "MidStreamFallbackError" in names:
+    elif "MidStreamFallbackError" in names and not _provider_quirks.refused(chain):
         cls = LLMServerError
     elif names & _AUTH_NAMES or status in (401, 403):
         cls = LLMAuthenticationError

@@ -16,7 +16,7 @@ from typing import Any
 
 from ._secrets import redact
 
-__all__ = ["correct", "key_variable"]
+__all__ = ["correct", "key_variable", "refused"]
 
 # Provider names LiteLLM uses whose key variable is not "<PROVIDER>_API_KEY".
 _KEY_VARIABLES = {
@@ -40,10 +40,24 @@ def key_variable(provider: str) -> str:
     return _KEY_VARIABLES.get(provider, f"{provider.upper()}_API_KEY")
 
 
+def refused(chain: list[BaseException]) -> bool:
+    """Whether the provider answered with an HTTP error status.
+
+    LiteLLM raises a Gemini stream's 429 (or 401, 400) on the first read, wrapped in a
+    ``MidStreamFallbackError``, although no chunk ever arrived: it is the provider's
+    answer to the request, to be mapped by its status, not a stream cut mid-way.
+    """
+    return _answer(chain) is not None
+
+
 def correct(error: Any, chain: list[BaseException]) -> Any:
     """``error`` (an ``LLMError`` mapped from ``chain``) with the provider's own status,
     retry hint and words where LiteLLM changed or dropped them."""
     response = _answer(chain)
+    if error.model and "/" in error.model:
+        # LiteLLM names its own route ("vertex_ai_beta" for gemini/, "cohere" on some
+        # cohere_chat/ errors): report the provider the user named.
+        error.provider = error.model.split("/", 1)[0]
     if response is not None and error.status_code is not None:
         # LiteLLM reports Anthropic's 529 "overloaded" as a 500 InternalServerError
         # (SWE-agent/mini-swe-agent#184), Bedrock's 500 as 503 and Gemini's 400
