@@ -50,7 +50,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 __all__ = ["FakeProvider", "Recorded", "Reply"]
 
@@ -1015,8 +1015,9 @@ class FakeProvider:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> FakeProvider:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()

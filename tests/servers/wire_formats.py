@@ -350,7 +350,7 @@ class _GeminiWire(_Wire):
         if reply.kind == "context_window":
             return 400, self._error(400, self.context_message, "INVALID_ARGUMENT"), {}
         if reply.status in (401, 403):  # what Gemini answers to a wrong key
-            details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+            details: list[Any] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
                         "domain": "googleapis.com",
                         "metadata": {"service": "generativelanguage.googleapis.com"}}]
             return 400, self._error(400, "API key not valid. Please pass a valid API key.",
@@ -527,8 +527,8 @@ class _BedrockWire(_Wire):
         if reply.kind == "context_window":
             kind, message, status = "ValidationException", self.context_message, 400
         else:
-            kind, message = {401: ("UnrecognizedClientException", "The security token included in the request is invalid."),
-                             403: ("UnrecognizedClientException", "The security token included in the request is invalid."),
+            bad_token = ("UnrecognizedClientException", "The security token included in the request is invalid.")
+            kind, message = {401: bad_token, 403: bad_token,
                              429: ("ThrottlingException", "Too many requests, please wait before trying again."),
                              500: ("InternalServerException", "The server encountered an internal error."),
                              503: ("ServiceUnavailableException", "Bedrock is unable to process your request."),
@@ -555,7 +555,7 @@ class _BedrockWire(_Wire):
         if answer.is_tool_call:
             preamble.append(_aws_event("contentBlockStart", {"contentBlockIndex": 0, "start": {
                 "toolUse": {"toolUseId": answer.call_id, "name": answer.tool_name}}}))
-            deltas = [{"toolUse": {"input": piece}} for piece in _pieces(answer.tool_arguments)]
+            deltas: list[dict[str, Any]] = [{"toolUse": {"input": piece}} for piece in _pieces(answer.tool_arguments)]
         else:
             deltas = [{"text": piece} for piece in _pieces(answer.text)]
         content = [_aws_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": d}) for d in deltas]

@@ -83,7 +83,8 @@ def _answer(chain: list[BaseException]) -> Any:
     """The provider's HTTP answer: the deepest ``response`` in the chain with a status."""
     for link in reversed(chain):
         response = getattr(link, "response", None)
-        if isinstance(getattr(response, "status_code", None), int) and response.status_code >= 400:
+        status = getattr(response, "status_code", None)
+        if isinstance(status, int) and status >= 400:
             return response
     return None
 
