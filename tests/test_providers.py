@@ -22,6 +22,7 @@ from dewey.llm import (
     LiteLLMClient,
     LiteLLMConfig,
     LLMAuthenticationError,
+    LLMBadRequestError,
     LLMContextWindowError,
     LLMRateLimitError,
     LLMResponseError,
@@ -354,3 +355,26 @@ def test_providers_page_is_current() -> None:
     from tests.providers_matrix import PAGE, render
 
     assert PAGE.read_text(encoding="utf-8") == render(), "run: python -m tests.providers_matrix"
+
+
+# --------------------------------------------------------------------------- beyond the matrix
+
+
+def test_a_plain_text_error_body_keeps_the_providers_words(server: WireProvider) -> None:
+    server.script("free-model", Reply.error(429, "Rate limit exceeded: free-models-per-min."))
+    with LiteLLMClient(config=LiteLLMConfig(model="openai/free-model", api_base=server.base("plaintext"),
+                                            api_key="sk-test-0123456789", max_retries=0)) as client:
+        with pytest.raises(LLMRateLimitError) as caught:
+            client.generate_completion("hi")
+    assert caught.value.message == "openai/free-model: Rate limit exceeded: free-models-per-min."
+
+
+def test_an_azure_content_filter_refusal_is_a_bad_request_in_azures_words(
+        connect: Any, server: WireProvider) -> None:
+    [azure] = [spec for spec in PROVIDERS if spec.name == "azure"]
+    server.script("gpt-4o-mini", Reply.error(400, code="content_filter"))
+    with pytest.raises(LLMBadRequestError) as caught:
+        connect(azure, max_retries=2, fallback_models=["azure/gpt-4o"]).generate_completion("hi")
+    assert "content management policy" in caught.value.message
+    assert caught.value.status_code == 400
+    assert [r.model for r in server.requests] == ["gpt-4o-mini"]  # neither retried nor sent elsewhere

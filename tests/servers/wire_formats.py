@@ -12,6 +12,7 @@ answers, with each provider's own JSON, stream framing and error bodies::
     {url}/cohere/v2/chat     cohere_chat/...    (LiteLLM posts to api_base as given)
     {url}/cohere/v1/embed    cohere/embed-...
     {url}/bedrock            bedrock/converse/... (/model/{id}/converse, converse-stream)
+    {url}/plaintext/v1       openai/... whose errors are plain text under a JSON type
 
 Scripts work as in ``FakeProvider`` (per model as the provider names it: the deployment
 for Azure, the model id for Bedrock and Gemini).  ``Reply.error(429, retry_after=2)``
@@ -184,6 +185,16 @@ class _GroqWire(_Wire):
 
     def stream(self, request: _ChatRequest, answer: _Answer) -> _Stream:
         return self.openai.stream(request, answer)
+
+
+class _PlainTextErrorsWire(_GroqWire):
+    """An OpenAI-compatible gateway whose errors are plain words under a JSON
+    content-type, as real traffic recorded from an OpenAI-compatible proxy showed (the
+    case issue 17 quotes: LiteLLM reported it as just "Error code: 429")."""
+
+    def error(self, reply: Reply) -> tuple[int, Any, dict[str, str]]:
+        words = reply.message or _default_message(reply.status)
+        return reply.status, words.encode(), {"Content-Type": "application/json"}
 
 
 class _MistralWire(_GroqWire):
@@ -570,7 +581,7 @@ class _BedrockWire(_Wire):
 
 # --------------------------------------------------------------------------- routing
 
-GROQ, MISTRAL, AZURE = _GroqWire(), _MistralWire(), _AzureWire()
+GROQ, MISTRAL, AZURE, PLAIN = _GroqWire(), _MistralWire(), _AzureWire(), _PlainTextErrorsWire()
 OLLAMA, GEMINI, COHERE, BEDROCK = _OllamaWire(), _GeminiWire(), _CohereWire(), _BedrockWire()
 
 
@@ -617,6 +628,8 @@ def route(method: str, target: str, body: dict[str, Any] | None) -> Route | None
             return _chat(GROQ, model, stream, _openai_messages, _openai_usage_asked)
         # Mistral's last chunk carries the usage whether or not it was asked for.
         return _chat(MISTRAL, model, stream, _openai_messages)
+    if path == "/plaintext/v1/chat/completions":
+        return _chat(PLAIN, model, stream, _openai_messages, _openai_usage_asked)
     if path == "/mistral/v1/embeddings":
         return _embed(MISTRAL, model, lambda b: _embedding_inputs(b.get("input")))
     if match := re.fullmatch(r"/azure/openai/deployments/([^/]+)/(chat/completions|embeddings)", path):
@@ -662,6 +675,7 @@ class WireProvider(FakeProvider):
         return self.url + {"openai": "/v1", "anthropic": "", "groq": "/groq/openai/v1",
                            "mistral": "/mistral/v1", "azure": "/azure", "ollama": "/ollama",
                            "gemini": "/gemini", "cohere": "/cohere/v2/chat",
-                           "cohere_embed": "/cohere/v1/embed", "bedrock": "/bedrock"}[name]
+                           "cohere_embed": "/cohere/v1/embed", "bedrock": "/bedrock",
+                           "plaintext": "/plaintext/v1"}[name]
 
 
