@@ -29,6 +29,11 @@ def _cell(spec: Spec, cell: str) -> str:
     return "✓"
 
 
+def _route(model: str) -> str:
+    """The provider part of a model name: ``bedrock/converse`` for Bedrock's Converse."""
+    return "bedrock/converse" if model.startswith("bedrock/converse/") else model.split("/", 1)[0]
+
+
 def render() -> str:
     """The whole page."""
     lines = [
@@ -81,14 +86,14 @@ def render() -> str:
         "|---|---|---|---|---|",
     ]
     for spec in PROVIDERS:
-        prefix = spec.model.split("/", 1)[0] + "/..."
-        if spec.embed_model and spec.embed_model.split("/", 1)[0] != spec.model.split("/", 1)[0]:
-            prefix += f", `{spec.embed_model.split('/', 1)[0]}/...` (embeddings)"
+        names = f"`{_route(spec.model)}/...`"
+        if spec.embed_model and _route(spec.embed_model) != _route(spec.model):
+            names += f", `{_route(spec.embed_model)}/...` (embeddings)"
         key = f"`{spec.key_variable}`" if spec.key_variable else "none"
         if spec.name == "bedrock":
             key += " + `AWS_SECRET_ACCESS_KEY`, `AWS_REGION_NAME`"
-        hint = spec.retry_hint or "none sent: our backoff"
-        lines.append(f"| {spec.title} | `{prefix}` | {key} | {spec.endpoint} | {hint} |")
+        hint = ("n/a" if "rate_limit" in spec.na else spec.retry_hint or "none sent: our backoff")
+        lines.append(f"| {spec.title} | {names} | {key} | {spec.endpoint} | {hint} |")
     lines += [
         "",
         "For example:",

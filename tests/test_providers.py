@@ -81,42 +81,43 @@ class Spec:
 PROVIDERS: tuple[Spec, ...] = (
     Spec("openai", "OpenAI", "openai/gpt-4o-mini", "openai/gpt-4", "openai/gpt-4o", "openai",
          "OPENAI_API_KEY", "`retry-after` / `retry-after-ms` headers",
-         embed_model="openai/text-embedding-3-small", endpoint="https://api.openai.com/v1"),
+         embed_model="openai/text-embedding-3-small", endpoint="`https://api.openai.com/v1`"),
     Spec("anthropic", "Anthropic", "anthropic/claude-haiku-4-5", "anthropic/claude-haiku-4-5",
          "anthropic/claude-sonnet-4-6", "anthropic", "ANTHROPIC_API_KEY", "`retry-after` header",
-         endpoint="https://api.anthropic.com", overloaded_status=529,
+         endpoint="`https://api.anthropic.com`", overloaded_status=529,
          na={"embeddings": "Anthropic has no embeddings API"}),
     Spec("groq", "Groq", "groq/openai/gpt-oss-20b", "groq/meta-llama/llama-prompt-guard-2-86m",
          "groq/openai/gpt-oss-20b", "groq", "GROQ_API_KEY", "`retry-after` header",
-         endpoint="https://api.groq.com/openai/v1",
+         endpoint="`https://api.groq.com/openai/v1`",
          na={"embeddings": "Groq has no embeddings API"}),
     Spec("mistral", "Mistral", "mistral/mistral-small-latest", "mistral/voxtral-small-latest",
          "mistral/mistral-small-latest", "mistral", "MISTRAL_API_KEY", None,
-         embed_model="mistral/mistral-embed", endpoint="https://api.mistral.ai/v1"),
+         embed_model="mistral/mistral-embed", endpoint="`https://api.mistral.ai/v1`"),
     Spec("azure", "Azure OpenAI", "azure/gpt-4o-mini", "azure/gpt-3.5-turbo", "azure/gpt-4o-mini",
          "azure", "AZURE_API_KEY", "`retry-after` / `retry-after-ms` headers",
          embed_model="azure/text-embedding-3-small", api_version="2024-10-21",
-         endpoint="https://<resource>.openai.azure.com (api_version required)"),
+         endpoint="`https://<resource>.openai.azure.com`, and `api_version`"),
     Spec("ollama", "Ollama", "ollama_chat/llama3.1", "ollama_chat/llama3.1", "ollama_chat/qwen2.5",
-         "ollama", "", None, embed_model="ollama/nomic-embed-text", endpoint="http://localhost:11434",
+         "ollama", "", None, embed_model="ollama/nomic-embed-text", endpoint="`http://localhost:11434`",
          na={"bad_key": "a local Ollama takes no key",
              "rate_limit": "Ollama does not rate-limit; a full queue answers 503, a server error",
              "context_window": "Ollama truncates a long prompt to num_ctx instead of refusing it"}),
     Spec("gemini", "Google Gemini", "gemini/gemini-2.5-flash", "gemini/gemma-3-27b-it",
          "gemini/gemini-2.5-flash", "gemini", "GEMINI_API_KEY", "`RetryInfo.retryDelay` in the error body",
          embed_model="gemini/gemini-embedding-001", auth_status=400,
-         endpoint="https://generativelanguage.googleapis.com/v1beta"),
+         endpoint="`https://generativelanguage.googleapis.com/v1beta`"),
     Spec("cohere", "Cohere", "cohere_chat/command-r-08-2024", "cohere_chat/command-r-08-2024",
          "cohere_chat/command-a-03-2025", "cohere", "COHERE_API_KEY", None,
          embed_model="cohere/embed-english-v3.0", embed_base="cohere_embed",
-         endpoint="https://api.cohere.com/v2/chat (api_base is the full URL)",
+         endpoint=("the full URL: `https://api.cohere.com/v2/chat`; "
+                  "embeddings `https://api.cohere.com/v1/embed`"),
          xfail={"usage": "LiteLLM's CohereV2ModelResponseIterator looks for the stream's usage "
                          "under chunk['event'] == 'message-end' / chunk['data'], but Cohere sends "
                          "{'type': 'message-end', 'delta': {...}}: a stream's usage is lost and "
                          "LiteLLM's own token estimate is charged instead"}),
     Spec("bedrock", "AWS Bedrock (Converse)", "bedrock/converse/amazon.nova-lite-v1:0",
          "bedrock/converse/meta.llama3-8b-instruct-v1:0", "bedrock/converse/amazon.nova-lite-v1:0",
-         "bedrock", "AWS_ACCESS_KEY_ID", None, endpoint="https://bedrock-runtime.<region>.amazonaws.com",
+         "bedrock", "AWS_ACCESS_KEY_ID", None, endpoint="`https://bedrock-runtime.<region>.amazonaws.com`",
          auth_status=403,
          na={"embeddings": "Converse has no embeddings (Titan embeddings use InvokeModel)"}),
 )
@@ -362,10 +363,10 @@ def test_providers_page_is_current() -> None:
 
 def test_a_plain_text_error_body_keeps_the_providers_words(server: WireProvider) -> None:
     server.script("free-model", Reply.error(429, "Rate limit exceeded: free-models-per-min."))
-    with LiteLLMClient(config=LiteLLMConfig(model="openai/free-model", api_base=server.base("plaintext"),
-                                            api_key="sk-test-0123456789", max_retries=0)) as client:
-        with pytest.raises(LLMRateLimitError) as caught:
-            client.generate_completion("hi")
+    config = LiteLLMConfig(model="openai/free-model", api_base=server.base("plaintext"),
+                           api_key="sk-test-0123456789", max_retries=0)
+    with LiteLLMClient(config=config) as client, pytest.raises(LLMRateLimitError) as caught:
+        client.generate_completion("hi")
     assert caught.value.message == "openai/free-model: Rate limit exceeded: free-models-per-min."
 
 
