@@ -379,3 +379,18 @@ def test_an_azure_content_filter_refusal_is_a_bad_request_in_azures_words(
     assert "content management policy" in caught.value.message
     assert caught.value.status_code == 400
     assert [r.model for r in server.requests] == ["gpt-4o-mini"]  # neither retried nor sent elsewhere
+
+
+@pytest.mark.parametrize("reply", [Reply.ok("all of it"), Reply.tool_call("get_weather", {"location": "Oslo"})],
+                         ids=["text", "tool_call"])
+def test_a_stream_that_ends_with_done_but_no_finish_reason_is_a_success(
+        server: WireProvider, reply: Reply) -> None:
+    server.script("gateway-model", reply)
+    config = LiteLLMConfig(model="openai/gateway-model", api_base=server.base("nofinish"),
+                           api_key="sk-test-0123456789", max_retries=0)
+    with LiteLLMClient(config=config) as client:
+        chunks = list(client.generate_completion("hi", stream=True, tools=[get_weather]))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    arguments = "".join(call.function.arguments or "" for c in chunks if c.choices
+                        for call in c.choices[0].delta.tool_calls or [])
+    assert (text, arguments) == (("all of it", "") if reply.kind == "ok" else ("", '{"location": "Oslo"}'))

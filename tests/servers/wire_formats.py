@@ -13,6 +13,7 @@ answers, with each provider's own JSON, stream framing and error bodies::
     {url}/cohere/v1/embed    cohere/embed-...
     {url}/bedrock            bedrock/converse/... (/model/{id}/converse, converse-stream)
     {url}/plaintext/v1       openai/... whose errors are plain text under a JSON type
+    {url}/nofinish/v1        openai/... whose streams never set finish_reason
 
 Scripts work as in ``FakeProvider`` (per model as the provider names it: the deployment
 for Azure, the model id for Bedrock and Gemini).  ``Reply.error(429, retry_after=2)``
@@ -26,6 +27,7 @@ Every shape below is copied from the source named in its comment.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import struct
@@ -195,6 +197,16 @@ class _PlainTextErrorsWire(_GroqWire):
     def error(self, reply: Reply) -> tuple[int, Any, dict[str, str]]:
         words = reply.message or _default_message(reply.status)
         return reply.status, words.encode(), {"Content-Type": "application/json"}
+
+
+class _NoFinishReasonWire(_GroqWire):
+    """An OpenAI-compatible stream that never sets ``finish_reason``: content (or a whole
+    tool call), then a usage chunk, then ``data: [DONE]``, as the OpenRouter stream
+    recorded in real traffic does (issue 17)."""
+
+    def stream(self, request: _ChatRequest, answer: _Answer) -> _Stream:
+        stream = self.openai.stream(dataclasses.replace(request, include_usage=True), answer)
+        return _Stream(stream.preamble, stream.content, stream.closing[1:])  # no finish chunk
 
 
 class _MistralWire(_GroqWire):
@@ -581,7 +593,8 @@ class _BedrockWire(_Wire):
 
 # --------------------------------------------------------------------------- routing
 
-GROQ, MISTRAL, AZURE, PLAIN = _GroqWire(), _MistralWire(), _AzureWire(), _PlainTextErrorsWire()
+GROQ, MISTRAL, AZURE = _GroqWire(), _MistralWire(), _AzureWire()
+PLAIN, NO_FINISH = _PlainTextErrorsWire(), _NoFinishReasonWire()
 OLLAMA, GEMINI, COHERE, BEDROCK = _OllamaWire(), _GeminiWire(), _CohereWire(), _BedrockWire()
 
 
@@ -630,6 +643,8 @@ def route(method: str, target: str, body: dict[str, Any] | None) -> Route | None
         return _chat(MISTRAL, model, stream, _openai_messages)
     if path == "/plaintext/v1/chat/completions":
         return _chat(PLAIN, model, stream, _openai_messages, _openai_usage_asked)
+    if path == "/nofinish/v1/chat/completions":
+        return _chat(NO_FINISH, model, stream, _openai_messages)
     if path == "/mistral/v1/embeddings":
         return _embed(MISTRAL, model, lambda b: _embedding_inputs(b.get("input")))
     if match := re.fullmatch(r"/azure/openai/deployments/([^/]+)/(chat/completions|embeddings)", path):
@@ -676,6 +691,6 @@ class WireProvider(FakeProvider):
                            "mistral": "/mistral/v1", "azure": "/azure", "ollama": "/ollama",
                            "gemini": "/gemini", "cohere": "/cohere/v2/chat",
                            "cohere_embed": "/cohere/v1/embed", "bedrock": "/bedrock",
-                           "plaintext": "/plaintext/v1"}[name]
+                           "plaintext": "/plaintext/v1", "nofinish": "/nofinish/v1"}[name]
 
 

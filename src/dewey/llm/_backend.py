@@ -134,6 +134,8 @@ class Backend:
         except StopIteration:
             raise
         except Exception as exc:
+            if _provider_quirks.ended_cleanly(exc):
+                raise StopIteration from None
             error = from_provider_error(exc, model=model)
         raise error  # out of the except block: exc must not become its __context__
 
@@ -143,6 +145,8 @@ class Backend:
         except StopAsyncIteration:
             raise
         except Exception as exc:
+            if _provider_quirks.ended_cleanly(exc):
+                raise StopAsyncIteration from None
             error = from_provider_error(exc, model=model)
         raise error  # out of the except block: exc must not become its __context__
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ._secrets import redact
 
-__all__ = ["correct", "key_variable", "refused"]
+__all__ = ["correct", "ended_cleanly", "key_variable", "refused"]
 
 # Provider names LiteLLM uses whose key variable is not "<PROVIDER>_API_KEY".
 _KEY_VARIABLES = {
@@ -38,6 +38,25 @@ _RETRY_DELAY = re.compile(r'"retryDelay"\s*:\s*"(\d+(?:\.\d+)?)s"')
 def key_variable(provider: str) -> str:
     """The environment variable that holds ``provider``'s key (LiteLLM's provider name)."""
     return _KEY_VARIABLES.get(provider, f"{provider.upper()}_API_KEY")
+
+
+def ended_cleanly(exc: BaseException) -> bool:
+    """Whether ``exc`` is LiteLLM's complaint about a stream whose HTTP body ended
+    normally (its terminating chunk, after ``data: [DONE]``) without a ``finish_reason``.
+
+    OpenRouter streams a complete answer, then usage, then ``[DONE]`` and never sets
+    ``finish_reason``; LiteLLM raises "Stream ended before a finish_reason was received"
+    on that clean end (its ``_should_fail_on_clean_eof``).  The answer is complete: the
+    stream is a success.  A connection cut mid-body is a different error, still mapped.
+    """
+    current: BaseException | None = exc
+    for _ in range(10):
+        if current is None:
+            return False
+        if "Stream ended before a finish_reason was received" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def refused(chain: list[BaseException]) -> bool:
@@ -80,8 +99,13 @@ def correct(error: Any, chain: list[BaseException]) -> Any:
 
 
 def _answer(chain: list[BaseException]) -> Any:
-    """The provider's HTTP answer: the deepest ``response`` in the chain with a status."""
+    """The provider's HTTP answer: the ``response`` of the transport's own status error
+    (httpx's, or the openai SDK's).  LiteLLM's exceptions may carry a response it made
+    up (a 500 for a timeout), so theirs are not evidence."""
     for link in reversed(chain):
+        kinds = {cls.__name__ for cls in type(link).__mro__}
+        if "HTTPStatusError" not in kinds and type(link).__module__.split(".")[0] != "openai":
+            continue
         response = getattr(link, "response", None)
         status = getattr(response, "status_code", None)
         if isinstance(status, int) and status >= 400:
