@@ -246,8 +246,8 @@ def test_usage(spec: Spec, connect: Any, server: WireProvider) -> None:
                   Reply.ok("x", prompt_tokens=1000, completion_tokens=500),
                   Reply.ok("a b c d", prompt_tokens=300, completion_tokens=40))
     client = connect(spec)
-    details = client.get_model_details(spec.model) if spec.name != "ollama" else {
-        "input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
+    # Ollama runs locally for free: LiteLLM prices its models at 0 (ollama/llama3.1).
+    details = client.get_model_details(spec.model if spec.name != "ollama" else "ollama/llama3.1")
     price = [p * details["input_cost_per_token"] + c * details.get("output_cost_per_token", 0.0)
              for p, c in ((1000, 500), (300, 40))]
     assert spec.name == "ollama" or price[0] > 0  # a priced model (Ollama is free)

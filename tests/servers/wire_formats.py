@@ -218,7 +218,7 @@ class _MistralWire(_GroqWire):
              model with 32768 maximum context length", "type": "invalid_request_message_error",
              "param": null, "code": "3051"}
 
-    Mistral's 429 sends no retry hint.
+    Its 429 is modelled without a retry hint: we found none documented.
     """
 
     context_message = ("Prompt contains 40000 tokens and 0 draft tokens, too large for model "
@@ -441,7 +441,8 @@ class _CohereWire(_Wire):
     "finish_reason": "COMPLETE" | "TOOL_CALL", "usage": {"billed_units", "tokens"}}``; the
     stream is SSE events ``message-start``, ``content-start``, ``content-delta``,
     ``content-end``, ``message-end`` (with the usage); errors are ``{"message": "..."}``
-    (https://docs.cohere.com/reference/errors) and a 429 sends no retry hint."""
+    (https://docs.cohere.com/reference/errors); a 429 is modelled without a retry hint,
+    as none is documented."""
 
     context_message = ("too many tokens: size limit exceeded by 11326 tokens. Try using shorter "
                        "or fewer inputs, or setting prompt_truncation='AUTO'.")
@@ -540,7 +541,7 @@ class _BedrockWire(_Wire):
     the stream is event-stream messages ``messageStart``, ``contentBlockStart``,
     ``contentBlockDelta``, ``contentBlockStop``, ``messageStop``, ``metadata`` (usage).
     Errors are ``{"message"}`` with the exception in ``x-amzn-ErrorType``: 429
-    ``ThrottlingException`` (no retry hint), 403 ``UnrecognizedClientException``, 400
+    ``ThrottlingException`` (no retry hint is documented), 403 ``UnrecognizedClientException``, 400
     ``ValidationException``."""
 
     stream_type = "application/vnd.amazon.eventstream"
