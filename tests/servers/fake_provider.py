@@ -52,6 +52,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
+from typing_extensions import Self  # typing.Self is 3.11+
+
 __all__ = ["FakeProvider", "Recorded", "Reply"]
 
 ReplyKind = Literal["ok", "tool_call", "error", "malformed", "cut_stream", "context_window"]
@@ -710,26 +712,31 @@ class _Handler(BaseHTTPRequestHandler):
         body = _parse_json(self._read_body()) if has_body else None
         model = body.get("model") if body else None
         model = model if isinstance(model, str) else None
+        # Other wire formats (tests/servers/wire_formats.py) name the model and the
+        # stream in the URL: a subclass's route() claims those requests.
+        route = provider.route(self.command, self.path, body)
         provider.record(
             Recorded(
                 path=path,
-                model=model,
+                model=route.model if route else model,
                 body=body,
                 headers={k.lower(): v for k, v in self.headers.items()},
                 time=time.monotonic(),
-                stream=bool(body.get("stream")) if body else False,
+                stream=route.stream if route else bool(body.get("stream")) if body else False,
                 method=self.command,
             )
         )
         endpoint = (self.command, path.removeprefix("/v1"))
-        if endpoint == ("GET", "/models"):
-            self._send_json(200, provider.models_listing())
+        if route is not None:
+            route.serve(self, body or {}, provider.next_reply(route.model))
+        elif endpoint == ("GET", "/models"):
+            self.send_json(200, provider.models_listing())
         elif endpoint not in POST_ENDPOINTS:
             message = f"Unknown path {self.command} {path}"
-            self._send_json(404, _openai_error(message, "invalid_request_error", "not_found"))
+            self.send_json(404, _openai_error(message, "invalid_request_error", "not_found"))
         elif body is None:
             message = "The request body is not a JSON object"
-            self._send_json(400, _openai_error(message, "invalid_request_error", None))
+            self.send_json(400, _openai_error(message, "invalid_request_error", None))
         elif (dialect := POST_ENDPOINTS[endpoint]) is None:
             self._serve_embeddings(body, provider.next_reply(model))
         else:
@@ -741,40 +748,40 @@ class _Handler(BaseHTTPRequestHandler):
         request = dialect.parse(body)
         if reply.usage_unasked:
             request = dataclasses.replace(request, include_usage=True)
-        if not self._wait(reply.delay):
+        if not self.wait(reply.delay):
             return
         if reply.kind in ("error", "context_window"):
-            self._send_json(reply.status, dialect.error_body(reply), reply.headers)
+            self.send_json(reply.status, dialect.error_body(reply), reply.headers)
         elif reply.kind == "malformed":
-            self._send_malformed(stream=request.stream)
+            self.send_malformed(stream=request.stream)
         elif reply.kind == "cut_stream" and not request.stream:
-            self._send_partial(json.dumps(dialect.completion(request, _answer(request, reply))))
+            self.send_partial(json.dumps(dialect.completion(request, _answer(request, reply))))
         elif request.stream:
             cut_after = reply.after_chunks if reply.kind == "cut_stream" else None
-            self._send_stream(dialect.stream(request, _answer(request, reply)), cut_after=cut_after,
+            self.send_stream(dialect.stream(request, _answer(request, reply)), cut_after=cut_after,
                               chunk_delay=reply.chunk_delay)
         else:
-            self._send_json(200, dialect.completion(request, _answer(request, reply)))
+            self.send_json(200, dialect.completion(request, _answer(request, reply)))
 
     def _serve_embeddings(self, body: dict[str, Any], reply: Reply) -> None:
-        if not self._wait(reply.delay):
+        if not self.wait(reply.delay):
             return
         if reply.kind in ("error", "context_window"):
-            self._send_json(reply.status, OPENAI.error_body(reply), reply.headers)
+            self.send_json(reply.status, OPENAI.error_body(reply), reply.headers)
         elif reply.kind == "malformed":
-            self._send_malformed(stream=False)
+            self.send_malformed(stream=False)
         else:
             response = _embeddings_response(body)
             if reply.vectors is not None:
                 response["data"] = response["data"][: reply.vectors]
             if reply.kind == "cut_stream":
-                self._send_partial(json.dumps(response))
+                self.send_partial(json.dumps(response))
             else:
-                self._send_json(200, response)
+                self.send_json(200, response)
 
     # ---- low-level I/O
 
-    def _wait(self, seconds: float) -> bool:
+    def wait(self, seconds: float) -> bool:
         """Sleep before replying; False (and hang up) if the client left or the server stops.
 
         Noticing the hang-up ends the handler like a real server cancelling the request,
@@ -817,7 +824,7 @@ class _Handler(BaseHTTPRequestHandler):
             parts.append(self.rfile.read(size))
             self.rfile.readline()
 
-    def _send_head(
+    def send_head(
         self, status: int, content_type: str, headers: dict[str, str] | None, length: int | None
     ) -> None:
         self.send_response(status)
@@ -832,48 +839,49 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(length))
         self.end_headers()
 
-    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+    def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
-        self._send_head(status, "application/json", headers, len(data))
+        self.send_head(status, "application/json", headers, len(data))
         self.wfile.write(data)
         self.wfile.flush()
 
-    def _send_malformed(self, *, stream: bool) -> None:
+    def send_malformed(self, *, stream: bool) -> None:
         if stream:
-            self._send_head(200, "text/event-stream", None, None)
-            self._write_chunk(b"data: " + MALFORMED_BODY + b"\n\n")
-            self._write_chunk(b"")
+            self.send_head(200, "text/event-stream", None, None)
+            self.write_chunk(b"data: " + MALFORMED_BODY + b"\n\n")
+            self.write_chunk(b"")
             return
-        self._send_head(200, "application/json", None, len(MALFORMED_BODY))
+        self.send_head(200, "application/json", None, len(MALFORMED_BODY))
         self.wfile.write(MALFORMED_BODY)
         self.wfile.flush()
 
-    def _send_partial(self, text: str) -> None:
+    def send_partial(self, text: str) -> None:
         """Promise the whole body, send half of it, then hang up."""
         data = text.encode()
-        self._send_head(200, "application/json", None, len(data))
+        self.send_head(200, "application/json", None, len(data))
         self.wfile.write(data[: len(data) // 2])
         self.wfile.flush()
         self._hang_up()
 
-    def _send_stream(self, stream: _Stream, *, cut_after: int | None, chunk_delay: float = 0.0) -> None:
-        self._send_head(200, "text/event-stream", None, None)
+    def send_stream(self, stream: _Stream, *, cut_after: int | None, chunk_delay: float = 0.0,
+                     content_type: str = "text/event-stream") -> None:
+        self.send_head(200, content_type, None, None)
         for event in stream.preamble:
-            self._write_chunk(event)
+            self.write_chunk(event)
         for index, event in enumerate(stream.content):
             if cut_after is not None and index >= cut_after:
                 break
-            if not self._wait(chunk_delay):
+            if not self.wait(chunk_delay):
                 return
-            self._write_chunk(event)
+            self.write_chunk(event)
         if cut_after is not None:
             self._hang_up()
             return
         for event in stream.closing:
-            self._write_chunk(event)
-        self._write_chunk(b"")
+            self.write_chunk(event)
+        self.write_chunk(b"")
 
-    def _write_chunk(self, data: bytes) -> None:
+    def write_chunk(self, data: bytes) -> None:
         """One HTTP chunk (empty ``data`` writes the terminating chunk), flushed at once."""
         self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
@@ -1015,8 +1023,9 @@ class FakeProvider:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> FakeProvider:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
@@ -1088,6 +1097,11 @@ class FakeProvider:
     def stopping(self) -> bool:
         """Whether :meth:`stop` has begun (held responses give up then)."""
         return self._stopping.is_set()
+
+    def route(self, method: str, target: str, body: dict[str, Any] | None) -> Any:  # noqa: ARG002
+        """A subclass's handler for a request outside the OpenAI/Anthropic endpoints: an
+        object with ``model``, ``stream`` and ``serve(handler, body, reply)``, or None."""
+        return None
 
     def next_reply(self, model: str | None) -> Reply:
         with self._lock:

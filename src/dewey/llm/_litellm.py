@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from types import ModuleType
 from typing import Any
 
+from . import _provider_quirks
 from ._exceptions import LLMError
 from ._litellm_errors import from_provider_error
 
@@ -142,6 +143,8 @@ class _Chunks:
         except StopIteration:
             raise
         except Exception as exc:
+            if _provider_quirks.ended_cleanly(exc):  # [DONE] without a finish_reason: complete
+                raise StopIteration from None
             error = from_provider_error(exc, model=self._model)
         raise error  # out of the except block: exc must not become its __context__
 
@@ -166,6 +169,8 @@ class _AsyncChunks:
         except StopAsyncIteration:
             raise
         except Exception as exc:
+            if _provider_quirks.ended_cleanly(exc):  # [DONE] without a finish_reason: complete
+                raise StopAsyncIteration from None
             error = from_provider_error(exc, model=self._model)
         raise error  # out of the except block: exc must not become its __context__
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from . import _provider_quirks
 from ._exceptions import (
     LLMAuthenticationError,
     LLMBadRequestError,
@@ -116,7 +117,7 @@ def from_provider_error(exc: BaseException, *, model: str, provider: str | None 
         "connection error" in text and status in (None, 500)
     ):
         cls, status = LLMConnectionError, None
-    elif "MidStreamFallbackError" in names:
+    elif "MidStreamFallbackError" in names and not _provider_quirks.refused(chain):
         cls = LLMServerError
     elif names & _AUTH_NAMES or status in (401, 403):
         cls = LLMAuthenticationError
@@ -138,7 +139,7 @@ def from_provider_error(exc: BaseException, *, model: str, provider: str | None 
         cls, status = LLMConnectionError, None
     else:
         cls = LLMResponseError
-    error = cls(message, status_code=status, **kwargs)
+    error = _provider_quirks.correct(cls(message, status_code=status, **kwargs), chain)
     error.__cause__ = provider_error(exc)
     error.__suppress_context__ = True
     return error

@@ -61,6 +61,7 @@ PROVIDERS: tuple[Provider, ...] = (
     Provider("bedrock", ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")),
     Provider("cohere", ("COHERE_API_KEY",), api_base="https://api.cohere.ai",
              bare_prefixes=("command-",), needs_prefix=True),
+    Provider("cohere_chat", ("COHERE_API_KEY",), api_base="https://api.cohere.ai"),  # LiteLLM's v2 route
     Provider("ollama", api_base="http://localhost:11434"),
     Provider("ollama_chat", api_base="http://localhost:11434"),
     Provider("deepseek", ("DEEPSEEK_API_KEY",), api_base="https://api.deepseek.com", stream_usage=True),

@@ -127,7 +127,8 @@ def missing_key_error(route: Route, catalog: Catalog,
 def explained(error: LLMError, route: Route, config: LiteLLMConfig, catalog: Catalog) -> LLMError:
     """``error``, its message naming where a rejected key came from or which address
     could not be reached: the two things a user has to check first."""
-    if isinstance(error, LLMAuthenticationError) and error.status_code in (401, 403):
+    if isinstance(error, LLMAuthenticationError) and error.status_code is not None:
+        # Not only 401/403: Gemini answers a bad key with 400 API_KEY_INVALID.
         hint = f"the API key came from {_key_source(route, config, catalog)}"
     elif isinstance(error, LLMConnectionError) and not isinstance(error, LLMTimeoutError):
         known = provider_named(catalog.provider(route.model))
