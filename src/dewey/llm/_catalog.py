@@ -53,6 +53,11 @@ class NotPriced(Exception):
     """The model's pricing is not per token: ask LiteLLM (``cost_per_token``) instead."""
 
 
+# Bedrock route segments (bedrock/converse/..., bedrock/invoke/...) LiteLLM strips before
+# looking a model up (litellm/llms/bedrock/common_utils.py strips "converse/", "invoke/").
+_ROUTE_SEGMENTS = frozenset({"converse", "invoke"})
+
+
 class Catalog:
     """Model facts from LiteLLM's bundled price map, read lazily, once per instance.
 
@@ -103,7 +108,14 @@ class Catalog:
     def _key(self, model: str) -> str | None:
         """The map key LiteLLM prices ``model`` with: the name, else it without ``provider/``."""
         entries = self.entries
-        for name in (model, model.split("/", 1)[1]) if "/" in model else (model,):
+        names = [model]
+        if "/" in model:
+            bare = model.split("/", 1)[1]
+            names.append(bare)
+            # A route segment LiteLLM takes out before pricing: bedrock/converse/<id>.
+            if bare.split("/", 1)[0] in _ROUTE_SEGMENTS and "/" in bare:
+                names.append(bare.split("/", 1)[1])
+        for name in names:
             if name in entries:
                 return name
             # A fine-tune, "ft:BASE:org:suffix:id", is priced as BASE's fine-tunes ("ft:BASE").
