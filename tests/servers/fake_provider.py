@@ -195,6 +195,7 @@ class Recorded:
     headers: dict[str, str]
     time: float
     stream: bool
+    method: str = "POST"
 
 
 def _format_retry_after(value: float | str) -> str:
@@ -711,6 +712,7 @@ class _Handler(BaseHTTPRequestHandler):
                 headers={k.lower(): v for k, v in self.headers.items()},
                 time=time.monotonic(),
                 stream=bool(body.get("stream")) if body else False,
+                method=self.command,
             )
         )
         endpoint = (self.command, path.removeprefix("/v1"))

@@ -1,0 +1,300 @@
+"""NativeTransport: the OpenAI-compatible wire spoken directly over HTTP, without LiteLLM.
+
+Most traffic (OpenAI, vLLM, llama.cpp's server, Ollama's ``/v1``, Groq, Together,
+DeepSeek, a LiteLLM proxy, ...) speaks OpenAI's Chat Completions and Embeddings format.
+Spoken natively it costs one JSON round trip instead of LiteLLM's seconds of import and
+per-call bookkeeping.  The wire format itself lives in :mod:`._openai_wire`; this module
+does the I/O: pooled HTTP clients and the mapping of transport failures to LLMError.
+
+Sync calls share one keep-alive ``httpx.Client`` per (api_base, api_key); async calls one
+``httpx.AsyncClient`` on aiohttp (measured faster under concurrency: bench/bench_native.py)
+per (api_base, api_key, event loop).  No retries here: the client's one loop retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ._exceptions import LLMConnectionError, LLMError, LLMServerError, LLMTimeoutError
+from ._openai_wire import (
+    DEFAULT_API_BASE,
+    PROVIDER,
+    EventReader,
+    HTTPRequest,
+    chat_request,
+    completion,
+    embedding,
+    embedding_request,
+    http_error,
+    malformed,
+)
+from ._response import ResponseData
+
+__all__ = ["NativeTransport"]
+
+_DEFAULT_TIMEOUT = 600.0  # LiteLLM's default, so a call without ``timeout`` behaves alike
+_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+_PoolKey = tuple[str, str | None]
+
+
+class NativeTransport:
+    """Speaks the OpenAI Chat Completions / Embeddings wire to any compatible server.
+
+    ``kwargs`` are the arguments LiteLLM's ``completion()``/``embedding()`` take: ``model``
+    (``openai/<name>`` or a bare name), ``messages`` or ``input``, ``api_key``,
+    ``api_base`` (default ``https://api.openai.com/v1``), ``timeout``, ``extra_body``,
+    ``extra_headers``; every other argument travels in the JSON body as given.
+    Responses are :class:`~dewey.llm._response.ResponseData` shaped like LiteLLM's; every
+    failure is an :class:`~dewey.llm.LLMError`.  Close with :meth:`close`/:meth:`aclose`, or
+    use it as a (async) context manager.
+    """
+
+    name = "native"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: dict[_PoolKey, httpx.Client] = {}
+        self._async_clients: dict[_PoolKey, _AsyncPool] = {}
+
+    def __repr__(self) -> str:  # never the pools' keys: they hold API keys
+        return f"<NativeTransport clients={len(self._clients) + len(self._async_clients)}>"
+
+    def __enter__(self) -> NativeTransport:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> NativeTransport:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # ---- sync
+
+    def complete(self, kwargs: Mapping[str, Any]) -> ResponseData:
+        """One chat completion."""
+        request = chat_request(_resolved(kwargs), stream=False)
+        return completion(self._post(request, kwargs["model"]), kwargs["model"])
+
+    def embed(self, kwargs: Mapping[str, Any]) -> ResponseData:
+        """Embeddings of ``input`` (a string or a list)."""
+        request = embedding_request(_resolved(kwargs))
+        return embedding(self._post(request, kwargs["model"]), kwargs["model"])
+
+    def stream(self, kwargs: Mapping[str, Any]) -> Iterator[ResponseData]:
+        """The chunks of a streamed completion; the request is sent on the first ``next()``."""
+        request = chat_request(_resolved(kwargs), stream=True)
+        model = kwargs["model"]
+        client = self._client(request)
+        error: LLMError | None = None
+        try:
+            with client.stream("POST", request.path, content=request.content, headers=request.headers,
+                               timeout=_timeout(request)) as response:
+                if response.status_code >= 400:
+                    raise http_error(response.status_code, response.headers, response.read(), model)
+                reader = EventReader(model)
+                for line in response.iter_lines():
+                    yield from reader.feed(line)
+                yield from reader.flush()
+                _check_finished(reader, model)
+        except httpx.HTTPError as exc:
+            error = _transport_error(exc, model, request, streaming=True)
+        if error is not None:
+            raise error  # outside the except block: no __context__ holding the request's key
+
+    def close(self) -> None:
+        """Close the sync connection pools (async ones: :meth:`aclose`)."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+    def _client(self, request: HTTPRequest) -> httpx.Client:
+        key = (request.api_base, request.api_key)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = httpx.Client(base_url=request.api_base, headers=_headers(request),
+                                      limits=_LIMITS, timeout=_DEFAULT_TIMEOUT)
+                self._clients[key] = client
+        return client
+
+    def _post(self, request: HTTPRequest, model: str) -> Any:
+        try:
+            response = self._client(request).post(
+                request.path, content=request.content, headers=request.headers, timeout=_timeout(request))
+            return _json(response, model)
+        except httpx.HTTPError as exc:
+            error = _transport_error(exc, model, request, streaming=False)
+        raise error  # outside the except block: no __context__ holding the request's key
+
+    # ---- async
+
+    async def acomplete(self, kwargs: Mapping[str, Any]) -> ResponseData:
+        """One chat completion."""
+        request = chat_request(_resolved(kwargs), stream=False)
+        return completion(await self._apost(request, kwargs["model"]), kwargs["model"])
+
+    async def aembed(self, kwargs: Mapping[str, Any]) -> ResponseData:
+        """Embeddings of ``input`` (a string or a list)."""
+        request = embedding_request(_resolved(kwargs))
+        return embedding(await self._apost(request, kwargs["model"]), kwargs["model"])
+
+    async def astream(self, kwargs: Mapping[str, Any]) -> AsyncIterator[ResponseData]:
+        """The chunks of a streamed completion; the request is sent on the first ``anext()``."""
+        request = chat_request(_resolved(kwargs), stream=True)
+        model = kwargs["model"]
+        client = await self._async_client(request)
+        error: LLMError | None = None
+        try:
+            async with client.stream("POST", request.path, content=request.content,
+                                     headers=request.headers, timeout=_timeout(request)) as response:
+                if response.status_code >= 400:
+                    body = await response.aread()
+                    raise http_error(response.status_code, response.headers, body, model)
+                reader = EventReader(model)
+                async for line in response.aiter_lines():
+                    for chunk in reader.feed(line):
+                        yield chunk
+                for chunk in reader.flush():
+                    yield chunk
+                _check_finished(reader, model)
+        except httpx.HTTPError as exc:
+            error = _transport_error(exc, model, request, streaming=True)
+        if error is not None:
+            raise error
+
+    async def aclose(self) -> None:
+        """Close the pools of the running event loop, and the sync ones."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            pools = [pool for pool in self._async_clients.values() if pool.loop is loop]
+            self._async_clients = {}
+        for pool in pools:
+            await pool.closer.aclose()
+        self.close()
+
+    async def _async_client(self, request: HTTPRequest) -> httpx.AsyncClient:
+        # An async client belongs to the event loop it was made in (aiohttp binds its
+        # session to it): each loop, e.g. each asyncio.run(), gets a pool of its own.
+        loop = asyncio.get_running_loop()
+        key = (request.api_base, request.api_key)
+        with self._lock:
+            pool = self._async_clients.get(key)
+        if pool is None or pool.loop is not loop:
+            client = _new_async_client(request)
+            closer = _closed_with_loop(client)
+            await closer.asend(None)
+            pool = _AsyncPool(loop, client, closer)
+            with self._lock:
+                self._async_clients[key] = pool
+        return pool.client
+
+    async def _apost(self, request: HTTPRequest, model: str) -> Any:
+        try:
+            client = await self._async_client(request)
+            response = await client.post(
+                request.path, content=request.content, headers=request.headers, timeout=_timeout(request))
+            return _json(response, model)
+        except httpx.HTTPError as exc:
+            error = _transport_error(exc, model, request, streaming=False)
+        raise error
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@dataclass(frozen=True)
+class _AsyncPool:
+    loop: asyncio.AbstractEventLoop
+    client: httpx.AsyncClient
+    closer: AsyncGenerator[None, None]
+
+
+async def _closed_with_loop(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    """Closes ``client`` when closed itself: by :meth:`NativeTransport.aclose`, or by
+    ``asyncio.run()``, which closes every unfinished async generator before it closes
+    its loop, so a caller that never calls ``aclose()`` leaks no open session."""
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
+def _resolved(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with the key and base from the environment when not given, as LiteLLM does."""
+    resolved = dict(kwargs)
+    if resolved.get("api_key") is None:
+        resolved["api_key"] = os.environ.get("OPENAI_API_KEY")
+    if resolved.get("api_base") is None:
+        resolved["api_base"] = (os.environ.get("OPENAI_API_BASE") or os.environ.get("OPENAI_BASE_URL")
+                                or DEFAULT_API_BASE)
+    return resolved
+
+
+def _headers(request: HTTPRequest) -> dict[str, str]:
+    headers = {"Accept": "application/json", "Content-Type": "application/json"}
+    if request.api_key:
+        headers["Authorization"] = f"Bearer {request.api_key}"
+    return headers
+
+
+def _new_async_client(request: HTTPRequest) -> httpx.AsyncClient:
+    from httpx_aiohttp import AiohttpTransport
+
+    return httpx.AsyncClient(base_url=request.api_base, headers=_headers(request),
+                             transport=AiohttpTransport(limits=_LIMITS), timeout=_DEFAULT_TIMEOUT)
+
+
+def _timeout(request: HTTPRequest) -> float:
+    return request.timeout if request.timeout is not None else _DEFAULT_TIMEOUT
+
+
+def _json(response: httpx.Response, model: str) -> Any:
+    """The JSON body of a successful reply; the mapped error of a failed one."""
+    if response.status_code >= 400:
+        raise http_error(response.status_code, response.headers, response.content, model)
+    try:
+        return response.json()
+    except ValueError:
+        raise malformed(model, f"the reply is not JSON: {response.text[:100]!r}") from None
+
+
+def _check_finished(reader: EventReader, model: str) -> None:
+    """A body that ended cleanly but before ``[DONE]`` or any finish_reason was cut short
+    (a server that closes after its finish chunk without ``[DONE]`` did finish)."""
+    if not (reader.done or reader.finished):
+        raise LLMServerError(f"{model}: the stream ended before [DONE]", model=model,
+                             provider=PROVIDER)
+
+
+def _transport_error(exc: httpx.HTTPError, model: str, request: HTTPRequest, *,
+                     streaming: bool) -> LLMError:
+    """The LLMError for a failure below HTTP (refused, timed out, cut), without its cause:
+    httpx's exceptions hold the request, and so its Authorization header."""
+    # httpx-aiohttp maps aiohttp's errors loosely (a refused connection arrives as
+    # ConnectTimeout): the aiohttp exception it wraps tells what really happened.
+    origin: BaseException = exc
+    if exc.__cause__ is not None and type(exc.__cause__).__module__.startswith("aiohttp"):
+        origin = exc.__cause__
+    where = f"{request.api_base}{request.path}"
+    if isinstance(origin, (httpx.TimeoutException, TimeoutError)):
+        return LLMTimeoutError(f"{model}: no answer from {where} in time ({origin})",
+                               model=model, provider=PROVIDER)
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        if streaming:  # text may have been delivered: the answer is broken, not unreachable
+            return LLMServerError(f"{model}: the stream from {where} broke off ({origin})",
+                                  model=model, provider=PROVIDER)
+        return LLMConnectionError(f"{model}: the connection to {where} broke before the reply "
+                                  f"was complete ({origin})", model=model, provider=PROVIDER)
+    return LLMConnectionError(f"{model}: could not reach {where} ({origin})",
+                              model=model, provider=PROVIDER)
