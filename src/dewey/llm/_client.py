@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal, TypeVar, overload
@@ -29,9 +30,9 @@ from ._request import (
     estimate_tokens,
     texts_of,
 )
-from ._resilience import Cooldowns, RetryPlan, Step, run_async, run_sync
-from ._response import ResponseData
-from ._routing import attempt_kwargs, endpoint_of, explained, retry_plan
+from ._resilience import Cooldowns, RetryPlan, Route, Step, run_async, run_sync
+from ._response import ChatResponse, ResponseData
+from ._routing import attempt_kwargs, endpoint_of, explained, request_routes, retry_plan
 from ._stream import AsyncCompletionStream, CompletionStream, Live, aopen_stream, open_stream
 from ._transport import Transport
 
@@ -61,17 +62,17 @@ class _ClientCore:
         if config is not None and settings:
             raise LLMConfigError("pass either config= or keyword settings, not both")
         self.config = LiteLLMConfig.load(config if config is not None else settings)
-        if transport is None:
-            from ._litellm import LiteLLMTransport
-
-            transport = LiteLLMTransport()
-        self._transport = transport
+        # One transport of each kind, made when a route first needs it (so that a native
+        # call never imports LiteLLM); ``transport=`` sends every route through one.
+        self._transports: dict[str, Transport] = {}
+        self._only_transport = transport
+        self._transports_lock = threading.Lock()
         self._catalog = catalog or Catalog(local=_local_model_details)
         self._cooldowns = cooldowns or Cooldowns(self.config.cooldown_failures,
                                                  self.config.cooldown_seconds)
         self._cache, self._ledger, self._limiter = _resources(self.config, response_cache,
                                                               usage_ledger, rate_limiter)
-        self._recorder = Recorder(catalog=self._catalog, transport=transport, ledger=self._ledger,
+        self._recorder = Recorder(catalog=self._catalog, ledger=self._ledger,
                                   cache=self._cache, cache_ttl=self.config.cache_ttl)
 
     def __repr__(self) -> str:
@@ -111,8 +112,9 @@ class _ClientCore:
         return list(self._ledger.summary(by="model", since=since))
 
     def close(self) -> None:
-        """Flush the usage ledger and close the cache and the rate limiter."""
-        for resource in (self._ledger, self._cache, self._limiter):
+        """Flush the usage ledger, close the cache, the rate limiter and the connections."""
+        native: Any = self._transports.get("native")  # the one with connections to close
+        for resource in (self._ledger, self._cache, self._limiter, native):
             if resource is None:
                 continue
             try:
@@ -151,20 +153,42 @@ class _ClientCore:
         return endpoint_of(self.config, request, self._catalog)
 
     def _plan(self, request: Request) -> RetryPlan:
-        # Loading LiteLLM takes seconds: not part of any attempt's latency or deadline.
-        load = getattr(self._transport, "load", None)
+        request.routes = request_routes(self.config, request, self._catalog)
+        # Loading LiteLLM takes seconds: not part of the first attempt's latency or the
+        # call's deadline (a fallback through LiteLLM loads it when it is reached).
+        self._load(self._transport(request.routes[0]))
+        return retry_plan(self.config, request, self._cooldowns, self._catalog)
+
+    def _transport(self, route: Route) -> Transport:
+        """The transport that sends ``route``'s calls, made on first use."""
+        if self._only_transport is not None:
+            return self._only_transport
+        transport = self._transports.get(route.transport)
+        if transport is None:
+            with self._transports_lock:
+                transport = self._transports.get(route.transport)
+                if transport is None:
+                    transport = self._transports[route.transport] = _new_transport(route.transport)
+        return transport
+
+    @staticmethod
+    def _load(transport: Transport) -> None:
+        load = getattr(transport, "load", None)
         if load is not None:
             load()
-        return retry_plan(self.config, request, self._cooldowns, self._catalog)
 
     # --- one attempt, shared by sync and async ------------------------------------------------
 
-    def _attempt(self, request: Request, step: Step, send: Callable[[dict[str, Any]], T]) -> tuple[T, float]:
-        """``send`` the step's arguments; the result and when the attempt started."""
+    def _attempt(self, request: Request, step: Step,
+                 send: Callable[[Transport, dict[str, Any]], T]) -> tuple[T, float]:
+        """``send`` the step's arguments through its transport; the result and when the
+        attempt started."""
+        transport = self._transport(step.route)
+        self._load(transport)
         self._recorder.hold(request)
         started = time.monotonic()
         try:
-            return send(attempt_kwargs(request, step, self._catalog)), started
+            return send(transport, attempt_kwargs(request, step, self._catalog)), started
         except LLMError as error:
             self._failed(request, step, error, started)
             raise
@@ -173,12 +197,14 @@ class _ClientCore:
             raise
 
     async def _aattempt(self, request: Request, step: Step,
-                        send: Callable[[dict[str, Any]], Awaitable[T]]) -> tuple[T, float]:
+                        send: Callable[[Transport, dict[str, Any]], Awaitable[T]]) -> tuple[T, float]:
         """:meth:`_attempt`, awaited."""
+        transport = self._transport(step.route)
+        self._load(transport)
         self._recorder.hold(request)
         started = time.monotonic()
         try:
-            return await send(attempt_kwargs(request, step, self._catalog)), started
+            return await send(transport, attempt_kwargs(request, step, self._catalog)), started
         except LLMError as error:
             self._failed(request, step, error, started)
             raise
@@ -209,7 +235,7 @@ class LiteLLMClient(_ClientCore):
 
     @overload
     def generate_completion(self, messages: MessagesInput, model: str | None = None, *,
-                            stream: Literal[False] = False, **params: Any) -> Any: ...
+                            stream: Literal[False] = False, **params: Any) -> ChatResponse: ...
 
     @overload
     def generate_completion(self, messages: MessagesInput, model: str | None = None, *,
@@ -226,9 +252,9 @@ class LiteLLMClient(_ClientCore):
         tools: list[Any] | None = None,
         tool_choice: Any = None,
         **params: Any,
-    ) -> Any:
-        """A chat completion (LiteLLM's ``ModelResponse``), or with ``stream=True`` a
-        :class:`CompletionStream` of chunks.
+    ) -> ChatResponse | CompletionStream:
+        """A chat completion (a :class:`ChatResponse`, whatever transport or cache
+        answered), or with ``stream=True`` a :class:`CompletionStream` of chunks.
 
         ``params`` pass through to LiteLLM (temperature, max_tokens, response_format, ...),
         plus ``cache=False`` / ``cache="refresh"``, ``tags=[...]`` and ``user=...``.
@@ -247,17 +273,17 @@ class LiteLLMClient(_ClientCore):
 
     def _complete(self, request: Request, step: Step) -> Any:
         self._acquire(request, step)
-        response, started = self._attempt(request, step, self._transport.complete)
+        response, started = self._attempt(request, step, lambda transport, kwargs: transport.complete(kwargs))
         return self._succeeded(request, step, response, started)
 
     def _open_stream(self, request: Request, step: Step, plan: RetryPlan, key: str | None) -> CompletionStream:
         self._acquire(request, step)
-        transport = self._transport
-        (iterator, head), started = self._attempt(request, step, lambda kwargs: open_stream(transport, kwargs))
-        return CompletionStream(iterator, head, Live(self._recorder, request, step, plan, key, started))
+        (iterator, head), started = self._attempt(request, step, open_stream)
+        live = Live(self._recorder, self._transport(step.route), request, step, plan, key, started)
+        return CompletionStream(iterator, head, live)
 
     def generate_embedding(self, input: str | list[str], model: str | None = None,
-                           **params: Any) -> Any:
+                           **params: Any) -> ChatResponse:
         """Embeddings for a text or a batch: ``e["data"][i]["embedding"]``.
 
         With caching on, each text is cached on its own: only new texts are sent.
@@ -268,7 +294,8 @@ class LiteLLMClient(_ClientCore):
 
             def embed(step: Step) -> Any:
                 self._acquire(request, step)
-                response, started = self._attempt(request, step, self._transport.embed)
+                response, started = self._attempt(request, step,
+                                                  lambda transport, kwargs: transport.embed(kwargs))
                 return self._succeeded(request, step, response, started)
 
             fresh = run_sync(self._plan(request), embed)
@@ -319,7 +346,7 @@ class AsyncLiteLLMClient(_ClientCore):
 
     @overload
     async def generate_completion(self, messages: MessagesInput, model: str | None = None, *,
-                                  stream: Literal[False] = False, **params: Any) -> Any: ...
+                                  stream: Literal[False] = False, **params: Any) -> ChatResponse: ...
 
     @overload
     async def generate_completion(self, messages: MessagesInput, model: str | None = None, *,
@@ -336,7 +363,7 @@ class AsyncLiteLLMClient(_ClientCore):
         tools: list[Any] | None = None,
         tool_choice: Any = None,
         **params: Any,
-    ) -> Any:
+    ) -> ChatResponse | AsyncCompletionStream:
         """See :meth:`LiteLLMClient.generate_completion`; with ``stream=True`` this returns
         an :class:`AsyncCompletionStream`."""
         request, key, cached = self._start_completion(messages, model, stream, {
@@ -353,19 +380,19 @@ class AsyncLiteLLMClient(_ClientCore):
 
     async def _complete(self, request: Request, step: Step) -> Any:
         await self._aacquire(request, step)
-        response, started = await self._aattempt(request, step, self._transport.acomplete)
+        response, started = await self._aattempt(
+            request, step, lambda transport, kwargs: transport.acomplete(kwargs))
         return self._succeeded(request, step, response, started)
 
     async def _open_stream(self, request: Request, step: Step, plan: RetryPlan,
                            key: str | None) -> AsyncCompletionStream:
         await self._aacquire(request, step)
-        transport = self._transport
-        (iterator, head), started = await self._aattempt(
-            request, step, lambda kwargs: aopen_stream(transport, kwargs))
-        return AsyncCompletionStream(iterator, head, Live(self._recorder, request, step, plan, key, started))
+        (iterator, head), started = await self._aattempt(request, step, aopen_stream)
+        live = Live(self._recorder, self._transport(step.route), request, step, plan, key, started)
+        return AsyncCompletionStream(iterator, head, live)
 
     async def generate_embedding(self, input: str | list[str], model: str | None = None,
-                                 **params: Any) -> Any:
+                                 **params: Any) -> ChatResponse:
         """See :meth:`LiteLLMClient.generate_embedding`."""
         request, plan = self._start_embedding(input, model, params)
         fresh = None
@@ -373,7 +400,8 @@ class AsyncLiteLLMClient(_ClientCore):
 
             async def embed(step: Step) -> Any:
                 await self._aacquire(request, step)
-                response, started = await self._aattempt(request, step, self._transport.aembed)
+                response, started = await self._aattempt(
+                    request, step, lambda transport, kwargs: transport.aembed(kwargs))
                 return self._succeeded(request, step, response, started)
 
             fresh = await run_async(self._plan(request), embed)
@@ -412,7 +440,25 @@ class AsyncLiteLLMClient(_ClientCore):
         return self
 
     async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, and the connections of the running event loop too."""
+        native: Any = self._transports.get("native")
+        if native is not None:
+            await native.aclose()
         self.close()
+
+
+def _new_transport(name: str) -> Transport:
+    """A transport by its route name; each module imported only when first needed."""
+    if name == "native":
+        from ._native import NativeTransport
+
+        return NativeTransport()
+    from ._litellm import LiteLLMTransport
+
+    return LiteLLMTransport()
 
 
 def _local_model_details(name: str) -> dict[str, Any]:

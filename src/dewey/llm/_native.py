@@ -28,6 +28,7 @@ from ._openai_wire import (
     PROVIDER,
     EventReader,
     HTTPRequest,
+    assemble,
     chat_request,
     completion,
     embedding,
@@ -111,6 +112,11 @@ class NativeTransport:
         if error is not None:
             raise error  # outside the except block: no __context__ holding the request's key
 
+    def assemble(self, chunks: list[Any], messages: list[dict[str, Any]]) -> ResponseData:
+        """One response made of a whole stream's chunks (``messages`` are not needed: the
+        usage is the server's)."""
+        return assemble(chunks)
+
     def close(self) -> None:
         """Close the sync connection pools (async ones: :meth:`aclose`)."""
         with self._lock:
@@ -150,9 +156,11 @@ class NativeTransport:
         return embedding(await self._apost(request, kwargs["model"]), kwargs["model"])
 
     async def astream(self, kwargs: Mapping[str, Any]) -> AsyncIterator[ResponseData]:
-        """The chunks of a streamed completion; the request is sent on the first ``anext()``."""
-        request = chat_request(_resolved(kwargs), stream=True)
-        model = kwargs["model"]
+        """The chunks of a streamed completion (awaited, as the ``Transport`` protocol
+        says); the request is sent on the first ``anext()``."""
+        return self._achunks(chat_request(_resolved(kwargs), stream=True), kwargs["model"])
+
+    async def _achunks(self, request: HTTPRequest, model: str) -> AsyncIterator[ResponseData]:
         client = await self._async_client(request)
         error: LLMError | None = None
         try:

@@ -35,9 +35,9 @@ from ._exceptions import (
     LLMResponseError,
     LLMServerError,
     LLMTimeoutError,
-    parse_retry_after,
 )
 from ._response import ResponseData
+from ._retry_after import parse_retry_after
 
 __all__ = ["DEFAULT_API_BASE", "PROVIDER", "EventReader", "HTTPRequest", "assemble", "chat_request",
            "chunk", "completion", "embedding", "embedding_request", "error_in_reply", "http_error",
