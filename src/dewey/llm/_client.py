@@ -49,7 +49,6 @@ class _ClientCore:
         self,
         config: LiteLLMConfig | None = None,
         *,
-        transport: Transport | None = None,
         catalog: Catalog | None = None,
         cooldowns: Cooldowns | None = None,
         response_cache: Any = None,
@@ -63,9 +62,8 @@ class _ClientCore:
             raise LLMConfigError("pass either config= or keyword settings, not both")
         self.config = LiteLLMConfig.load(config if config is not None else settings)
         # One transport of each kind, made when a route first needs it (so that a native
-        # call never imports LiteLLM); ``transport=`` sends every route through one.
+        # call never imports LiteLLM).
         self._transports: dict[str, Transport] = {}
-        self._only_transport = transport
         self._transports_lock = threading.Lock()
         self._catalog = catalog or Catalog(local=_local_model_details)
         self._cooldowns = cooldowns or Cooldowns(self.config.cooldown_failures,
@@ -161,8 +159,6 @@ class _ClientCore:
 
     def _transport(self, route: Route) -> Transport:
         """The transport that sends ``route``'s calls, made on first use."""
-        if self._only_transport is not None:
-            return self._only_transport
         transport = self._transports.get(route.transport)
         if transport is None:
             with self._transports_lock:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._catalog import Catalog
@@ -29,46 +29,50 @@ NATIVE_PROVIDER = "openai"
 """The provider whose wire NativeTransport speaks: tests/test_native.py proves it equal to
 LiteLLM for it (OpenAI itself, and any server named ``openai/<model>`` with api_base)."""
 
-# Models of provider openai for which LiteLLM rewrites a request in a way NativeTransport
-# does not mirror (it mirrors max_tokens -> max_completion_tokens for the reasoning
-# models, nothing else): under `auto` their calls go through LiteLLM, so that `auto`
-# never changes what a server receives.  (pattern of the name without ``openai/``,
-# what LiteLLM does, the argument that triggers it: None for every call.)
-LITELLM_REWRITES: tuple[tuple[re.Pattern[str], str, str | None], ...] = (
-    (re.compile(r"o1-mini|o1-preview|o3-mini"), "sends system messages as user messages", None),
-    (re.compile(r"gpt-5"), "refuses a temperature other than 1", None),
+# Models of provider openai whose requests LiteLLM rewrites in ways NativeTransport does
+# not mirror (it mirrors only max_tokens -> max_completion_tokens for the reasoning
+# models): under `auto` their calls go through LiteLLM, so that `auto` never changes what
+# a server receives or which error a call ends in.  (pattern matched at the start of the
+# name without ``openai/``, what LiteLLM does; litellm/llms/openai/chat/*_transformation.py.)
+LITELLM_REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"o\d"), "o-series: sends system messages as user messages unless the price map "
+                         "says the model takes them (o3, o3-mini, o4-mini); refuses a temperature other than 1"),
+    (re.compile(r"gpt-5"), "gpt-5 family: refuses or drops a temperature the model does not take"),
 )
 # LiteLLM leaves ``user`` out for a model outside OpenAI's catalog (a vLLM or proxy
-# model): a call with ``user`` to such a model goes through LiteLLM under `auto`.
+# model; tests/test_native.py pins it): such a call with ``user`` goes through LiteLLM.
 _DROPPED_OUTSIDE_CATALOG = frozenset({"user"})
 
 
-def transport_for(setting: str, model: str, catalog: Catalog, params: Collection[str] = ()) -> str:
+def transport_for(setting: str, model: str, catalog: Catalog, params: Mapping[str, Any] | None = None) -> str:
     """``"native"`` or ``"litellm"``: which transport sends ``model``'s calls with
-    ``params`` (argument names) under ``setting`` (``auto``, ``native`` or ``litellm``)."""
-    if setting == "litellm":
-        return "litellm"
+    ``params`` under ``setting`` (``auto``, ``native`` or ``litellm``)."""
+    params = params or {}
     provider = catalog.provider(model)
+    if setting == "litellm" or provider is None:  # an unknown model: the attempt names it
+        return "litellm"
     if setting == "native":
         if provider != NATIVE_PROVIDER:
             raise LLMConfigError(
-                f"transport 'native' speaks the OpenAI wire only, and {model} is provider "
-                f"{provider or 'unknown'}: set transport to auto or litellm for it, or, for a server "
-                f"that speaks the OpenAI API, name the model 'openai/{model.split('/')[-1]}' and set api_base",
-                model=model)
+                f"transport 'native' speaks the OpenAI wire only, and {model} is provider {provider}: "
+                f"set transport to auto or litellm for it (for a fallback: {{model: {model}, transport: "
+                f"auto}} in fallback_models), or, for a server that speaks the OpenAI API, name the "
+                f"model 'openai/{model.split('/')[-1]}' and set api_base", model=model)
         return "native"
     if provider != NATIVE_PROVIDER:
         return "litellm"
     name = model.removeprefix("openai/")
-    if any(pattern.match(name) for pattern, _, _ in LITELLM_REWRITES):
+    if any(pattern.match(name) for pattern, _ in LITELLM_REWRITES):
         return "litellm"
     if not catalog.knows(model) and _DROPPED_OUTSIDE_CATALOG.intersection(params):
+        return "litellm"
+    if isinstance(params.get("response_format"), type):  # LiteLLM turns a pydantic class into a schema
         return "litellm"
     return "native"
 
 
 def routes_for(config: LiteLLMConfig, model: str, catalog: Catalog, *,
-               fallbacks: bool = True, params: Collection[str] = ()) -> list[Route]:
+               fallbacks: bool = True, params: Mapping[str, Any] | None = None) -> list[Route]:
     """``model``'s route, then (with ``fallbacks``) each configured fallback's, without
     repeats; each with the transport for a call with ``params``."""
     routes = [route_for(config, model, catalog, params)]
@@ -82,7 +86,8 @@ def routes_for(config: LiteLLMConfig, model: str, catalog: Catalog, *,
     return routes
 
 
-def route_for(config: LiteLLMConfig, model: str, catalog: Catalog, params: Collection[str] = ()) -> Route:
+def route_for(config: LiteLLMConfig, model: str, catalog: Catalog,
+              params: Mapping[str, Any] | None = None) -> Route:
     """Credentials for a model named by string: the configured ones when it is the
     configured model or served by the same provider (e.g. through the same proxy)."""
     model = qualify_model(model)
@@ -96,7 +101,7 @@ def route_for(config: LiteLLMConfig, model: str, catalog: Catalog, params: Colle
     return Route(model, key, config.api_base, config.api_version, transport=transport)
 
 
-def _route_of(fallback: FallbackModel, catalog: Catalog, params: Collection[str]) -> Route:
+def _route_of(fallback: FallbackModel, catalog: Catalog, params: Mapping[str, Any] | None) -> Route:
     key = fallback.api_key.get_secret_value() if fallback.api_key else None
     model = qualify_model(fallback.model)
     return Route(model, key, fallback.api_base, fallback.api_version, fallback.timeout,
@@ -106,7 +111,7 @@ def _route_of(fallback: FallbackModel, catalog: Catalog, params: Collection[str]
 def request_routes(config: LiteLLMConfig, request: Request, catalog: Catalog) -> list[Route]:
     """The routes for ``request``: its model's, then its fallbacks'."""
     # Vectors from different models are not comparable: embeddings never fall back.
-    given = [name for name, value in request.payload.items() if value is not None]
+    given = {name: value for name, value in request.payload.items() if value is not None}
     return routes_for(config, request.model, catalog, fallbacks=request.kind != "embedding",
                       params=given)
 
