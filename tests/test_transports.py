@@ -29,6 +29,7 @@ from dewey.llm import (
 )
 from tests.conftest import TEST_KEY
 from tests.servers.fake_provider import FakeProvider, Reply
+from tests.test_cli import cli_env, dewey
 
 WIRE = "gpt-4o-mini"  # the model name the fake provider sees
 Make = Callable[..., LiteLLMClient]
@@ -212,3 +213,18 @@ def test_the_cli_chats_without_importing_litellm(provider: FakeProvider, isolate
     assert result.returncode == 0, result.stderr
     assert "echo: hi" in result.stdout
     assert result.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_the_cli_says_which_transport_a_model_takes(provider: FakeProvider, tmp_path: Path) -> None:
+    env = cli_env(tmp_path, provider, LITELLM_MODEL="openai/my-model",
+                  LITELLM_FALLBACKS="anthropic/claude-haiku-4-5")
+    shown = json.loads(dewey(["config", "show", "--json"], env, tmp_path).stdout)
+    assert shown["transports"] == {"openai/my-model": "native", "anthropic/claude-haiku-4-5": "litellm"}
+    text = dewey(["config", "show"], env, tmp_path).stdout
+    assert "Sent through: openai/my-model native, anthropic/claude-haiku-4-5 litellm" in text
+    assert json.loads(dewey(["models", "show", "gpt-4o-mini", "--json"], env, tmp_path).stdout)[
+        "transport"] == "native"
+    forced = {**env, "LITELLM_TRANSPORT": "litellm"}
+    assert json.loads(dewey(["models", "show", "gpt-4o-mini", "--json"], forced, tmp_path).stdout)[
+        "transport"] == "litellm"
+    assert "transport  " in dewey(["models", "show", "anthropic/claude-haiku-4-5"], env, tmp_path).stdout

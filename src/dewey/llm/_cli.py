@@ -732,7 +732,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_models_show(args: argparse.Namespace) -> int:
     from ._models_report import backend, render_model
 
-    details = backend().details(args.model)
+    catalog = backend()
+    details = catalog.details(args.model)
+    details["transport"] = _transports(_load_config(), args.model, catalog)[args.model]
     if args.json:
         _write(json.dumps(details, indent=2, default=str) + "\n")
         return 0
@@ -750,10 +752,14 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
     sources = config.sources
     fields = type(config).model_fields
     settings = {name: _shown(name, getattr(config, name)) for name in fields}
+    from ._catalog import Catalog
+
+    transports = _transports(config, config.resolved_model(), Catalog())
     if args.json:
         document = {
             "file": str(file) if file else None,
             "resolved_model": config.resolved_model(),
+            "transports": transports,
             "settings": settings,
             "sources": sources,
         }
@@ -765,6 +771,7 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
     console = _stdout_console()
     console.print(Text(f"Configuration file: {file or 'none'}"))
     console.print(Text(f"Model in use: {config.resolved_model()}"))
+    console.print(Text("Sent through: " + ", ".join(f"{model} {how}" for model, how in transports.items())))
     table = Table(title_justify="left")
     table.add_column("Setting", style="bold", no_wrap=True)
     table.add_column("Value", overflow="fold")
@@ -776,6 +783,20 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
         table.add_row(name, Text(text), Text(source, style="dim" if source == "default" else ""))
     console.print(table)
     return 0
+
+
+def _transports(config: Any, model: str, catalog: Any) -> dict[str, str]:
+    """Which transport (native or litellm) ``model`` and each fallback take, or why none can."""
+    from ._exceptions import LLMConfigError
+    from ._routing import routes_for
+
+    try:
+        routes = routes_for(config, model, catalog)
+    except LLMConfigError as error:
+        return {model: f"none: {error.message}"}
+    shown = {model: routes[0].transport}  # under the name asked for, qualified or not
+    shown.update((route.model, route.transport) for route in routes[1:])
+    return shown
 
 
 def _shown(name: str, value: Any) -> Any:
