@@ -22,7 +22,6 @@ import pytest
 from dewey.llm import (
     AsyncLiteLLMClient,
     ChatResponse,
-    FallbackModel,
     LiteLLMClient,
     LiteLLMConfig,
     LLMBudgetExceededError,
@@ -104,8 +103,8 @@ def test_fallback_from_an_openai_compatible_server_to_anthropic_through_litellm(
         make_client: Make, provider: FakeProvider, transport: str) -> None:
     provider.script(WIRE, *[Reply.error(503, "down")] * 2)
     provider.script("claude-haiku-4-5", Reply.ok("from claude"))
-    client = make_client(transport=transport, max_retries=1, fallback_models=[FallbackModel(
-        model="anthropic/claude-haiku-4-5", api_base=provider.anthropic_base, api_key=TEST_KEY)])
+    client = make_client(transport=transport, max_retries=1, fallback_models=[{
+        "model": "anthropic/claude-haiku-4-5", "api_base": provider.anthropic_base, "api_key": TEST_KEY}])
     response = client.generate_completion("hi")
     assert content(response) == "from claude" and type(response) is ChatResponse
     assert [r.path for r in provider.requests] == ["/v1/chat/completions"] * 2 + ["/v1/messages"]
