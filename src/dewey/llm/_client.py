@@ -14,7 +14,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, overload
 
 from ._catalog import Catalog
@@ -49,6 +49,7 @@ class _ClientCore:
         self,
         config: LiteLLMConfig | None = None,
         *,
+        transports: Mapping[str, Transport] | None = None,
         catalog: Catalog | None = None,
         cooldowns: Cooldowns | None = None,
         response_cache: Any = None,
@@ -61,9 +62,9 @@ class _ClientCore:
         if config is not None and settings:
             raise LLMConfigError("pass either config= or keyword settings, not both")
         self.config = LiteLLMConfig.load(config if config is not None else settings)
-        # One transport of each kind, made when a route first needs it (so that a native
-        # call never imports LiteLLM).
-        self._transports: dict[str, Transport] = {}
+        # One transport of each kind ("native", "litellm"), made when a route first needs
+        # it (so that a native call never imports LiteLLM), unless given in ``transports``.
+        self._transports: dict[str, Transport] = dict(transports or {})
         self._transports_lock = threading.Lock()
         self._catalog = catalog or Catalog(local=_local_model_details)
         self._cooldowns = cooldowns or Cooldowns(self.config.cooldown_failures,
@@ -226,7 +227,8 @@ class LiteLLMClient(_ClientCore):
     of its fields: ``LiteLLMClient(model="gpt-4o", cache=True)``), over ``LITELLM_*``
     variables, over the YAML file, over defaults.  To share state between clients, pass
     the objects as ``cooldowns=``, ``response_cache=``, ``usage_ledger=`` or
-    ``rate_limiter=``.
+    ``rate_limiter=``; ``transports={"native": ..., "litellm": ...}`` replaces what sends
+    the calls of the routes that take each (see ``transport``).
     """
 
     @overload
