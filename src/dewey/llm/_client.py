@@ -21,6 +21,7 @@ from ._catalog import Catalog
 from ._config import LiteLLMConfig
 from ._embeddings import EmbeddingPlan, merge, plan_embeddings
 from ._exceptions import LLMConfigError, LLMError
+from ._litellm import LiteLLMTransport, local_model_details
 from ._recorder import Recorder
 from ._request import (
     MessagesInput,
@@ -63,10 +64,11 @@ class _ClientCore:
             raise LLMConfigError("pass either config= or keyword settings, not both")
         self.config = LiteLLMConfig.load(config if config is not None else settings)
         # One transport of each kind ("native", "litellm"), made when a route first needs
-        # it (so that a native call never imports LiteLLM), unless given in ``transports``.
+        # it, unless given in ``transports``: LiteLLM is imported by the first call of a
+        # route through it, never for a native one.
         self._transports: dict[str, Transport] = dict(transports or {})
         self._transports_lock = threading.Lock()
-        self._catalog = catalog or Catalog(local=_local_model_details)
+        self._catalog = catalog or Catalog(local=local_model_details)
         self._cooldowns = cooldowns or Cooldowns(self.config.cooldown_failures,
                                                  self.config.cooldown_seconds)
         self._cache, self._ledger, self._limiter = _resources(self.config, response_cache,
@@ -112,8 +114,9 @@ class _ClientCore:
 
     def close(self) -> None:
         """Flush the usage ledger, close the cache, the rate limiter and the connections."""
-        native: Any = self._transports.get("native")  # the one with connections to close
-        for resource in (self._ledger, self._cache, self._limiter, native):
+        # The transports that hold connections have close(); LiteLLM's has none.
+        transports = [t for t in self._transports.values() if hasattr(t, "close")]
+        for resource in (self._ledger, self._cache, self._limiter, *transports):
             if resource is None:
                 continue
             try:
@@ -442,27 +445,20 @@ class AsyncLiteLLMClient(_ClientCore):
 
     async def aclose(self) -> None:
         """:meth:`close`, and the connections of the running event loop too."""
-        native: Any = self._transports.get("native")
-        if native is not None:
-            await native.aclose()
+        for transport in list(self._transports.values()):
+            aclose = getattr(transport, "aclose", None)
+            if aclose is not None:
+                await aclose()
         self.close()
 
 
 def _new_transport(name: str) -> Transport:
-    """A transport by its route name; each module imported only when first needed."""
+    """A transport by its route name."""
     if name == "native":
-        from ._native import NativeTransport
+        from ._native import NativeTransport  # httpx: imported for the first native call
 
         return NativeTransport()
-    from ._litellm import LiteLLMTransport
-
     return LiteLLMTransport()
-
-
-def _local_model_details(name: str) -> dict[str, Any]:
-    from ._litellm import local_model_details  # the local provider's module imports LiteLLM
-
-    return local_model_details(name)
 
 
 def _resources(config: LiteLLMConfig, cache: Any, ledger: Any, limiter: Any) -> tuple[Any, Any, Any]:

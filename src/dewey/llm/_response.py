@@ -46,7 +46,7 @@ class ChatResponse(dict[str, Any]):
         return _wrap(dict.get(self, key, default))
 
     def model_dump(self, **_: Any) -> dict[str, Any]:
-        return json.loads(json.dumps(self))
+        return _json_copy(self)
 
     def json(self, **_: Any) -> str:
         return json.dumps(self)
@@ -79,9 +79,14 @@ def from_litellm(response: Any) -> ResponseData:
 def as_dict(response: Any) -> dict[str, Any]:
     """Plain JSON-able data of a LiteLLM response (or of a ``ResponseData``)."""
     if isinstance(response, dict):
-        return json.loads(json.dumps(response, default=str))
-    data = response.model_dump() if hasattr(response, "model_dump") else dict(response)
-    return json.loads(json.dumps(data, default=str))
+        return _json_copy(response)
+    return _json_copy(response.model_dump() if hasattr(response, "model_dump") else dict(response))
+
+
+def _json_copy(data: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy through JSON: plain data only (anything else as its ``str``)."""
+    copied: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    return copied
 
 
 def cached_response(data: dict[str, Any]) -> ResponseData:
