@@ -192,16 +192,18 @@ def _cli_env(base: str, home: Path) -> dict[str, str]:
             "LITELLM_EMBEDDING_MODEL": "openai/text-embedding-3-small"}
 
 
-def _run_measured(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one process, from GNU time: a child's
+def _run_measured(command: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system: less skewed than wall time when other
+    work shares the machine) and peak RSS (MiB) of one process, from GNU time: a child's
     ``ru_maxrss`` counts the memory of the process that forked it, here this one's."""
     start = time.perf_counter()
-    result = subprocess.run(["/usr/bin/time", "-f", "%M", *command], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    result = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", *command], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - start
     if result.returncode:
         raise RuntimeError(f"{command} failed: {result.stderr}")
-    return wall, int(result.stderr.strip().splitlines()[-1]) / 1024
+    rss, user, system = result.stderr.strip().splitlines()[-1].split()
+    return wall, float(user) + float(system), int(rss) / 1024
 
 
 def _importtime(command: list[str], env: dict[str, str]) -> tuple[bool, list[tuple[float, str]]]:
@@ -212,16 +214,16 @@ def _importtime(command: list[str], env: dict[str, str]) -> tuple[bool, list[tup
     for line in result.stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line:
             continue
-        _, cumulative, name = (part.strip() for part in line.removeprefix("import time:").split("|"))
-        if not cumulative.isdigit():
+        _, cumulative, name = line.removeprefix("import time:").split("|")
+        if not cumulative.strip().isdigit():
             continue
         imported |= name.strip().split(".")[0] == "litellm"
-        if not name.startswith(" "):  # top-level: its time includes its children's
+        if not name[1:].startswith(" "):  # imported by the program itself: includes its children
             top.append((int(cumulative) / 1000, name.strip()))
     return imported, sorted(top, reverse=True)[:6]
 
 
-def bench_cli(base: str, runs: int) -> list[tuple[str, float, float, bool, list[tuple[float, str]]]]:
+def bench_cli(base: str, runs: int) -> list[tuple[str, float, float, float, bool, list[tuple[float, str]]]]:
     rows = []
     with tempfile.TemporaryDirectory() as home:
         env = _cli_env(base, Path(home))
@@ -234,7 +236,8 @@ def bench_cli(base: str, runs: int) -> list[tuple[str, float, float, bool, list[
             samples = [_run_measured(command, env) for _ in range(runs)]
             imported, top = _importtime(command, env) if args else (False, [])
             rows.append((label, statistics.median(s[0] for s in samples),
-                         max(s[1] for s in samples), imported, top))
+                         statistics.median(s[1] for s in samples), max(s[2] for s in samples),
+                         imported, top))
     return rows
 
 
@@ -280,11 +283,11 @@ def _report(completion: list[tuple[str, float, str]], stream: list[tuple[str, fl
     raw_rate, native_rate = rates.values()
     yield f"\nratio: {native_rate / raw_rate:.2f}x raw aiohttp\n"
     yield f"### Cold CLI, whole process ({args.cli_runs} runs, median; peak RSS the largest)\n"
-    yield "| command | median s | peak RSS MiB | litellm imported | slowest imports (ms, cumulative) |"
-    yield "| --- | ---: | ---: | ---: | --- |"
-    for label, wall, rss, imported, top in cli:
+    yield "| command | median wall s | median CPU s | peak RSS MiB | litellm imported | slowest imports (ms) |"
+    yield "| --- | ---: | ---: | ---: | ---: | --- |"
+    for label, wall, cpu, rss, imported, top in cli:
         slowest = ", ".join(f"{name} {ms:.0f}" for ms, name in top)
-        yield f"| `{label}` | {wall:.3f} | {rss:.1f} | {'yes' if imported else 'no'} | {slowest} |"
+        yield f"| `{label}` | {wall:.3f} | {cpu:.3f} | {rss:.1f} | {'yes' if imported else 'no'} | {slowest} |"
 
 
 if __name__ == "__main__":
