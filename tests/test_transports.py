@@ -25,6 +25,7 @@ from dewey.llm import (
     LiteLLMClient,
     LiteLLMConfig,
     LLMBudgetExceededError,
+    LLMConfigError,
 )
 from tests.conftest import TEST_KEY
 from tests.servers.fake_provider import FakeProvider, Reply
@@ -227,3 +228,11 @@ def test_the_cli_says_which_transport_a_model_takes(provider: FakeProvider, tmp_
     assert json.loads(dewey(["models", "show", "gpt-4o-mini", "--json"], forced, tmp_path).stdout)[
         "transport"] == "litellm"
     assert "transport  " in dewey(["models", "show", "anthropic/claude-haiku-4-5"], env, tmp_path).stdout
+
+
+def test_native_forced_on_anthropic_is_refused_before_sending(provider: FakeProvider) -> None:
+    client = LiteLLMClient(model="anthropic/claude-haiku-4-5", api_base=provider.anthropic_base,
+                           api_key=TEST_KEY, transport="native", track_usage=False)
+    with pytest.raises(LLMConfigError, match="transport to auto or litellm"):
+        client.generate_completion("hi")
+    assert provider.requests == []
