@@ -114,8 +114,9 @@ class _ClientCore:
 
     def close(self) -> None:
         """Flush the usage ledger, close the cache, the rate limiter and the connections."""
-        # The transports that hold connections have close(); LiteLLM's has none.
-        transports = [t for t in self._transports.values() if hasattr(t, "close")]
+        # The transports that hold connections have close(); LiteLLM's has none.  One
+        # object may serve both kinds (given in ``transports=``): closed once.
+        transports = {id(t): t for t in self._transports.values() if hasattr(t, "close")}.values()
         for resource in (self._ledger, self._cache, self._limiter, *transports):
             if resource is None:
                 continue
@@ -445,7 +446,7 @@ class AsyncLiteLLMClient(_ClientCore):
 
     async def aclose(self) -> None:
         """:meth:`close`, and the connections of the running event loop too."""
-        for transport in list(self._transports.values()):
+        for transport in {id(t): t for t in self._transports.values()}.values():
             aclose = getattr(transport, "aclose", None)
             if aclose is not None:
                 await aclose()
