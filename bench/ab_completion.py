@@ -37,8 +37,9 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=80, help="shuffled rounds (5 calls each)")
     blocks = parser.parse_args().blocks
     with fast_server() as base:
-        ledger_off = LiteLLMClient(model=MODEL, api_base=base, api_key=KEY, track_usage=False)
-        ledger_on = LiteLLMClient(model=MODEL, api_base=base, api_key=KEY)
+        ledger_off = LiteLLMClient(model=MODEL, api_base=base, api_key=KEY, track_usage=False,
+                                   transport="litellm")
+        ledger_on = LiteLLMClient(model=MODEL, api_base=base, api_key=KEY, transport="litellm")
 
         def bare() -> object:
             return litellm.completion(model=MODEL, messages=MESSAGES, api_base=base, api_key=KEY, max_retries=0)

@@ -303,9 +303,12 @@ def sync_contenders(base: str) -> tuple[dict[str, Callable[[], Any]], list[Any]]
 
     http = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY}"})
     sdk = openai.OpenAI(base_url=base, api_key=KEY, max_retries=0)
-    off = LiteLLMClient(model=MODEL, api_base=base, api_key=KEY, track_usage=False)
-    on = LiteLLMClient(model=MODEL, api_base=base, api_key=KEY)  # the default: ledger on
-    priced = LiteLLMClient(model=PRICED_MODEL, api_base=base, api_key=KEY, track_usage=False)
+    # transport="litellm": this compares dewey-llm's LiteLLM path with bare LiteLLM (the
+    # native transport is measured against raw clients by bench/bench_transports.py).
+    off = LiteLLMClient(model=MODEL, api_base=base, api_key=KEY, track_usage=False, transport="litellm")
+    on = LiteLLMClient(model=MODEL, api_base=base, api_key=KEY, transport="litellm")  # ledger on
+    priced = LiteLLMClient(model=PRICED_MODEL, api_base=base, api_key=KEY, track_usage=False,
+                           transport="litellm")
 
     def raw() -> Any:
         response = http.post("/chat/completions", json={"model": "bench", "messages": MESSAGES})
@@ -372,8 +375,8 @@ def bench_stream(base: str, calls: int, warmup: int, report: Report, block: int 
 
     from dewey.llm import LiteLLMClient
 
-    off = LiteLLMClient(model=MODEL, api_base=base, api_key=KEY, track_usage=False)
-    on = LiteLLMClient(model=MODEL, api_base=base, api_key=KEY)
+    off = LiteLLMClient(model=MODEL, api_base=base, api_key=KEY, track_usage=False, transport="litellm")
+    on = LiteLLMClient(model=MODEL, api_base=base, api_key=KEY, transport="litellm")
 
     def via_litellm() -> Any:
         # stream_options as dewey-llm sends it for OpenAI-compatible providers (usage at end).
@@ -511,8 +514,8 @@ async def _concurrency(base: str, total: int, concurrency: int, rounds: int
 
     from dewey.llm import AsyncLiteLLMClient
 
-    off = AsyncLiteLLMClient(model=MODEL, api_base=base, api_key=KEY, track_usage=False)
-    on = AsyncLiteLLMClient(model=MODEL, api_base=base, api_key=KEY)
+    off = AsyncLiteLLMClient(model=MODEL, api_base=base, api_key=KEY, track_usage=False, transport="litellm")
+    on = AsyncLiteLLMClient(model=MODEL, api_base=base, api_key=KEY, transport="litellm")
     batch = [MESSAGES] * total
 
     async def gathered(n: int) -> None:
@@ -695,7 +698,7 @@ def diagnose(report: Report, base: str, quick: bool) -> None:
 
     def client(backend: Any = None) -> LiteLLMClient:
         return LiteLLMClient(model=MODEL, api_base=base, api_key=KEY, track_usage=False,
-                             transport=backend)
+                             transport="litellm", transports={"litellm": backend} if backend else None)
 
     if any(name.startswith("completion latency") for name in missed):
         backend = timing_backend()
@@ -726,8 +729,9 @@ def diagnose(report: Report, base: str, quick: bool) -> None:
                                        for _ in range(calls)], report)
     if any(name.startswith("throughput") for name in missed):
         async def batch(backend: Any = None) -> float:
-            batch_client = AsyncLiteLLMClient(model=MODEL, api_base=base, api_key=KEY,
-                                              track_usage=False, transport=backend)
+            batch_client = AsyncLiteLLMClient(model=MODEL, api_base=base, api_key=KEY, track_usage=False,
+                                              transport="litellm",
+                                              transports={"litellm": backend} if backend else None)
             await batch_client.generate_completions([MESSAGES] * 50, concurrency=50)
             if backend is not None:
                 backend.spent.clear()

@@ -328,7 +328,8 @@ def child_env(provider_base: str, cache_file: Path, **extra: str) -> dict[str, s
 
 
 def test_a_hit_never_imports_litellm(provider: FakeProvider, isolated: Path) -> None:
-    env = child_env(provider.openai_base, isolated / "shared-cache.db")
+    # Through LiteLLM, so that the miss does import it (the native transport never would).
+    env = child_env(provider.openai_base, isolated / "shared-cache.db", LITELLM_TRANSPORT="litellm")
     runs = []
     for _ in range(2):  # the first process fills the file, the second is answered by it
         result = subprocess.run([sys.executable, "-c", CHILD, "Is this cached?"], env=env,

@@ -230,15 +230,20 @@ def test_embeddings_single_and_batch(make_client: Any, provider: FakeProvider) -
     (Reply.error(429, "slow down", retry_after=7), LLMRateLimitError, 429),
     (Reply.error(500, "boom"), LLMServerError, 500),
 ])
+@pytest.mark.parametrize("transport", ["native", "litellm"])
 def test_provider_errors_are_typed(make_client: Any, provider: FakeProvider, reply: Reply,
-                                   error: type[LLMError], status: int) -> None:
+                                   error: type[LLMError], status: int, transport: str) -> None:
     provider.script_all(reply)
     with pytest.raises(error) as caught:
-        make_client(max_retries=0, max_retry_after=0).generate_completion("hi")
+        make_client(max_retries=0, max_retry_after=0, transport=transport).generate_completion("hi")
     assert caught.value.status_code == status
     assert caught.value.model == "openai/gpt-4o-mini"
-    assert isinstance(caught.value.__cause__, Exception)
+    # LiteLLM's exception stays the cause (redacted); the native transport's errors have
+    # none, since httpx's exceptions hold the request and its Authorization header.
+    cause = caught.value.__cause__
+    assert isinstance(cause, Exception) if transport == "litellm" else cause is None
     assert TEST_KEY not in str(caught.value) and TEST_KEY not in repr(caught.value)
+    assert TEST_KEY not in str(cause) and TEST_KEY not in repr(cause)
     if status == 429:
         assert caught.value.retry_after == 7
 

@@ -352,7 +352,7 @@ def test_async_stream_matches_litellm_chunk_by_chunk(case: str, provider: FakePr
     async def both() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         stream = await litellm.acompletion(**_completion_kwargs(provider, stream=True, **extra))
         expected = [_litellm_chunk(chunk) async for chunk in stream]
-        got = [_plain(chunk) async for chunk in native.astream(_completion_kwargs(provider, **extra))]
+        got = [_plain(chunk) async for chunk in await native.astream(_completion_kwargs(provider, **extra))]
         await native.aclose()
         return expected, got
 
@@ -572,7 +572,7 @@ def test_async_faults_map_like_sync(fault: str, provider: FakeProvider, native: 
     async def fail() -> LLMError:
         try:
             if stream:
-                chunks: AsyncIterator[Any] = native.astream(kwargs)
+                chunks: AsyncIterator[Any] = await native.astream(kwargs)
                 async for _ in chunks:
                     pass
             else:

@@ -202,8 +202,7 @@ WORKER = textwrap.dedent("""
     client = LiteLLMClient(config=LiteLLMConfig(
         model="openai/gpt-4o-mini", api_base=base, api_key=key, cache=False, usage_db=usage_db,
         budget={"total_usd": budget}))
-    from dewey.llm._litellm import litellm
-    litellm()  # both processes start spending together, not after LiteLLM's import
+    import dewey.llm._native  # both processes start spending together, not after an import
     print("ready", flush=True)
     sys.stdin.readline()
 

@@ -89,7 +89,7 @@ def wire_client(provider: FakeProvider) -> Iterator[tuple[LiteLLMClient, WireTra
     transport = WireTransport()
     config = LiteLLMConfig(model="openai/gpt-4o-mini", api_base=provider.openai_base, api_key=TEST_KEY,
                            backoff_base=0.01, backoff_max=0.05)
-    with LiteLLMClient(config=config, transport=transport) as client:
+    with LiteLLMClient(config=config, transports={"native": transport, "litellm": transport}) as client:
         yield client, transport
 
 

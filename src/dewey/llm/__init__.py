@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "LiteLLMClient": "_client",
     "AsyncLiteLLMClient": "_client",
+    "ChatResponse": "_response",
     "CompletionStream": "_stream",
     "AsyncCompletionStream": "_stream",
     "LiteLLMConfig": "_config",
@@ -49,6 +50,7 @@ __all__ = [
     "AsyncLiteLLMClient",
     "Attempt",
     "Budget",
+    "ChatResponse",
     "CompletionStream",
     "FallbackModel",
     "LLMAuthenticationError",
@@ -92,6 +94,7 @@ if TYPE_CHECKING:
         ProviderError,
     )
     from ._messages import Message
+    from ._response import ChatResponse
     from ._stream import AsyncCompletionStream, CompletionStream
     from ._tools import tool
     from ._usage import UsageSummary

@@ -125,6 +125,10 @@ class Catalog:
 
     # --- facts ----------------------------------------------------------------------------
 
+    def knows(self, model: str) -> bool:
+        """Whether the map has an entry for ``model`` (with or without ``provider/``)."""
+        return self._key(model) is not None
+
     def details(self, model: str) -> dict[str, Any]:
         """The map entry for ``model`` plus ``"model"``; ``LLMConfigError`` when unknown."""
         key = self._key(model)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, overload
 
 from ._catalog import Catalog
@@ -31,13 +32,14 @@ from ._request import (
     estimate_tokens,
     texts_of,
 )
-from ._resilience import Cooldowns, RetryPlan, Step, run_async, run_sync
-from ._response import ResponseData
+from ._resilience import Cooldowns, RetryPlan, Route, Step, run_async, run_sync
+from ._response import ChatResponse, ResponseData
 from ._routing import (
     attempt_kwargs,
     endpoint_of,
     explained,
     missing_key_error,
+    request_routes,
     retry_plan,
     routes_for,
 )
@@ -57,7 +59,7 @@ class _ClientCore:
         self,
         config: LiteLLMConfig | None = None,
         *,
-        transport: Transport | None = None,
+        transports: Mapping[str, Transport] | None = None,
         catalog: Catalog | None = None,
         cooldowns: Cooldowns | None = None,
         response_cache: Any = None,
@@ -70,14 +72,17 @@ class _ClientCore:
         if config is not None and settings:
             raise LLMConfigError("pass either config= or keyword settings, not both")
         self.config = LiteLLMConfig.load(config if config is not None else settings)
-        # LiteLLM is imported by the transport's first call, not here.
-        self._transport = transport = transport or LiteLLMTransport()
+        # One transport of each kind ("native", "litellm"), made when a route first needs
+        # it, unless given in ``transports``: LiteLLM is imported by the first call of a
+        # route through it, never for a native one.
+        self._transports: dict[str, Transport] = dict(transports or {})
+        self._transports_lock = threading.Lock()
         self._catalog = catalog or Catalog(local=local_model_details)
         self._cooldowns = cooldowns or Cooldowns(self.config.cooldown_failures,
                                                  self.config.cooldown_seconds)
         self._cache, self._ledger, self._limiter = _resources(self.config, response_cache,
                                                               usage_ledger, rate_limiter)
-        self._recorder = Recorder(catalog=self._catalog, transport=transport, ledger=self._ledger,
+        self._recorder = Recorder(catalog=self._catalog, ledger=self._ledger,
                                   cache=self._cache, cache_ttl=self.config.cache_ttl)
 
     def __repr__(self) -> str:
@@ -117,8 +122,11 @@ class _ClientCore:
         return list(self._ledger.summary(by="model", since=since))
 
     def close(self) -> None:
-        """Flush the usage ledger and close the cache and the rate limiter."""
-        for resource in (self._ledger, self._cache, self._limiter):
+        """Flush the usage ledger, close the cache, the rate limiter and the connections."""
+        # The transports that hold connections have close(); LiteLLM's has none.  One
+        # object may serve both kinds (given in ``transports=``): closed once.
+        transports = {id(t): t for t in self._transports.values() if hasattr(t, "close")}.values()
+        for resource in (self._ledger, self._cache, self._limiter, *transports):
             if resource is None:
                 continue
             try:
@@ -157,20 +165,40 @@ class _ClientCore:
         return endpoint_of(self.config, request, self._catalog)
 
     def _plan(self, request: Request) -> RetryPlan:
-        # Loading LiteLLM takes seconds: not part of any attempt's latency or deadline.
-        load = getattr(self._transport, "load", None)
+        request.routes = request_routes(self.config, request, self._catalog)
+        # Loading LiteLLM takes seconds: not part of the first attempt's latency or the
+        # call's deadline (a fallback through LiteLLM loads it when it is reached).
+        self._load(self._transport(request.routes[0]))
+        return retry_plan(self.config, request, self._cooldowns, self._catalog)
+
+    def _transport(self, route: Route) -> Transport:
+        """The transport that sends ``route``'s calls, made on first use."""
+        transport = self._transports.get(route.transport)
+        if transport is None:
+            with self._transports_lock:
+                transport = self._transports.get(route.transport)
+                if transport is None:
+                    transport = self._transports[route.transport] = _new_transport(route.transport)
+        return transport
+
+    @staticmethod
+    def _load(transport: Transport) -> None:
+        load = getattr(transport, "load", None)
         if load is not None:
             load()
-        return retry_plan(self.config, request, self._cooldowns, self._catalog)
 
     # --- one attempt, shared by sync and async ------------------------------------------------
 
-    def _attempt(self, request: Request, step: Step, send: Callable[[dict[str, Any]], T]) -> tuple[T, float]:
-        """``send`` the step's arguments; the result and when the attempt started."""
+    def _attempt(self, request: Request, step: Step,
+                 send: Callable[[Transport, dict[str, Any]], T]) -> tuple[T, float]:
+        """``send`` the step's arguments through its transport; the result and when the
+        attempt started."""
+        transport = self._transport(step.route)
+        self._load(transport)
         self._recorder.hold(request)
         started = time.monotonic()
         try:
-            return send(attempt_kwargs(request, step, self._catalog)), started
+            return send(transport, attempt_kwargs(request, step, self._catalog)), started
         except LLMError as error:
             self._failed(request, step, error, started)
             raise
@@ -179,12 +207,14 @@ class _ClientCore:
             raise
 
     async def _aattempt(self, request: Request, step: Step,
-                        send: Callable[[dict[str, Any]], Awaitable[T]]) -> tuple[T, float]:
+                        send: Callable[[Transport, dict[str, Any]], Awaitable[T]]) -> tuple[T, float]:
         """:meth:`_attempt`, awaited."""
+        transport = self._transport(step.route)
+        self._load(transport)
         self._recorder.hold(request)
         started = time.monotonic()
         try:
-            return await send(attempt_kwargs(request, step, self._catalog)), started
+            return await send(transport, attempt_kwargs(request, step, self._catalog)), started
         except LLMError as error:
             self._failed(request, step, error, started)
             raise
@@ -196,8 +226,10 @@ class _ClientCore:
         explained(error, step.route, self.config, self._catalog)
         self._recorder.failed(request, step, error, time.monotonic() - started)
 
-    def _succeeded(self, request: Request, step: Step, response: Any, started: float) -> Any:
-        return self._recorder.succeeded(request, step, response, time.monotonic() - started)
+    def _succeeded(self, request: Request, step: Step, response: Any, started: float) -> ChatResponse:
+        # Every transport answers with a ChatResponse (LiteLLM's is converted at its boundary).
+        answer: ChatResponse = self._recorder.succeeded(request, step, response, time.monotonic() - started)
+        return answer
 
     # --- checking the configuration (``dewey-llm config check``) -------------------------------
 
@@ -207,6 +239,15 @@ class _ClientCore:
         routes = routes_for(self.config, self.model, self._catalog)
         return [error for error in (missing_key_error(route, self._catalog) for route in routes)
                 if error is not None]
+
+    def transports(self, model: str | None = None) -> dict[str, str]:
+        """Which transport (``native`` or ``litellm``) ``model`` (default: the client's)
+        and each fallback take, by model name.  Nothing is sent; LiteLLM is not loaded."""
+        chosen = model or self.model
+        routes = routes_for(self.config, chosen, self._catalog)
+        shown = {chosen: routes[0].transport}  # under the name asked for, qualified or not
+        shown.update((route.model, route.transport) for route in routes[1:])
+        return shown
 
 
 class LiteLLMClient(_ClientCore):
@@ -219,12 +260,13 @@ class LiteLLMClient(_ClientCore):
     of its fields: ``LiteLLMClient(model="gpt-4o", cache=True)``), over ``LITELLM_*``
     variables, over the YAML file, over defaults.  To share state between clients, pass
     the objects as ``cooldowns=``, ``response_cache=``, ``usage_ledger=`` or
-    ``rate_limiter=``.
+    ``rate_limiter=``; ``transports={"native": ..., "litellm": ...}`` replaces what sends
+    the calls of the routes that take each (see ``transport``).
     """
 
     @overload
     def generate_completion(self, messages: MessagesInput, model: str | None = None, *,
-                            stream: Literal[False] = False, **params: Any) -> Any: ...
+                            stream: Literal[False] = False, **params: Any) -> ChatResponse: ...
 
     @overload
     def generate_completion(self, messages: MessagesInput, model: str | None = None, *,
@@ -245,9 +287,9 @@ class LiteLLMClient(_ClientCore):
         tools: list[Any] | None = None,
         tool_choice: Any = None,
         **params: Any,
-    ) -> Any:
-        """A chat completion (LiteLLM's ``ModelResponse``), or with ``stream=True`` a
-        :class:`CompletionStream` of chunks.
+    ) -> ChatResponse | CompletionStream:
+        """A chat completion (a :class:`ChatResponse`, whatever transport or cache
+        answered), or with ``stream=True`` a :class:`CompletionStream` of chunks.
 
         ``params`` pass through to LiteLLM (temperature, max_tokens, response_format, ...),
         plus ``cache=False`` / ``cache="refresh"``, ``tags=[...]`` and ``user=...``.
@@ -264,19 +306,19 @@ class LiteLLMClient(_ClientCore):
         self._recorder.store(key, response)
         return response
 
-    def _complete(self, request: Request, step: Step) -> Any:
+    def _complete(self, request: Request, step: Step) -> ChatResponse:
         self._acquire(request, step)
-        response, started = self._attempt(request, step, self._transport.complete)
+        response, started = self._attempt(request, step, lambda transport, kwargs: transport.complete(kwargs))
         return self._succeeded(request, step, response, started)
 
     def _open_stream(self, request: Request, step: Step, plan: RetryPlan, key: str | None) -> CompletionStream:
         self._acquire(request, step)
-        transport = self._transport
-        (iterator, head), started = self._attempt(request, step, lambda kwargs: open_stream(transport, kwargs))
-        return CompletionStream(iterator, head, Live(self._recorder, request, step, plan, key, started))
+        (iterator, head), started = self._attempt(request, step, open_stream)
+        live = Live(self._recorder, self._transport(step.route), request, step, plan, key, started)
+        return CompletionStream(iterator, head, live)
 
     def generate_embedding(self, input: str | list[str], model: str | None = None,
-                           **params: Any) -> Any:
+                           **params: Any) -> ChatResponse:
         """Embeddings for a text or a batch: ``e["data"][i]["embedding"]``.
 
         With caching on, each text is cached on its own: only new texts are sent.
@@ -285,9 +327,10 @@ class LiteLLMClient(_ClientCore):
         fresh = None
         if plan.missing:
 
-            def embed(step: Step) -> Any:
+            def embed(step: Step) -> ChatResponse:
                 self._acquire(request, step)
-                response, started = self._attempt(request, step, self._transport.embed)
+                response, started = self._attempt(request, step,
+                                                  lambda transport, kwargs: transport.embed(kwargs))
                 return self._succeeded(request, step, response, started)
 
             fresh = run_sync(self._plan(request), embed)
@@ -338,7 +381,7 @@ class AsyncLiteLLMClient(_ClientCore):
 
     @overload
     async def generate_completion(self, messages: MessagesInput, model: str | None = None, *,
-                                  stream: Literal[False] = False, **params: Any) -> Any: ...
+                                  stream: Literal[False] = False, **params: Any) -> ChatResponse: ...
 
     @overload
     async def generate_completion(self, messages: MessagesInput, model: str | None = None, *,
@@ -359,7 +402,7 @@ class AsyncLiteLLMClient(_ClientCore):
         tools: list[Any] | None = None,
         tool_choice: Any = None,
         **params: Any,
-    ) -> Any:
+    ) -> ChatResponse | AsyncCompletionStream:
         """See :meth:`LiteLLMClient.generate_completion`; with ``stream=True`` this returns
         an :class:`AsyncCompletionStream`."""
         request, key, cached = self._start_completion(messages, model, stream, {
@@ -374,29 +417,30 @@ class AsyncLiteLLMClient(_ClientCore):
         self._recorder.store(key, response)
         return response
 
-    async def _complete(self, request: Request, step: Step) -> Any:
+    async def _complete(self, request: Request, step: Step) -> ChatResponse:
         await self._aacquire(request, step)
-        response, started = await self._aattempt(request, step, self._transport.acomplete)
+        response, started = await self._aattempt(
+            request, step, lambda transport, kwargs: transport.acomplete(kwargs))
         return self._succeeded(request, step, response, started)
 
     async def _open_stream(self, request: Request, step: Step, plan: RetryPlan,
                            key: str | None) -> AsyncCompletionStream:
         await self._aacquire(request, step)
-        transport = self._transport
-        (iterator, head), started = await self._aattempt(
-            request, step, lambda kwargs: aopen_stream(transport, kwargs))
-        return AsyncCompletionStream(iterator, head, Live(self._recorder, request, step, plan, key, started))
+        (iterator, head), started = await self._aattempt(request, step, aopen_stream)
+        live = Live(self._recorder, self._transport(step.route), request, step, plan, key, started)
+        return AsyncCompletionStream(iterator, head, live)
 
     async def generate_embedding(self, input: str | list[str], model: str | None = None,
-                                 **params: Any) -> Any:
+                                 **params: Any) -> ChatResponse:
         """See :meth:`LiteLLMClient.generate_embedding`."""
         request, plan = self._start_embedding(input, model, params)
         fresh = None
         if plan.missing:
 
-            async def embed(step: Step) -> Any:
+            async def embed(step: Step) -> ChatResponse:
                 await self._aacquire(request, step)
-                response, started = await self._aattempt(request, step, self._transport.aembed)
+                response, started = await self._aattempt(
+                    request, step, lambda transport, kwargs: transport.aembed(kwargs))
                 return self._succeeded(request, step, response, started)
 
             fresh = await run_async(self._plan(request), embed)
@@ -435,7 +479,24 @@ class AsyncLiteLLMClient(_ClientCore):
         return self
 
     async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, and the connections of the running event loop too."""
+        for transport in {id(t): t for t in self._transports.values()}.values():
+            aclose = getattr(transport, "aclose", None)
+            if aclose is not None:
+                await aclose()
         self.close()
+
+
+def _new_transport(name: str) -> Transport:
+    """A transport by its route name."""
+    if name == "native":
+        from ._native import NativeTransport  # httpx: imported for the first native call
+
+        return NativeTransport()
+    return LiteLLMTransport()
 
 
 def _resources(config: LiteLLMConfig, cache: Any, ledger: Any, limiter: Any) -> tuple[Any, Any, Any]:

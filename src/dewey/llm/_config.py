@@ -45,6 +45,9 @@ class _Strict(BaseModel):
                 yield name, mask_secrets(value, name)
 
 
+TransportSetting = Literal["auto", "native", "litellm"]
+
+
 class FallbackModel(_Strict):
     """A fallback with its own credentials, e.g. another provider."""
 
@@ -53,6 +56,7 @@ class FallbackModel(_Strict):
     api_base: str | None = None
     api_version: str | None = None
     timeout: float | None = Field(default=None, gt=0, le=DAY)
+    transport: TransportSetting = "auto"
 
 
 class Budget(_Strict):
@@ -87,6 +91,9 @@ class LiteLLMConfig(_Strict):
         description="Key for the primary model (else the provider's variable)")
     api_base: str | None = Field(default=None, description="Base URL of the provider or proxy")
     api_version: str | None = Field(default=None, description="API version (Azure)")
+    transport: TransportSetting = Field(default="auto",
+        description="What sends the calls: auto (native for OpenAI-compatible endpoints, else LiteLLM), "
+                    "native or litellm")
     timeout: float = Field(default=60.0, gt=0, le=DAY, description="Seconds allowed for one attempt")
     deadline: float | None = Field(default=None, gt=0, le=DAY,
         description="Seconds allowed for the whole call, retries included")
@@ -300,6 +307,7 @@ _ENV_FIELDS = {
     "LITELLM_USAGE_DB": "usage_db",
     "LITELLM_TRACK_USAGE": "track_usage",
     "LITELLM_RATE_LIMIT_URL": "rate_limit_url",
+    "LITELLM_TRANSPORT": "transport",
 }
 
 
@@ -315,6 +323,8 @@ def read_environment(environ: dict[str, str]) -> dict[str, tuple[Any, str]]:
             value = [m.strip() for m in raw.split(",") if m.strip()]
         elif field == "cache":
             value = _parse_cache(raw)
+        elif field == "transport":
+            value = raw.strip().lower()
         elif field == "track_usage":
             value = raw.strip().lower() not in ("0", "false", "no", "off")
         found[field] = (value, variable)

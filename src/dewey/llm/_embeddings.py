@@ -51,7 +51,7 @@ def plan_embeddings(texts: list[str], request: Request, cache: Any, endpoint: st
     return EmbeddingPlan(texts, found, missing, keys)
 
 
-def merge(request: Request, plan: EmbeddingPlan, fresh: Any, recorder: Recorder) -> Any:
+def merge(request: Request, plan: EmbeddingPlan, fresh: ResponseData | None, recorder: Recorder) -> ResponseData:
     """The answer to the whole call: the fresh response when every text was sent, else
     cached and fresh vectors in input order (fresh ones cached on the way)."""
     found, missing = plan.found, plan.missing

@@ -21,6 +21,7 @@ from typing import Any
 from . import _provider_quirks
 from ._exceptions import LLMError
 from ._litellm_errors import from_provider_error
+from ._response import ResponseData, from_litellm
 
 __all__ = ["LiteLLMTransport", "is_loaded", "litellm", "litellm_cost"]
 
@@ -75,7 +76,9 @@ def litellm_cost(response: Any, model: str | None, kind: str) -> float:
 
 
 class LiteLLMTransport:
-    """Sends requests through LiteLLM; maps its exceptions to ``LLMError``."""
+    """Sends requests through LiteLLM; maps its exceptions to ``LLMError`` and its
+    responses to :class:`ResponseData` (the one type every path returns).  Stream chunks
+    stay LiteLLM's: converting each would cost more than the rest of a chunk's way."""
 
     name = "litellm"
 
@@ -86,11 +89,11 @@ class LiteLLMTransport:
         """Import LiteLLM now (a no-op once done), e.g. before a latency clock starts."""
         litellm()
 
-    def complete(self, kwargs: dict[str, Any]) -> Any:
-        return _call(litellm().completion, kwargs)
+    def complete(self, kwargs: dict[str, Any]) -> ResponseData:
+        return from_litellm(_call(litellm().completion, kwargs))
 
-    async def acomplete(self, kwargs: dict[str, Any]) -> Any:
-        return await _acall(litellm().acompletion, kwargs)
+    async def acomplete(self, kwargs: dict[str, Any]) -> ResponseData:
+        return from_litellm(await _acall(litellm().acompletion, kwargs))
 
     def stream(self, kwargs: dict[str, Any]) -> Iterator[Any]:
         chunks = _call(litellm().completion, {**kwargs, "stream": True})
@@ -100,14 +103,15 @@ class LiteLLMTransport:
         chunks = await _acall(litellm().acompletion, {**kwargs, "stream": True})
         return _AsyncChunks(chunks.__aiter__(), kwargs["model"])
 
-    def embed(self, kwargs: dict[str, Any]) -> Any:
-        return _call(litellm().embedding, self._without_sdk_retries(kwargs, False))
+    def embed(self, kwargs: dict[str, Any]) -> ResponseData:
+        return from_litellm(_call(litellm().embedding, self._without_sdk_retries(kwargs, False)))
 
-    async def aembed(self, kwargs: dict[str, Any]) -> Any:
-        return await _acall(litellm().aembedding, self._without_sdk_retries(kwargs, True))
+    async def aembed(self, kwargs: dict[str, Any]) -> ResponseData:
+        return from_litellm(await _acall(litellm().aembedding, self._without_sdk_retries(kwargs, True)))
 
-    def assemble(self, chunks: list[Any], messages: list[dict[str, Any]]) -> Any:
-        return litellm().stream_chunk_builder(chunks, messages=messages)
+    def assemble(self, chunks: list[Any], messages: list[dict[str, Any]]) -> ResponseData | None:
+        built = litellm().stream_chunk_builder(chunks, messages=messages)
+        return from_litellm(built) if built is not None else None
 
     def _without_sdk_retries(self, kwargs: dict[str, Any], is_async: bool) -> dict[str, Any]:
         """LiteLLM's OpenAI embedding path turns ``max_retries=0`` into the SDK default

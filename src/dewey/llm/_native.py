@@ -7,18 +7,20 @@ per-call bookkeeping.  The wire format itself lives in :mod:`._openai_wire`; thi
 does the I/O: pooled HTTP clients and the mapping of transport failures to LLMError.
 
 Sync calls share one keep-alive ``httpx.Client`` per (api_base, api_key); async calls one
-``httpx.AsyncClient`` on aiohttp (measured faster under concurrency: bench/bench_native.py)
-per (api_base, api_key, event loop).  No retries here: the client's one loop retries.
+``aiohttp.ClientSession`` per (api_base, api_key, event loop): under concurrency aiohttp
+answers about ten times the calls per second of httpx's async client, or of httpx over
+aiohttp (bench/bench_native.py, bench/bench_transports.py).  No retries here: the client's one loop retries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -28,6 +30,7 @@ from ._openai_wire import (
     PROVIDER,
     EventReader,
     HTTPRequest,
+    assemble,
     chat_request,
     completion,
     embedding,
@@ -37,10 +40,14 @@ from ._openai_wire import (
 )
 from ._response import ResponseData
 
+if TYPE_CHECKING:
+    import aiohttp
+
 __all__ = ["NativeTransport"]
 
 _DEFAULT_TIMEOUT = 600.0  # LiteLLM's default, so a call without ``timeout`` behaves alike
-_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+_POOL_SIZE = 100  # connections per endpoint and key, sync and async alike
+_LIMITS = httpx.Limits(max_connections=_POOL_SIZE, max_keepalive_connections=_POOL_SIZE)
 _PoolKey = tuple[str, str | None]
 
 
@@ -111,6 +118,11 @@ class NativeTransport:
         if error is not None:
             raise error  # outside the except block: no __context__ holding the request's key
 
+    def assemble(self, chunks: list[Any], messages: list[dict[str, Any]]) -> ResponseData:  # noqa: ARG002
+        """One response made of a whole stream's chunks (``messages`` are not needed: the
+        usage is the server's)."""
+        return assemble(chunks)
+
     def close(self) -> None:
         """Close the sync connection pools (async ones: :meth:`aclose`)."""
         with self._lock:
@@ -150,26 +162,33 @@ class NativeTransport:
         return embedding(await self._apost(request, kwargs["model"]), kwargs["model"])
 
     async def astream(self, kwargs: Mapping[str, Any]) -> AsyncIterator[ResponseData]:
-        """The chunks of a streamed completion; the request is sent on the first ``anext()``."""
-        request = chat_request(_resolved(kwargs), stream=True)
-        model = kwargs["model"]
-        client = await self._async_client(request)
+        """The chunks of a streamed completion (awaited, as the ``Transport`` protocol
+        says); the request is sent on the first ``anext()``."""
+        return self._achunks(chat_request(_resolved(kwargs), stream=True), kwargs["model"])
+
+    async def _achunks(self, request: HTTPRequest, model: str) -> AsyncIterator[ResponseData]:
+        import aiohttp
+
+        session = await self._session(request)
         error: LLMError | None = None
         try:
-            async with client.stream("POST", request.path, content=request.content,
-                                     headers=request.headers, timeout=_timeout(request)) as response:
-                if response.status_code >= 400:
-                    body = await response.aread()
-                    raise http_error(response.status_code, response.headers, body, model)
+            async with session.post(request.api_base + request.path, data=request.content,
+                                    headers=request.headers, timeout=_aiohttp_timeout(request)) as response:
+                if response.status >= 400:
+                    raise http_error(response.status, response.headers, await response.read(), model)
                 reader = EventReader(model)
-                async for line in response.aiter_lines():
-                    for chunk in reader.feed(line):
-                        yield chunk
-                for chunk in reader.flush():
+                rest = b""
+                async for data in response.content.iter_any():
+                    # Split on b"\n" before decoding: it is never part of a UTF-8 sequence.
+                    *lines, rest = (rest + data).split(b"\n")
+                    for line in lines:
+                        for chunk in reader.feed(line.rstrip(b"\r").decode()):
+                            yield chunk
+                for chunk in [*reader.feed(rest.rstrip(b"\r").decode()), *reader.flush()]:
                     yield chunk
                 _check_finished(reader, model)
-        except httpx.HTTPError as exc:
-            error = _transport_error(exc, model, request, streaming=True)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            error = _aiohttp_error(exc, model, request, streaming=True)
         if error is not None:
             raise error
 
@@ -183,30 +202,34 @@ class NativeTransport:
             await pool.closer.aclose()
         self.close()
 
-    async def _async_client(self, request: HTTPRequest) -> httpx.AsyncClient:
-        # An async client belongs to the event loop it was made in (aiohttp binds its
-        # session to it): each loop, e.g. each asyncio.run(), gets a pool of its own.
+    async def _session(self, request: HTTPRequest) -> aiohttp.ClientSession:
+        # A session belongs to the event loop it was made in: each loop, e.g. each
+        # asyncio.run(), gets a pool of its own.
         loop = asyncio.get_running_loop()
         key = (request.api_base, request.api_key)
         with self._lock:
             pool = self._async_clients.get(key)
         if pool is None or pool.loop is not loop:
-            client = _new_async_client(request)
-            closer = _closed_with_loop(client)
+            session = _new_session(request)
+            closer = _closed_with_loop(session)
             await closer.asend(None)
-            pool = _AsyncPool(loop, client, closer)
+            pool = _AsyncPool(loop, session, closer)
             with self._lock:
                 self._async_clients[key] = pool
-        return pool.client
+        return pool.session
 
     async def _apost(self, request: HTTPRequest, model: str) -> Any:
+        import aiohttp
+
         try:
-            client = await self._async_client(request)
-            response = await client.post(
-                request.path, content=request.content, headers=request.headers, timeout=_timeout(request))
-            return _json(response, model)
-        except httpx.HTTPError as exc:
-            error = _transport_error(exc, model, request, streaming=False)
+            session = await self._session(request)
+            async with session.post(request.api_base + request.path, data=request.content,
+                                    headers=request.headers, timeout=_aiohttp_timeout(request)) as response:
+                status, headers, body = response.status, response.headers, await response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            error = _aiohttp_error(exc, model, request, streaming=False)
+        else:
+            return _parsed(status, headers, body, model)
         raise error
 
 
@@ -216,18 +239,18 @@ class NativeTransport:
 @dataclass(frozen=True)
 class _AsyncPool:
     loop: asyncio.AbstractEventLoop
-    client: httpx.AsyncClient
+    session: aiohttp.ClientSession
     closer: AsyncGenerator[None, None]
 
 
-async def _closed_with_loop(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
-    """Closes ``client`` when closed itself: by :meth:`NativeTransport.aclose`, or by
+async def _closed_with_loop(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    """Closes ``session`` when closed itself: by :meth:`NativeTransport.aclose`, or by
     ``asyncio.run()``, which closes every unfinished async generator before it closes
     its loop, so a caller that never calls ``aclose()`` leaks no open session."""
     try:
         yield
     finally:
-        await client.aclose()
+        await session.close()
 
 
 def _resolved(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -248,11 +271,19 @@ def _headers(request: HTTPRequest) -> dict[str, str]:
     return headers
 
 
-def _new_async_client(request: HTTPRequest) -> httpx.AsyncClient:
-    from httpx_aiohttp import AiohttpTransport
+def _new_session(request: HTTPRequest) -> aiohttp.ClientSession:
+    import aiohttp  # only for async calls: a sync process does not pay its import
 
-    return httpx.AsyncClient(base_url=request.api_base, headers=_headers(request),
-                             transport=AiohttpTransport(limits=_LIMITS), timeout=_DEFAULT_TIMEOUT)
+    return aiohttp.ClientSession(headers=_headers(request), connector=aiohttp.TCPConnector(limit=_POOL_SIZE))
+
+
+def _aiohttp_timeout(request: HTTPRequest) -> aiohttp.ClientTimeout:
+    import aiohttp
+
+    # As httpx's one number: for connecting and for each read, not for the whole reply
+    # (a long stream that keeps sending is not timed out).
+    seconds = _timeout(request)
+    return aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
 
 
 def _timeout(request: HTTPRequest) -> float:
@@ -261,12 +292,17 @@ def _timeout(request: HTTPRequest) -> float:
 
 def _json(response: httpx.Response, model: str) -> Any:
     """The JSON body of a successful reply; the mapped error of a failed one."""
-    if response.status_code >= 400:
-        raise http_error(response.status_code, response.headers, response.content, model)
+    return _parsed(response.status_code, response.headers, response.content, model)
+
+
+def _parsed(status: int, headers: Mapping[str, str], body: bytes, model: str) -> Any:
+    if status >= 400:
+        raise http_error(status, headers, body, model)
     try:
-        return response.json()
+        return json.loads(body)
     except ValueError:
-        raise malformed(model, f"the reply is not JSON: {response.text[:100]!r}") from None
+        text = body.decode("utf-8", "replace")
+        raise malformed(model, f"the reply is not JSON: {text[:100]!r}") from None
 
 
 def _check_finished(reader: EventReader, model: str) -> None:
@@ -281,20 +317,40 @@ def _transport_error(exc: httpx.HTTPError, model: str, request: HTTPRequest, *,
                      streaming: bool) -> LLMError:
     """The LLMError for a failure below HTTP (refused, timed out, cut), without its cause:
     httpx's exceptions hold the request, and so its Authorization header."""
-    # httpx-aiohttp maps aiohttp's errors loosely (a refused connection arrives as
-    # ConnectTimeout): the aiohttp exception it wraps tells what really happened.
-    origin: BaseException = exc
-    if exc.__cause__ is not None and type(exc.__cause__).__module__.startswith("aiohttp"):
-        origin = exc.__cause__
-    where = f"{request.api_base}{request.path}"
-    if isinstance(origin, (httpx.TimeoutException, TimeoutError)):
-        return LLMTimeoutError(f"{model}: no answer from {where} in time ({origin})",
-                               model=model, provider=PROVIDER)
+    if isinstance(exc, httpx.TimeoutException):
+        return _timed_out(model, request, exc)
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
-        if streaming:  # text may have been delivered: the answer is broken, not unreachable
-            return LLMServerError(f"{model}: the stream from {where} broke off ({origin})",
-                                  model=model, provider=PROVIDER)
-        return LLMConnectionError(f"{model}: the connection to {where} broke before the reply "
-                                  f"was complete ({origin})", model=model, provider=PROVIDER)
-    return LLMConnectionError(f"{model}: could not reach {where} ({origin})",
+        return _broken(model, request, exc, streaming=streaming)
+    return _unreachable(model, request, exc)
+
+
+def _aiohttp_error(exc: BaseException, model: str, request: HTTPRequest, *, streaming: bool) -> LLMError:
+    """:func:`_transport_error` for aiohttp's exceptions (which hold the request too)."""
+    import aiohttp
+
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return _timed_out(model, request, exc)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return _unreachable(model, request, exc)
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError):
+        return _broken(model, request, exc, streaming=streaming)
+    return _unreachable(model, request, exc)
+
+
+def _timed_out(model: str, request: HTTPRequest, exc: BaseException) -> LLMError:
+    return LLMTimeoutError(f"{model}: no answer from {request.api_base}{request.path} in time ({exc})",
+                           model=model, provider=PROVIDER)
+
+
+def _broken(model: str, request: HTTPRequest, exc: BaseException, *, streaming: bool) -> LLMError:
+    where = f"{request.api_base}{request.path}"
+    if streaming:  # text may have been delivered: the answer is broken, not unreachable
+        return LLMServerError(f"{model}: the stream from {where} broke off ({exc})", model=model,
+                              provider=PROVIDER)
+    return LLMConnectionError(f"{model}: the connection to {where} broke before the reply was complete "
+                              f"({exc})", model=model, provider=PROVIDER)
+
+
+def _unreachable(model: str, request: HTTPRequest, exc: BaseException) -> LLMError:
+    return LLMConnectionError(f"{model}: could not reach {request.api_base}{request.path} ({exc})",
                               model=model, provider=PROVIDER)

@@ -20,7 +20,6 @@ from ._response import ResponseData, as_dict, cached_response, usage_counts
 
 if TYPE_CHECKING:
     from ._config import Budget
-    from ._transport import Transport
 
 __all__ = ["COST_FIELD", "Recorder"]
 
@@ -33,9 +32,8 @@ _ANSWER_TOKENS = 1024  # what a reservation assumes an answer costs when max_tok
 class Recorder:
     """Records a client's calls in its ledger, adds up their cost, stores answers in its cache."""
 
-    def __init__(self, *, catalog: Catalog, transport: Transport, ledger: Any, cache: Any,
-                 cache_ttl: float | None) -> None:
-        self.catalog, self.transport = catalog, transport
+    def __init__(self, *, catalog: Catalog, ledger: Any, cache: Any, cache_ttl: float | None) -> None:
+        self.catalog = catalog
         self.ledger, self.cache, self.cache_ttl = ledger, cache, cache_ttl
         self._cost_lock = threading.Lock()
         self.total_cost = 0.0  # USD spent through this recorder (cache hits cost nothing)
@@ -173,7 +171,3 @@ class Recorder:
             # without loading LiteLLM to price it.
             entry = {**as_dict(response), COST_FIELD: self.cost_of(response)}
             self.cache.set(key, entry, self.cache_ttl)
-
-    def assemble(self, chunks: list[Any], messages: list[dict[str, Any]]) -> Any:
-        """One response made of a whole stream's chunks."""
-        return self.transport.assemble(chunks, messages)

@@ -47,9 +47,11 @@ class Route:
     api_base: str | None = None
     api_version: str | None = None
     timeout: float | None = None
+    transport: str = "litellm"
+    """What sends the calls: ``"native"`` (the OpenAI wire) or ``"litellm"``."""
 
     def __repr__(self) -> str:  # never show the key
-        return f"Route({self.model!r}, api_base={self.api_base!r})"
+        return f"Route({self.model!r}, api_base={self.api_base!r}, transport={self.transport!r})"
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""Responses rebuilt from plain data (cache hits), without importing LiteLLM.
+"""``ResponseData``: the one response type every call returns, without importing LiteLLM.
 
-A cached answer must read exactly like a fresh ``litellm.ModelResponse``:
-``r.choices[0].message.content``, ``r["choices"][0]["message"]["content"]``,
-``r.usage.prompt_tokens`` and ``r.model_dump()`` all work.
+Whatever answered (the native transport, LiteLLM, the cache), a response reads the same
+as LiteLLM's ``ModelResponse`` does: ``r.choices[0].message.content``,
+``r["choices"][0]["message"]["content"]``, ``r.usage.prompt_tokens``, ``r.model_dump()``
+and ``r._hidden_params`` all work.
 """
 
 from __future__ import annotations
@@ -12,18 +13,28 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["ResponseData", "answer_text", "as_dict", "delta_text", "replay_chunks"]
+__all__ = ["ChatResponse", "ResponseData", "answer_text", "as_dict", "delta_text", "from_litellm",
+           "replay_chunks"]
 
 
-class ResponseData(dict[str, Any]):
-    """A dict whose keys also read as attributes, recursively (like LiteLLM's objects)."""
+class ChatResponse(dict[str, Any]):
+    """A chat completion or embedding response, whatever transport or cache answered.
+
+    A dict whose keys also read as attributes, recursively, like LiteLLM's objects:
+    ``response.choices[0].message.content`` or ``response["choices"][0]["message"]["content"]``,
+    ``response.usage``, ``response.choices[0].message.tool_calls``, ``model_dump()``.
+    ``response._hidden_params`` holds what is not part of the answer (``cache_hit``,
+    ``dewey_cost``), as on LiteLLM's responses.
+    """
 
     def __getattr__(self, name: str) -> Any:
         try:
             return _wrap(self[name])
         except KeyError:
-            if name == "_hidden_params":
-                return {}
+            if name == "_hidden_params":  # made on first use, kept out of the data
+                hidden: dict[str, Any] = {}
+                object.__setattr__(self, "_hidden_params", hidden)
+                return hidden
             raise AttributeError(name) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -45,12 +56,25 @@ class ResponseData(dict[str, Any]):
         return json.dumps(self)
 
 
+ResponseData = ChatResponse
+"""The name the code used before the type was public; the same class."""
+
+
 def _wrap(value: Any) -> Any:
     if isinstance(value, dict) and not isinstance(value, ResponseData):
         return ResponseData(value)
     if isinstance(value, list):
         return [_wrap(item) for item in value]
     return value
+
+
+def from_litellm(response: Any) -> ResponseData:
+    """LiteLLM's ``ModelResponse`` / ``EmbeddingResponse`` as a :class:`ResponseData`,
+    its ``_hidden_params`` kept."""
+    data = ResponseData(response.model_dump())
+    hidden = getattr(response, "_hidden_params", None)
+    object.__setattr__(data, "_hidden_params", dict(hidden) if isinstance(hidden, dict) else {})
+    return data
 
 
 def as_dict(response: Any) -> dict[str, Any]:

@@ -1,13 +1,15 @@
-"""Where a request goes: routes and credentials, the retry plan, each attempt's arguments.
+"""Where a request goes: routes, credentials and transport, the retry plan, each attempt's arguments.
 
 Pure functions over the configuration and the :class:`Catalog`: no I/O, no LiteLLM.
 :func:`routes_for` is also what ``dewey-llm config check`` lists, with
-:func:`missing_key_error` for each route.
+:func:`missing_key_error` for each route; :func:`transport_for` is which transport
+(``native`` or ``litellm``) a model's calls take.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,43 +22,104 @@ from ._resilience import Cooldowns, Policy, RetryPlan, Route, Step
 if TYPE_CHECKING:
     from ._request import Request
 
-__all__ = ["attempt_kwargs", "endpoint_of", "explained", "missing_key_error", "retry_plan",
-           "route_for", "routes_for", "unknown_model_error"]
+__all__ = ["LITELLM_REWRITES", "attempt_kwargs", "endpoint_of", "explained", "missing_key_error",
+           "request_routes", "retry_plan", "route_for", "routes_for", "transport_for", "unknown_model_error"]
+
+NATIVE_PROVIDER = "openai"
+"""The provider whose wire NativeTransport speaks: tests/test_native.py proves it equal to
+LiteLLM for it (OpenAI itself, and any server named ``openai/<model>`` with api_base)."""
+
+# Models of provider openai whose requests LiteLLM rewrites in ways NativeTransport does
+# not mirror (it mirrors only max_tokens -> max_completion_tokens for the reasoning
+# models): under `auto` their calls go through LiteLLM, so that `auto` never changes what
+# a server receives or which error a call ends in.  (pattern matched at the start of the
+# name without ``openai/``, what LiteLLM does; litellm/llms/openai/chat/*_transformation.py.)
+LITELLM_REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"o\d"), "o-series: sends system messages as user messages unless the price map "
+                         "says the model takes them (o3, o3-mini, o4-mini); refuses a temperature other than 1"),
+    (re.compile(r"gpt-5"), "gpt-5 family: refuses or drops a temperature the model does not take"),
+)
+# LiteLLM leaves ``user`` out for a model outside OpenAI's catalog (a vLLM or proxy
+# model; tests/test_native.py pins it): such a call with ``user`` goes through LiteLLM.
+_DROPPED_OUTSIDE_CATALOG = frozenset({"user"})
+
+
+def transport_for(setting: str, model: str, catalog: Catalog, params: Mapping[str, Any] | None = None) -> str:
+    """``"native"`` or ``"litellm"``: which transport sends ``model``'s calls with
+    ``params`` under ``setting`` (``auto``, ``native`` or ``litellm``)."""
+    params = params or {}
+    provider = catalog.provider(model)
+    if setting == "litellm" or provider is None:  # an unknown model: the attempt names it
+        return "litellm"
+    if setting == "native":
+        if provider != NATIVE_PROVIDER:
+            raise LLMConfigError(
+                f"transport 'native' speaks the OpenAI wire only, and {model} is provider {provider}: "
+                f"set transport to auto or litellm for it (for a fallback: {{model: {model}, transport: "
+                f"auto}} in fallback_models), or, for a server that speaks the OpenAI API, name the "
+                f"model 'openai/{model.split('/')[-1]}' and set api_base", model=model)
+        return "native"
+    if provider != NATIVE_PROVIDER:
+        return "litellm"
+    name = model.removeprefix("openai/")
+    if any(pattern.match(name) for pattern, _ in LITELLM_REWRITES):
+        return "litellm"
+    if not catalog.knows(model) and _DROPPED_OUTSIDE_CATALOG.intersection(params):
+        return "litellm"
+    if isinstance(params.get("response_format"), type):  # LiteLLM turns a pydantic class into a schema
+        return "litellm"
+    return "native"
 
 
 def routes_for(config: LiteLLMConfig, model: str, catalog: Catalog, *,
-               fallbacks: bool = True) -> list[Route]:
-    """``model``'s route, then (with ``fallbacks``) each configured fallback's, without repeats."""
-    routes = [route_for(config, model, catalog)]
+               fallbacks: bool = True, params: Mapping[str, Any] | None = None) -> list[Route]:
+    """``model``'s route, then (with ``fallbacks``) each configured fallback's, without
+    repeats; each with the transport for a call with ``params``."""
+    routes = [route_for(config, model, catalog, params)]
     for fallback in config.fallback_models if fallbacks else ():
-        route = route_for(config, fallback, catalog) if isinstance(fallback, str) else _route_of(fallback)
+        if isinstance(fallback, str):
+            route = route_for(config, fallback, catalog, params)
+        else:
+            route = _route_of(fallback, catalog, params)
         if route not in routes:
             routes.append(route)
     return routes
 
 
-def route_for(config: LiteLLMConfig, model: str, catalog: Catalog) -> Route:
+def route_for(config: LiteLLMConfig, model: str, catalog: Catalog,
+              params: Mapping[str, Any] | None = None) -> Route:
     """Credentials for a model named by string: the configured ones when it is the
     configured model or served by the same provider (e.g. through the same proxy)."""
     model = qualify_model(model)
+    transport = transport_for(config.transport, model, catalog, params)
     if config.api_key is None and config.api_base is None:
-        return Route(model)
+        return Route(model, transport=transport)
     primary = qualify_model(config.model) if config.model else None
     if primary is not None and model != primary and catalog.provider(model) != catalog.provider(primary):
-        return Route(model)
+        return Route(model, transport=transport)
     key = config.api_key.get_secret_value() if config.api_key else None
-    return Route(model, key, config.api_base, config.api_version)
+    return Route(model, key, config.api_base, config.api_version, transport=transport)
 
 
-def _route_of(fallback: FallbackModel) -> Route:
+def _route_of(fallback: FallbackModel, catalog: Catalog, params: Mapping[str, Any] | None) -> Route:
     key = fallback.api_key.get_secret_value() if fallback.api_key else None
-    return Route(qualify_model(fallback.model), key, fallback.api_base, fallback.api_version, fallback.timeout)
+    model = qualify_model(fallback.model)
+    return Route(model, key, fallback.api_base, fallback.api_version, fallback.timeout,
+                 transport_for(fallback.transport, model, catalog, params))
+
+
+def request_routes(config: LiteLLMConfig, request: Request, catalog: Catalog) -> list[Route]:
+    """The routes for ``request``: its model's, then its fallbacks'."""
+    # Vectors from different models are not comparable: embeddings never fall back.
+    given = {name: value for name, value in request.payload.items() if value is not None}
+    return routes_for(config, request.model, catalog, fallbacks=request.kind != "embedding",
+                      params=given)
 
 
 def retry_plan(config: LiteLLMConfig, request: Request, cooldowns: Cooldowns, catalog: Catalog) -> RetryPlan:
-    """The plan for ``request``, whose routes it sets."""
-    # Vectors from different models are not comparable: embeddings never fall back.
-    request.routes = routes_for(config, request.model, catalog, fallbacks=request.kind != "embedding")
+    """The plan for ``request`` over its routes (set them with :func:`request_routes`)."""
+    if not request.routes:
+        request.routes = request_routes(config, request, catalog)
     policy = Policy(max_retries=config.max_retries, timeout=config.timeout,
                     deadline=config.deadline, backoff_base=config.backoff_base,
                     backoff_max=config.backoff_max, max_retry_after=config.max_retry_after)

@@ -70,6 +70,7 @@ class Live:
     """What a live (not replayed) stream reports through, and the attempt it came from."""
 
     recorder: Recorder
+    transport: Transport  # what sent it, and so assembles its chunks
     request: Request
     step: Step
     plan: RetryPlan  # its deadline is the whole call's
@@ -106,7 +107,7 @@ class _StreamCall:
         """The whole answer as one response, once the stream has been read to its end."""
         live = self._live
         if self._response is None and self._finished and live is not None:
-            self._response = live.recorder.assemble(self._chunks, live.request.messages)
+            self._response = live.transport.assemble(self._chunks, live.request.messages)
             hidden = getattr(self._response, "_hidden_params", None)
             if isinstance(hidden, dict):
                 hidden["dewey_cost"] = self.cost

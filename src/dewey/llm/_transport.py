@@ -24,7 +24,7 @@ class Transport(Protocol):
     """Sends one request and returns the provider's answer; raises only ``LLMError``."""
 
     name: str
-    """What sends the requests, e.g. ``"litellm"``."""
+    """What sends the requests: ``"native"`` (the OpenAI wire) or ``"litellm"``."""
 
     def complete(self, kwargs: dict[str, Any]) -> Any:
         """A chat completion response."""
@@ -45,4 +45,5 @@ class Transport(Protocol):
         """:meth:`embed`, awaited."""
 
     def assemble(self, chunks: list[Any], messages: list[dict[str, Any]]) -> Any:
-        """One response made of a whole stream's chunks (to cache and price it)."""
+        """One response made of a whole stream's chunks (to cache and price it): a
+        ``ChatResponse``, as :meth:`complete` and :meth:`embed` return."""

@@ -10,9 +10,13 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .._exceptions import LLMConfigError
 from ._output import NewCommand, group_help, load_config, make_client, stdout_console, write
+
+if TYPE_CHECKING:
+    from .._config import LiteLLMConfig
 
 __all__ = ["add"]
 
@@ -52,10 +56,12 @@ def _show(args: argparse.Namespace) -> int:
     sources = config.sources
     fields = type(config).model_fields
     settings = {name: _shown(name, getattr(config, name)) for name in fields}
+    transports = _transports(config)
     if args.json:
         document = {
             "file": str(file) if file else None,
             "resolved_model": config.resolved_model(),
+            "transports": transports,
             "settings": settings,
             "sources": sources,
         }
@@ -67,6 +73,7 @@ def _show(args: argparse.Namespace) -> int:
     console = stdout_console()
     console.print(Text(f"Configuration file: {file or 'none'}"))
     console.print(Text(f"Model in use: {config.resolved_model()}"))
+    console.print(Text("Sent through: " + ", ".join(f"{model} {how}" for model, how in transports.items())))
     table = Table(title_justify="left")
     table.add_column("Setting", style="bold", no_wrap=True)
     table.add_column("Value", overflow="fold")
@@ -78,6 +85,17 @@ def _show(args: argparse.Namespace) -> int:
         table.add_row(name, Text(text), Text(source, style="dim" if source == "default" else ""))
     console.print(table)
     return 0
+
+
+def _transports(config: LiteLLMConfig) -> dict[str, str]:
+    """Which transport the model and each fallback take, or why none can."""
+    from .._client import LiteLLMClient
+
+    try:
+        with LiteLLMClient(config=config.model_copy(update={"track_usage": False, "cache": False})) as client:
+            return client.transports()
+    except LLMConfigError as error:
+        return {config.resolved_model(): f"none: {error.message}"}
 
 
 def _shown(name: str, value: Any) -> Any:

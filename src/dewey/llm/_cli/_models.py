@@ -130,6 +130,7 @@ def _list(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     with _facts_client() as client:
         details = client.get_model_details(args.model)
+        details["transport"] = client.transports(args.model)[args.model]
     if args.json:
         write(json.dumps(details, indent=2, default=str) + "\n")
         return 0
