@@ -119,9 +119,13 @@ class LiteLLMConfig(_Strict):
     cache_url: str | None = Field(default=None, description="redis://... or a SQLite file path for the cache")
     cache_ttl: float | None = Field(default=None, gt=0, le=3650 * DAY,
         description="Seconds a cached answer stays valid (none: forever)")
+    cache_max_entries: int | None = Field(default=None, ge=1,
+        description="Most answers the SQLite cache keeps; least recently used go first (none: no bound)")
     track_usage: bool = Field(default=True, description="Record every call in the usage ledger")
     usage_db: str | None = Field(default=None,
         description="Ledger: a SQLite path, postgresql://..., or none for the default file")
+    usage_retention_days: float | None = Field(default=None, gt=0, le=36500,
+        description="Days ledger rows are kept; older ones are deleted, their totals kept (none: forever)")
     budget: Budget = Field(default_factory=Budget, description="Spending limits in USD")
     rate_limits: dict[str, RateLimit] = Field(default_factory=dict,
         description="Per-model rpm/tpm limits ('*' for every model)")
