@@ -169,16 +169,17 @@ class PostgresLedger(Ledger):
         return not isinstance(error, (psycopg.DataError, psycopg.IntegrityError))
 
 
-def postgres_ledger(url: str) -> PostgresLedger:
+def postgres_ledger(url: str, *, retention_days: float | None = None) -> PostgresLedger:
     """A Postgres ledger; a ``table=`` query parameter is ours, not libpq's: take it out."""
     import_extra("psycopg", extra="postgres", needed_for="usage_db: postgresql://...")
     parts = urlsplit(url)
     params = parse_qsl(parts.query, keep_blank_values=True)
     tables = [value for key, value in params if key == "table"]
     if not tables:
-        return PostgresLedger(url)
+        return PostgresLedger(url, retention_days=retention_days)
     if len(tables) > 1:
         raise LLMConfigError(f"usage_db {mask_url(url)!r} names the table more than once")
     query = urlencode([(key, value) for key, value in params if key != "table"])
     return PostgresLedger(urlunsplit((parts.scheme, parts.netloc, parts.path, query,
-                                      parts.fragment)), table=tables[0])
+                                      parts.fragment)), table=tables[0],
+                          retention_days=retention_days)

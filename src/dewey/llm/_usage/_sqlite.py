@@ -69,6 +69,8 @@ class SQLiteLedger(Ledger):
         return connection
 
     def _ensure_totals(self, connection: sqlite3.Connection) -> None:
+        import sqlite3
+
         """Create the totals tables; in a file written before they existed, build them from
         its rows first (once: the write lock makes other processes wait, then see them)."""
         def missing() -> bool:
@@ -78,7 +80,16 @@ class SQLiteLedger(Ledger):
 
         if not missing():
             return  # up to date, or no ledger in this file yet
-        connection.execute("BEGIN IMMEDIATE")
+        for attempt in range(100):
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                # While another connection switches the file to WAL, this reports "locked"
+                # at once, without waiting for the busy timeout.
+                if "locked" not in str(exc) or attempt == 99:
+                    raise
+                time.sleep(0.05)
         try:
             if missing():
                 for statement in schema(self._table, integer="INTEGER", real="REAL"):
