@@ -40,7 +40,7 @@ _MAX_BACKOFF = 30.0  # seconds between write attempts while storage is down
 _READ_RETRY = 5.0  # after a failed read, reads fail fast for this long (no 3 s connect each call)
 _COMMIT_WAIT = 1.0  # longest spent() waits for a commit in progress
 PRUNE_BATCH = 5000  # rows deleted per retention transaction: never a long write lock
-_BY = {"model": ("totals", "model"), "user": ("totals", "user_label"),
+_BY = {"model": ("daily", "model"), "user": ("totals", "user_label"),
        "tag": ("tags", "tag"), "day": ("daily", "day")}  # summary(by=...): table suffix, key
 
 
@@ -361,8 +361,6 @@ class Ledger(Reservations, Storage):
                                  "by='user', by='tag' or by='day'")
         self.flush()
         suffix, key = _BY[by]
-        if by == "day" and model is not None:
-            suffix = "totals"  # the daily table has no model column
         first, part = split_since(since)
         clauses, params = [], []
         if first is not None:

@@ -99,7 +99,11 @@ def render_usage(ledger: Ledger, *, since: float | None, model: str | None, as_j
     for key, rows in tables.items():
         title, header, missing = BY[key]
         shown = [replace(row, key=row.key or missing) for row in rows]
-        console.print(_table(title, header, shown, console.width))
+        if by is None and key == "day" and len(shown) > CHART_DAYS:
+            # A year is 365 lines, and rendering them costs more than reading the ledger.
+            title += f" (last {CHART_DAYS} of {len(shown)} days; --by day shows every day)"
+            shown = shown[-CHART_DAYS:]
+        console.print(_table(title, header, shown, console.width, totals=_totals(rows)))
     if by == "tag":
         console.print(Text("A call with several tags counts under each of them."))
     if "day" in tables:
@@ -114,10 +118,12 @@ _COLUMNS = (("Cost", "cost_usd"), ("Calls", "calls"), ("Tokens in", "prompt_toke
             ("Cache hits", "cache_hits"), ("Saved", "saved_usd"))
 
 
-def _table(title: str, key_header: str, rows: list[UsageSummary], width: int) -> Table:
+def _table(title: str, key_header: str, rows: list[UsageSummary], width: int, *,
+           totals: UsageSummary) -> Table:
+    """``rows`` and a footer of ``totals`` (those of the whole period, when ``rows`` are
+    only its last days)."""
     from rich.table import Table
 
-    totals = _totals(rows)
     cells = {attribute: [_cell(getattr(row, attribute)) for row in (*rows, totals)]
              for _, attribute in _COLUMNS}
     # Keep the columns that fit (a cell needs its text + 3 for padding and border); a

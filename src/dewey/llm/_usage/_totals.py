@@ -3,8 +3,9 @@ million rows as at ten.
 
 Three tables sit beside the rows, updated in the transaction that writes them:
 
-- ``{table}_daily`` (day): spend per UTC day, read by budget checks and ``by day``;
-- ``{table}_totals`` (day, model, user): read by ``by model`` and ``by user``;
+- ``{table}_daily`` (day, model): read by budget checks, ``by day`` and ``by model``;
+  its size grows with days and models, not calls;
+- ``{table}_totals`` (day, model, user): read by ``by user``;
 - ``{table}_tags`` (day, model, tag): read by ``by tag``.  A call with two tags counts
   under both, so this table is never summed for spend; an untagged call counts under "".
 
@@ -30,7 +31,7 @@ _MAX_DAY = 2**62  # a day number both engines can store, whatever a record's tim
 MEASURES = ("calls", "errors", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd",
             "saved_usd")
 # The key columns of each totals table, by its suffix.
-KEYS = {"daily": ("day",), "totals": ("day", "model", "user_label"),
+KEYS = {"daily": ("day", "model"), "totals": ("day", "model", "user_label"),
         "tags": ("day", "model", "tag")}
 
 Measures = list[float]  # calls, errors, ... in MEASURES order
@@ -79,7 +80,7 @@ def fold(rows: Iterable[Sequence[Any]]) -> Folded:
         prompt, completion, cost, saved = row[7], row[8], row[10], row[11]
         day = day_of(when)
         values = [1, int(outcome != "ok"), int(cache_hit), prompt, completion, cost, saved]
-        keys: list[tuple[str, tuple[Any, ...]]] = [("daily", (day,)),
+        keys: list[tuple[str, tuple[Any, ...]]] = [("daily", (day, model)),
                                                     ("totals", (day, model, user or ""))]
         keys += [("tags", (day, model, tag)) for tag in _tags(tags)]
         for suffix, key in keys:
@@ -112,7 +113,8 @@ def rebuild_sql(table: str, *, day_sql: str, tags_from: str) -> list[str]:
             "SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd), SUM(saved_usd)")
     into = ", ".join(MEASURES)
     return [
-        f"INSERT INTO {table}_daily (day, {into}) SELECT {day_sql}, {sums} FROM {table} GROUP BY 1",
+        f"INSERT INTO {table}_daily (day, model, {into}) SELECT {day_sql}, model, {sums} "
+        f"FROM {table} GROUP BY 1, 2",
         f"INSERT INTO {table}_totals (day, model, user_label, {into}) SELECT {day_sql}, model, "
         f"COALESCE(user_label, ''), {sums} FROM {table} GROUP BY 1, 2, 3",
         f"INSERT INTO {table}_tags (day, model, tag, {into}) SELECT {day_sql}, model, "
