@@ -18,7 +18,6 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import Any
 
 from .._exceptions import LedgerUnavailableError, LLMConfigError
@@ -27,7 +26,7 @@ from ._budgets import Reservations
 from ._format import describe
 from ._records import COLUMN_LIST, UsageRecord, UsageSummary, from_row, money, number, to_row
 from ._storage import Storage
-from ._totals import DAY, MEASURES, add_partial, day_of, partial_rows, split_since, summaries
+from ._totals import BY, DAY, spent_sql, summarize
 
 __all__ = ["MAX_PENDING", "Ledger"]
 
@@ -40,8 +39,6 @@ _MAX_BACKOFF = 30.0  # seconds between write attempts while storage is down
 _READ_RETRY = 5.0  # after a failed read, reads fail fast for this long (no 3 s connect each call)
 _COMMIT_WAIT = 1.0  # longest spent() waits for a commit in progress
 PRUNE_BATCH = 5000  # rows deleted per retention transaction: never a long write lock
-_BY = {"model": ("daily", "model"), "user": ("totals", "user_label"),
-       "tag": ("tags", "tag"), "day": ("daily", "day")}  # summary(by=...): table suffix, key
 
 
 class Ledger(Reservations, Storage):
@@ -335,52 +332,18 @@ class Ledger(Reservations, Storage):
             return queued, None
 
     def _spent_sql(self, since: float | None) -> tuple[str, list[Any]]:
-        """An SQL expression of the stored spend since ``since``, and its parameters: the
-        daily totals of whole days, and the rows of a first part day (none for budgets,
-        which start at midnight)."""
-        first, part = split_since(since)
-        sql = f"SELECT SUM(cost_usd) FROM {self._table}_daily"
-        params: list[Any] = []
-        if first is not None:
-            sql += f" WHERE day >= {self._mark}"
-            params.append(first)
-        total = f"COALESCE(({sql}), 0)"
-        if part is not None:
-            total += (f" + COALESCE((SELECT SUM(cost_usd) FROM {self._table} "
-                      f'WHERE "time" >= {self._mark} AND "time" < {self._mark}), 0)')
-            params.extend(part)
-        return total, params
+        return spent_sql(self._table, self._mark, since)
 
     def summary(self, *, by: str = "model", since: float | None = None,
                 model: str | None = None) -> list[UsageSummary]:
         """Totals per model, user or tag (most expensive first), or per UTC day (oldest
         first), read from the running totals.  A call with several tags counts under each
         of them; calls without a user or tag are under ""."""
-        if by not in _BY:
+        if by not in BY:
             raise LLMConfigError(f"summary(by={by!r}) is not supported: use by='model', "
                                  "by='user', by='tag' or by='day'")
         self.flush()
-        suffix, key = _BY[by]
-        first, part = split_since(since)
-        clauses, params = [], []
-        if first is not None:
-            clauses.append(f"day >= {self._mark}")
-            params.append(first)
-        if model is not None:
-            clauses.append(f"model = {self._mark}")
-            params.append(model)
-        where = " WHERE " + " AND ".join(clauses) if clauses else ""
-        rows = self._read(f"SELECT {key}, {', '.join(f'SUM({m})' for m in MEASURES)} "
-                          f"FROM {self._table}_{suffix}{where} GROUP BY 1", params)
-        totals = {(_day_text(r[0]) if by == "day" else str(r[0])): list(r[1:]) for r in rows}
-        if part is not None:
-            sql, model_params = partial_rows(self._table, self._mark, model)
-            add_partial(totals, self._read(sql, [*part, *model_params]), by,
-                        _day_text(day_of(part[0])))
-        found = summaries(totals)
-        if by == "day":
-            return sorted(found, key=lambda row: row.key)
-        return sorted(found, key=lambda row: (-row.cost_usd, row.key))
+        return summarize(self._read, self._table, self._mark, by=by, since=since, model=model)
 
     def records(self, *, since: float | None = None, model: str | None = None,
                 limit: int = 1000) -> list[UsageRecord]:
@@ -455,10 +418,3 @@ class Ledger(Reservations, Storage):
             self._abandon_storage()
             self._init_state()
 
-
-def _day_text(day: Any) -> str:
-    """"YYYY-MM-DD" of a UTC day number."""
-    try:
-        return datetime.fromtimestamp(int(day) * DAY, timezone.utc).date().isoformat()
-    except (OverflowError, OSError, ValueError):
-        return str(day)

@@ -17,13 +17,15 @@ totals kept as rows were written (``upserts``).  Rows deleted by retention stay 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from ._records import UsageSummary
 
-__all__ = ["DAY", "KEYS", "MEASURES", "NO_TAGS", "add_partial", "day_of", "fold",
-           "partial_rows", "rebuild_sql", "schema", "split_since", "summaries", "upserts"]
+__all__ = ["BY", "DAY", "KEYS", "MEASURES", "NO_TAGS", "add_partial", "day_of", "day_text",
+           "fold", "partial_rows", "rebuild_sql", "schema", "spent_sql", "split_since",
+           "summaries", "summarize", "totals_query", "upserts"]
 
 DAY = 86400
 _MAX_DAY = 2**62  # a day number both engines can store, whatever a record's time says
@@ -33,6 +35,9 @@ MEASURES = ("calls", "errors", "cache_hits", "prompt_tokens", "completion_tokens
 # The key columns of each totals table, by its suffix.
 KEYS = {"daily": ("day", "model"), "totals": ("day", "model", "user_label"),
         "tags": ("day", "model", "tag")}
+# summary(by=...): the table (suffix) it reads, and its key column.
+BY = {"model": ("daily", "model"), "user": ("totals", "user_label"), "tag": ("tags", "tag"),
+      "day": ("daily", "day")}
 
 Measures = list[float]  # calls, errors, ... in MEASURES order
 Folded = dict[str, dict[tuple[Any, ...], Measures]]  # table suffix -> key -> measures
@@ -47,6 +52,14 @@ def day_of(when: float) -> int:
     return max(-_MAX_DAY, min(_MAX_DAY, int(when / DAY)))
 
 
+def day_text(day: Any) -> str:
+    """"YYYY-MM-DD" of a UTC day number."""
+    try:
+        return datetime.fromtimestamp(int(day) * DAY, timezone.utc).date().isoformat()
+    except (OverflowError, OSError, ValueError):
+        return str(day)
+
+
 def split_since(since: float | None) -> tuple[int | None, tuple[float, float] | None]:
     """``(first whole day, (start, end) of the part day before it)`` for ``time >= since``.
 
@@ -58,6 +71,59 @@ def split_since(since: float | None) -> tuple[int | None, tuple[float, float] | 
     if first * DAY < since:
         first += 1
     return first, ((since, float(first * DAY)) if first * DAY > since else None)
+
+
+def spent_sql(table: str, mark: str, since: float | None) -> tuple[str, list[Any]]:
+    """An SQL expression of the stored spend since ``since``, and its parameters: the daily
+    totals of whole days, and the rows of a first part day (none for budgets, which start
+    at midnight)."""
+    first, part = split_since(since)
+    sql = f"SELECT SUM(cost_usd) FROM {table}_daily"
+    params: list[Any] = []
+    if first is not None:
+        sql += f" WHERE day >= {mark}"
+        params.append(first)
+    total = f"COALESCE(({sql}), 0)"
+    if part is not None:
+        total += (f" + COALESCE((SELECT SUM(cost_usd) FROM {table} "
+                  f'WHERE "time" >= {mark} AND "time" < {mark}), 0)')
+        params.extend(part)
+    return total, params
+
+
+def summarize(read: Callable[[str, Sequence[Any]], list[tuple[Any, ...]]], table: str,
+              mark: str, *, by: str, since: float | None,
+              model: str | None) -> list[UsageSummary]:
+    """``Ledger.summary``: the totals of whole days, and the rows of a first part day,
+    per ``by`` key; most expensive first, or oldest day first."""
+    first, part = split_since(since)
+    sql, params = totals_query(table, mark, by, first, model)
+    totals = {(day_text(r[0]) if by == "day" else str(r[0])): list(r[1:])
+              for r in read(sql, params)}
+    if part is not None:
+        sql, params = partial_rows(table, mark, model)
+        add_partial(totals, read(sql, [*part, *params]), by, day_text(day_of(part[0])))
+    found = summaries(totals)
+    if by == "day":
+        return sorted(found, key=lambda row: row.key)
+    return sorted(found, key=lambda row: (-row.cost_usd, row.key))
+
+
+def totals_query(table: str, mark: str, by: str, first: int | None,
+                 model: str | None) -> tuple[str, list[Any]]:
+    """The SELECT of the measures per ``by`` key, from day ``first`` on, of ``model``."""
+    suffix, key = BY[by]
+    clauses: list[str] = []
+    params: list[Any] = []
+    if first is not None:
+        clauses.append(f"day >= {mark}")
+        params.append(first)
+    if model is not None:
+        clauses.append(f"model = {mark}")
+        params.append(model)
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    sums = ", ".join(f"SUM({name})" for name in MEASURES)
+    return f"SELECT {key}, {sums} FROM {table}_{suffix}{where} GROUP BY 1", params
 
 
 def schema(table: str, *, integer: str, real: str) -> list[str]:
