@@ -190,6 +190,7 @@ class Ledger(Reservations, Storage):
             while (batch := self._next_batch()) is not None:
                 if batch:
                     self._write_batch(batch)
+                    self._prune_soon_if_old(batch)
                 self._prune()
         except Exception:  # a bug, not an outage: say so loudly rather than stop silently
             logger.exception("usage ledger %s: the writer thread stopped", self.location)
@@ -283,6 +284,14 @@ class Ledger(Reservations, Storage):
     def _prune_wait(self) -> float | None:
         """Seconds until the next retention pass (None: no retention)."""
         return None if self._retention is None else self._prune_at - time.monotonic()
+
+    def _prune_soon_if_old(self, batch: list[tuple[int, UsageRecord]]) -> None:
+        """Records older than the retention when written (backfills, tests) are deleted
+        at once, not at the next pass a minute later."""
+        if self._retention is not None:
+            cutoff = time.time() - self._retention * DAY
+            if any(number(item.time) < cutoff for _, item in batch):
+                self._prune_at = 0.0
 
     def _prune(self) -> None:
         """Delete one batch of rows older than the retention (their totals stay); writer
