@@ -265,10 +265,14 @@ def write_old_ledger(where: str) -> None:
     connection.close()
 
 
-def test_an_old_ledger_gets_its_totals_built_on_first_open(where: str) -> None:
+def test_an_old_ledger_gets_its_totals_built_on_first_open(where: str,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
     write_old_ledger(where)
     with open_ledger(where) as reader:  # a read-only user first, as `dewey-llm usage` is
         assert reader.spent() == 1.875
+        assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+            f"usage ledger {reader.location}: building its running totals from the rows an "
+            "earlier version wrote (once; this can take minutes for millions of rows)"]
         assert [(s.key, s.calls, s.errors, s.cache_hits, s.prompt_tokens, s.cost_usd, s.saved_usd)
                 for s in reader.summary()] == [("gpt-4o", 2, 1, 0, 100, 1.25, 0.0),
                                                ("claude", 2, 0, 1, 57, 0.625, 0.25)]

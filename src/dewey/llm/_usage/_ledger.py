@@ -420,6 +420,12 @@ class Ledger(Reservations, Storage):
         of their own; returns how many.  Writer thread only."""
         raise NotImplementedError
 
+    def _migrating(self) -> None:
+        """Say why the first open of a ledger of an earlier version takes a while."""
+        self._warn_once("migrate", (
+            f"usage ledger {self.location}: building its running totals from the rows an "
+            "earlier version wrote (once; this can take minutes for millions of rows)"))
+
     def _check_fork(self) -> None:
         # A forked child inherits the queue but not the writer thread, and must not touch
         # the parent's connections: start over with fresh state.

@@ -84,6 +84,8 @@ class PostgresLedger(Ledger):
         daily = connection.execute("SELECT to_regclass(%s)", (f"{self._table}_daily",)).fetchone()
         if daily is not None and daily[0] is not None:
             return
+        if connection.execute(f"SELECT 1 FROM {self._table} LIMIT 1").fetchone():
+            self._migrating()
         for statement in schema(self._table, integer="BIGINT", real="DOUBLE PRECISION"):
             connection.execute(statement)
         tags = f"CROSS JOIN LATERAL jsonb_array_elements_text(({NO_TAGS})::jsonb) AS tag(value)"

@@ -92,6 +92,8 @@ class SQLiteLedger(Ledger):
                 time.sleep(0.05)
         try:
             if missing():
+                if connection.execute("SELECT 1 FROM usage LIMIT 1").fetchone():
+                    self._migrating()
                 for statement in schema(self._table, integer="INTEGER", real="REAL"):
                     connection.execute(statement)
                 for statement in rebuild_sql(self._table, day_sql=self._day_sql,
