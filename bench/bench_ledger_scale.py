@@ -36,6 +36,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +150,7 @@ def measure(name: str, where: str, fill: Callable[[], None], repeat: int) -> dic
         figures["migration_s"] = once_ms(ledger.spent) / 1000  # the first read builds the totals
         for window, budget in (("daily", Budget(daily_usd=BIG)), ("monthly", Budget(monthly_usd=BIG)),
                                ("total", Budget(total_usd=BIG))):
-            figures[f"check_{window}_ms"] = median_ms(lambda b=budget: check_budget(ledger, b), repeat)
+            figures[f"check_{window}_ms"] = median_ms(partial(check_budget, ledger, budget), repeat)
         every = Budget(daily_usd=BIG, monthly_usd=BIG, total_usd=BIG)
 
         def reserve_and_release() -> None:

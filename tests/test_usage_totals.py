@@ -257,12 +257,12 @@ def write_old_ledger(where: str) -> None:
             sql = insert.format(table=table, marks=", ".join(["%s"] * 12))
             connection.cursor().executemany(sql, [(t, m, "p", "completion", *rest) for t, m, *rest in OLD_ROWS])
         return
-    connection = sqlite3.connect(where)
-    connection.executescript(OLD_SQLITE)
-    connection.executemany(insert.format(table="usage", marks=", ".join(["?"] * 12)),
-                           [(t, m, "p", "completion", *rest) for t, m, *rest in OLD_ROWS])
-    connection.commit()
-    connection.close()
+    db = sqlite3.connect(where)
+    db.executescript(OLD_SQLITE)
+    db.executemany(insert.format(table="usage", marks=", ".join(["?"] * 12)),
+                   [(t, m, "p", "completion", *rest) for t, m, *rest in OLD_ROWS])
+    db.commit()
+    db.close()
 
 
 def test_an_old_ledger_gets_its_totals_built_on_first_open(where: str,
