@@ -318,7 +318,8 @@ def test_sqlite_file_schema_and_settings(tmp_path: Path) -> None:
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     columns = [(c[1], c[2], c[3], c[5]) for c in raw.execute("PRAGMA table_info(responses)")]
     assert columns == [("key", "TEXT", 0, 1), ("value", "TEXT", 1, 0),
-                       ("created", "REAL", 0, 0), ("expires", "REAL", 0, 0)]
+                       ("created", "REAL", 0, 0), ("expires", "REAL", 0, 0),
+                       ("used_at", "REAL", 0, 0)]
     value, created, expires = raw.execute(
         "SELECT value, created, expires FROM responses WHERE key = 'k'").fetchone()
     assert json.loads(value) == RESPONSE  # JSON text, never pickle

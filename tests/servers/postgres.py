@@ -33,4 +33,5 @@ def pg_table() -> Iterator[str]:
     table = f"dewey_usage_test_{uuid.uuid4().hex[:10]}"
     yield table
     with psycopg.connect(PG_URL, autocommit=True) as connection:
-        connection.execute(f"DROP TABLE IF EXISTS {table}, {table}_reservations")
+        connection.execute(f"DROP TABLE IF EXISTS {table}, {table}_reservations, {table}_daily, "
+                           f"{table}_totals, {table}_tags")

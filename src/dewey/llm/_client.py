@@ -504,11 +504,11 @@ def _resources(config: LiteLLMConfig, cache: Any, ledger: Any, limiter: Any) -> 
     if cache is None and config.cache:
         from ._cache import open_cache
 
-        cache = open_cache(config.cache, config.cache_url)
+        cache = open_cache(config.cache, config.cache_url, max_entries=config.cache_max_entries)
     if ledger is None and config.track_usage:
         from ._usage import open_ledger
 
-        ledger = open_ledger(config.usage_db)
+        ledger = open_ledger(config.usage_db, retention_days=config.usage_retention_days)
     if limiter is None and config.rate_limits:
         from ._ratelimit import open_limiter
 

@@ -115,9 +115,13 @@ class LiteLLMConfig(_Strict):
     cache_url: str | None = Field(default=None, description="redis://... or a SQLite file path for the cache")
     cache_ttl: float | None = Field(default=None, gt=0, le=3650 * DAY,
         description="Seconds a cached answer stays valid (none: forever)")
+    cache_max_entries: int | None = Field(default=None, ge=1,
+        description="Most answers the SQLite cache keeps; least recently used go first (none: no bound)")
     track_usage: bool = Field(default=True, description="Record every call in the usage ledger")
     usage_db: str | None = Field(default=None,
         description="Ledger: a SQLite path, postgresql://..., or none for the default file")
+    usage_retention_days: float | None = Field(default=None, gt=0, le=36500,
+        description="Days ledger rows are kept; older ones are deleted, their totals kept (none: forever)")
     budget: Budget = Field(default_factory=Budget, description="Spending limits in USD")
     rate_limits: dict[str, RateLimit] = Field(default_factory=dict,
         description="Per-model rpm/tpm limits ('*' for every model)")
@@ -303,9 +307,11 @@ _ENV_FIELDS = {
     "LITELLM_CACHE": "cache",
     "LITELLM_CACHE_URL": "cache_url",
     "LITELLM_CACHE_TTL": "cache_ttl",
+    "LITELLM_CACHE_MAX_ENTRIES": "cache_max_entries",
     "LITELLM_EMBEDDING_MODEL": "embedding_model",
     "LITELLM_USAGE_DB": "usage_db",
     "LITELLM_TRACK_USAGE": "track_usage",
+    "LITELLM_USAGE_RETENTION_DAYS": "usage_retention_days",
     "LITELLM_RATE_LIMIT_URL": "rate_limit_url",
     "LITELLM_TRANSPORT": "transport",
 }

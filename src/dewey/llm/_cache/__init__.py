@@ -46,11 +46,14 @@ __all__ = [
 _CHOICES = "false, true (SQLite), 'sqlite', 'memory' or 'redis'"
 
 
-def open_cache(setting: CacheSetting | None, url: str | None = None) -> ResponseCache | None:
+def open_cache(setting: CacheSetting | None, url: str | None = None, *,
+               max_entries: int | None = None) -> ResponseCache | None:
     """The cache for a ``cache``/``cache_url`` setting, or None when caching is off.
 
     ``True`` means SQLite at ``url`` (``sqlite:///abs/path`` or a plain path) or at
     :func:`default_cache_path`, or Redis when ``url`` is a ``redis://`` URL.
+    ``max_entries`` (the ``cache_max_entries`` setting) bounds a SQLite cache: the least
+    recently used answers go first.  Redis bounds itself (``maxmemory-policy allkeys-lru``).
     """
     if setting is None or setting is False:
         return None
@@ -67,7 +70,7 @@ def open_cache(setting: CacheSetting | None, url: str | None = None) -> Response
                 raise LLMConfigError(
                     f"cache='sqlite' but cache_url is a Redis URL ({mask_url(str(url))}): "
                     "set cache='redis', or give cache_url a file path")
-            return SQLiteCache(_sqlite_path(url))
+            return SQLiteCache(_sqlite_path(url), max_entries=max_entries)
         if name == "redis":
             if url and not is_redis_url:
                 raise LLMConfigError(

@@ -8,6 +8,11 @@ so a reader sees a whole entry or none, never a mix of two writers.
 A file that cannot be used (not a database, damaged, in a read-only place) makes the cache
 unusable, not the client: one warning, then every call runs uncached, trying the file
 again every ``_RETRY`` seconds.  ``clear`` deletes such a file and creates it anew.
+
+With ``max_entries``, the least recently used entries go first: a hit is noted in memory
+and written to ``used_at`` with the next write (one UPDATE for many hits, none on the read
+path), and the writer evicts the entries beyond the bound every ``max_entries // 100``
+writes, so the file may hold up to 1% more for a moment.
 """
 
 from __future__ import annotations
@@ -26,9 +31,15 @@ from .._exceptions import LLMConfigError
 from ._base import CacheBackend, CacheStats, chunks, dumps, loads, logger, reset_after_fork
 
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS responses "
-           "(key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL, expires REAL)")
+           "(key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL, expires REAL, used_at REAL)")
+_USED_INDEX = "CREATE INDEX IF NOT EXISTS responses_used_at ON responses (used_at)"
 _GET = "SELECT value, expires FROM responses WHERE key = ?"
-_PUT = "INSERT OR REPLACE INTO responses (key, value, created, expires) VALUES (?, ?, ?, ?)"
+_PUT = ("INSERT OR REPLACE INTO responses (key, value, created, expires, used_at) "
+        "VALUES (?, ?, ?, ?, ?)")
+_TOUCH = "UPDATE responses SET used_at = ? WHERE key = ? AND used_at < ?"
+_EVICT = ("DELETE FROM responses WHERE key IN "
+          "(SELECT key FROM responses ORDER BY used_at LIMIT ?)")
+_MAX_TOUCHED = 10_000  # hits remembered between writes; more are not worth the memory
 # "AND expires <= ?" spares an entry another process rewrote since we read it.
 _DROP_EXPIRED = "DELETE FROM responses WHERE key = ? AND expires <= ?"
 
@@ -53,8 +64,14 @@ class SQLiteCache(CacheBackend):
 
     backend = "sqlite"
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, timeout: float = 5.0) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, timeout: float = 5.0,
+                 max_entries: int | None = None) -> None:
         super().__init__()
+        if max_entries is not None and (isinstance(max_entries, bool) or max_entries < 1):
+            raise LLMConfigError(f"cache_max_entries must be a whole number >= 1, not {max_entries!r}")
+        self.max_entries = max_entries
+        self._touched: dict[str, float] = {}  # key -> time of a hit not yet written
+        self._writes = 0  # writes since the last eviction
         self.path = Path(path).expanduser() if path else default_cache_path()
         self.location = str(self.path)
         self._timeout = timeout
@@ -173,6 +190,7 @@ class SQLiteCache(CacheBackend):
         if row[1] is not None and row[1] <= time.time():
             self._drop_expired([key])
             return None
+        self._touch([key])
         return loads(row[0])
 
     def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -194,7 +212,18 @@ class SQLiteCache(CacheBackend):
             return {}
         if expired:
             self._drop_expired(expired)
+        self._touch(found)
         return found
+
+    def _touch(self, keys: Iterable[str]) -> None:
+        """Note hits for the next write to store in ``used_at`` (only with a bound)."""
+        if self.max_entries is None:
+            return
+        now = time.time()
+        with self._lock:
+            for key in keys:
+                if len(self._touched) < _MAX_TOUCHED or key in self._touched:
+                    self._touched[key] = now
 
     def _drop_expired(self, keys: list[str]) -> None:
         # Best effort, and never wait for another writer: a read must not block for the
@@ -224,7 +253,7 @@ class SQLiteCache(CacheBackend):
         now = time.time()
         expires = None if ttl is None else now + ttl
         try:
-            rows = [(key, dumps(value), now, expires) for key, value in items.items()]
+            rows = [(key, dumps(value), now, expires, now) for key, value in items.items()]
         except (TypeError, ValueError) as exc:
             self._warn("encoding a value", exc)
             return
@@ -240,8 +269,27 @@ class SQLiteCache(CacheBackend):
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
+            if self.max_entries is not None:
+                self._bound(conn, len(rows))
         except (sqlite3.Error, ValueError) as exc:
             self._failed("writing", exc)
+
+    def _bound(self, conn: sqlite3.Connection, written: int) -> None:
+        """Store the hits noted since the last write; every ``max_entries // 100`` writes,
+        delete the least recently used entries beyond ``max_entries``."""
+        assert self.max_entries is not None
+        with self._lock:
+            touched, self._touched = self._touched, {}
+            self._writes += written
+            due = self._writes >= max(1, self.max_entries // 100)
+            if due:
+                self._writes = 0
+        if touched:
+            conn.executemany(_TOUCH, [(used, key, used) for key, used in touched.items()])
+        if due:
+            count = conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            if count > self.max_entries:
+                conn.execute(_EVICT, (count - self.max_entries,))
 
     def delete(self, key: str) -> None:
         try:
@@ -326,6 +374,10 @@ def _create_schema(conn: sqlite3.Connection) -> None:
             if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(_SCHEMA)
+            columns = [row[1] for row in conn.execute("PRAGMA table_info(responses)")]
+            if "used_at" not in columns:  # a file of an earlier version: last used = created
+                _add_used_at(conn)
+            conn.execute(_USED_INDEX)
             return
         except sqlite3.OperationalError as exc:
             # Switching to WAL can report "locked" at once, without the busy timeout,
@@ -333,3 +385,17 @@ def _create_schema(conn: sqlite3.Connection) -> None:
             if "locked" not in str(exc) or attempt == 39:
                 raise
             time.sleep(0.05)
+
+
+def _add_used_at(conn: sqlite3.Connection) -> None:
+    """Add ``used_at`` to an earlier version's table, unless another process just did."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(responses)")]
+        if "used_at" not in columns:
+            conn.execute("ALTER TABLE responses ADD COLUMN used_at REAL")
+            conn.execute("UPDATE responses SET used_at = created")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

@@ -1,4 +1,4 @@
-"""``dewey-llm usage``: what the recorded calls cost, by day and by model.
+"""``dewey-llm usage``: what the recorded calls cost, by day and by model, or by tag or user.
 
 The report itself (tables, chart, JSON) is the library's ``_usage._report``; this module
 owns the command's options and opens and closes the ledger.
@@ -17,15 +17,18 @@ __all__ = ["add"]
 def add(commands: Any, command: NewCommand) -> None:
     """The ``usage`` subcommand, its options and its handler."""
     usage = command(
-        commands, "usage", "spend and tokens by day and by model",
+        commands, "usage", "spend and tokens by day and by model, tag or user",
         "Report what the recorded calls cost: spend by day and by model, as tables and a chart, "
-        "from the usage ledger (usage_db).",
+        "or by tag, user, model or day alone (--by), from the usage ledger (usage_db).",
         ("dewey-llm usage", "dewey-llm usage --since 7d --model gpt-4o-mini",
-         "dewey-llm usage --since 2026-11-01 --json"))
+         "dewey-llm usage --by tag --since 30d", "dewey-llm usage --since 2026-11-01 --json"))
     usage.add_argument("--since", metavar="WHEN",
                        help="only calls since WHEN: a duration (30m, 24h, 7d, 2w), a UTC date "
                             "(2026-11-01) or an ISO datetime; default: all recorded calls")
     usage.add_argument("--model", metavar="MODEL", help="only calls to this model")
+    usage.add_argument("--by", choices=("tag", "user", "model", "day"),
+                       help="one table of spend per tag, user, model or day (a call with "
+                            "several tags counts under each); default: by day and by model")
     usage.add_argument("--json", action="store_true", help="print the report as JSON")
     usage.set_defaults(handler=_usage)
 
@@ -38,7 +41,7 @@ def _usage(args: argparse.Namespace) -> int:
     ledger = open_ledger(config.usage_db)
     try:
         render_usage(ledger, since=since, model=args.model, as_json=args.json,
-                     console=stdout_console())
+                     console=stdout_console(), by=args.by)
     finally:
         ledger.close()
     return 0

@@ -43,30 +43,32 @@ __all__ = [
 ]
 
 
-def open_ledger(url: str | None = None) -> Ledger:
+def open_ledger(url: str | None = None, *, retention_days: float | None = None) -> Ledger:
     """The ledger for a ``usage_db`` setting.
 
     ``None`` -> SQLite at :func:`default_ledger_path`; a path, or ``sqlite:///relative.db``
     / ``sqlite:////absolute.db`` (SQLAlchemy's convention) -> SQLite;
     ``postgresql://...`` or ``postgres://...`` -> PostgreSQL, in the table ``dewey_usage``
     unless the URL names another with ``?table=NAME`` (or ``schema.NAME``), e.g. to keep
-    two teams' ledgers apart in one database.
+    two teams' ledgers apart in one database.  ``retention_days`` (the
+    ``usage_retention_days`` setting): rows older than that are deleted in the background,
+    their running totals kept, so budgets and reports still count them.
     """
     text = (url or "").strip()
     if not text:
-        return SQLiteLedger(default_ledger_path())
+        return SQLiteLedger(default_ledger_path(), retention_days=retention_days)
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme in ("postgresql", "postgres"):
-        return postgres_ledger(text)
+        return postgres_ledger(text, retention_days=retention_days)
     if scheme == "sqlite":
         prefix = "sqlite:///"
         path = text[len(prefix):].split("?", 1)[0] if text.lower().startswith(prefix) else ""
         if not path or path == ":memory:":
             raise LLMConfigError(f"usage_db {text!r} names no file: write sqlite:///usage.db "
                                  "(relative) or sqlite:////var/lib/usage.db (absolute)")
-        return SQLiteLedger(path)
+        return SQLiteLedger(path, retention_days=retention_days)
     if scheme:
         raise LLMConfigError(
             f"usage_db {mask_url(text)!r} is not supported: use a SQLite file path, "
             "sqlite:///path, or postgresql://user@host:5432/db")
-    return SQLiteLedger(text)
+    return SQLiteLedger(text, retention_days=retention_days)

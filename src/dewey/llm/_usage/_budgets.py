@@ -111,9 +111,9 @@ class Reservations(ABC):
         self._check_fork()
         now = time.time()
         with self._no_commits():  # queued records match storage until the query is done
-            where, params = self._where(since, None)
+            total, params = self._spent_sql(since)  # running totals: cheap at any size
             rows = self._read(
-                f"SELECT (SELECT SUM(cost_usd) FROM {self._table}{where}), (SELECT SUM(cost_usd) "
+                f"SELECT {total}, (SELECT SUM(cost_usd) "
                 f"FROM {self._table}_reservations WHERE expires > {self._mark})", [*params, now])
             queued, _ = self._snapshot(since)
             with self._lock:
@@ -159,7 +159,7 @@ class Reservations(ABC):
     def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]: ...
 
     @abstractmethod
-    def _where(self, since: float | None, model: str | None) -> tuple[str, list[Any]]: ...
+    def _spent_sql(self, since: float | None) -> tuple[str, list[Any]]: ...
 
     @abstractmethod
     def _snapshot(self, since: float | None) -> tuple[float, float | None]: ...

@@ -1,7 +1,9 @@
 """The ledger's engine-neutral part: a queue, the background writer, and the shared SQL.
 
 ``Ledger.record`` runs on the hot path of every call, so it only appends to an in-memory
-queue; one daemon thread per ledger writes the queue in batches to storage.  When storage
+queue; one daemon thread per ledger writes the queue in batches to storage, with the
+running totals that budgets and reports read (``_totals``), and deletes the rows older
+than the retention, a bounded batch at a time.  When storage
 is unavailable the ledger logs one warning, keeps up to ``MAX_PENDING`` records in memory
 and retries with backoff: a model call is never slowed down or failed by its bookkeeping.
 """
@@ -24,6 +26,7 @@ from ._budgets import Reservations
 from ._format import describe
 from ._records import COLUMN_LIST, UsageRecord, UsageSummary, from_row, money, number, to_row
 from ._storage import Storage
+from ._totals import BY, DAY, spent_sql, summarize
 
 __all__ = ["MAX_PENDING", "Ledger"]
 
@@ -35,6 +38,7 @@ LINGER = 0.1  # seconds the writer waits to batch records into one commit
 _MAX_BACKOFF = 30.0  # seconds between write attempts while storage is down
 _READ_RETRY = 5.0  # after a failed read, reads fail fast for this long (no 3 s connect each call)
 _COMMIT_WAIT = 1.0  # longest spent() waits for a commit in progress
+PRUNE_BATCH = 5000  # rows deleted per retention transaction: never a long write lock
 
 
 class Ledger(Reservations, Storage):
@@ -55,13 +59,16 @@ class Ledger(Reservations, Storage):
     location: str  # a path, or a URL with its password masked
     _table: str = "usage"
     _mark: str = "?"  # the engine's parameter placeholder
-    _day_sql: str = ""  # SQL giving the UTC day "YYYY-MM-DD" of "time"
+    _day_sql: str = ""  # SQL giving the UTC day number of "time", as _totals.day_of
     _spent_ttl: float = 0.0  # seconds spent() may reuse a stored total
     _hint: str = ""  # how to fix unavailable storage, for warnings
+    _prune_every: float = 60.0  # seconds between retention passes once nothing is left
 
-    def __init__(self, location: str, *, max_pending: int = MAX_PENDING) -> None:
+    def __init__(self, location: str, *, max_pending: int = MAX_PENDING,
+                 retention_days: float | None = None) -> None:
         self.location = location
         self._max_pending = max_pending
+        self._retention = retention_days
         self._init_connections()
         self._init_state()
 
@@ -81,6 +88,7 @@ class Ledger(Reservations, Storage):
         self._warned: set[str] = set()
         self._spent_cache: dict[float | None, tuple[int, float, float]] = {}
         self._read_down_until = 0.0  # monotonic time until which reads fail fast
+        self._prune_at = 0.0  # monotonic time of the next retention pass
         self._init_reservations()
         self._pid = os.getpid()
 
@@ -180,7 +188,10 @@ class Ledger(Reservations, Storage):
     def _run(self) -> None:
         try:
             while (batch := self._next_batch()) is not None:
-                self._write_batch(batch)
+                if batch:
+                    self._write_batch(batch)
+                    self._prune_soon_if_old(batch)
+                self._prune()
         except Exception:  # a bug, not an outage: say so loudly rather than stop silently
             logger.exception("usage ledger %s: the writer thread stopped", self.location)
 
@@ -190,12 +201,16 @@ class Ledger(Reservations, Storage):
                 wait = self._retry_at - time.monotonic()
                 if self._closing and (not self._pending or wait > 0):
                     return None
+                timeout: float | None = wait
                 if self._pending and wait <= 0:
-                    linger = self._linger_left()
-                    if linger <= 0:
+                    timeout = self._linger_left()
+                    if timeout <= 0:
                         break
-                    wait = linger
-                self._lock.wait(wait if self._pending else None)
+                elif not self._pending:
+                    timeout = self._prune_wait()
+                    if timeout is not None and timeout <= 0:
+                        return []  # nothing to write: a retention pass
+                self._lock.wait(timeout)
             count = min(len(self._pending), BATCH_SIZE)
             self._inflight = [self._pending.popleft() for _ in range(count)]
             return list(self._inflight)
@@ -266,6 +281,34 @@ class Ledger(Reservations, Storage):
             self._lock.notify_all()
             return recovered
 
+    def _prune_wait(self) -> float | None:
+        """Seconds until the next retention pass (None: no retention)."""
+        return None if self._retention is None else self._prune_at - time.monotonic()
+
+    def _prune_soon_if_old(self, batch: list[tuple[int, UsageRecord]]) -> None:
+        """Records older than the retention when written (backfills, tests) are deleted
+        at once, not at the next pass a minute later."""
+        if self._retention is not None:
+            cutoff = time.time() - self._retention * DAY
+            if any(number(item.time) < cutoff for _, item in batch):
+                self._prune_at = 0.0
+
+    def _prune(self) -> None:
+        """Delete one batch of rows older than the retention (their totals stay); writer
+        thread only, between writes, so that a call never waits for it."""
+        wait = self._prune_wait()
+        if wait is None or wait > 0 or self._retention is None:
+            return
+        cutoff = time.time() - self._retention * DAY
+        try:
+            deleted = self._delete_before(cutoff, PRUNE_BATCH)
+        except Exception as error:  # retried at the next pass; the rows are still counted
+            logger.debug("usage ledger %s: retention pass failed: %s", self.location,
+                         describe(error))
+            deleted = 0
+        more = deleted >= PRUNE_BATCH
+        self._prune_at = time.monotonic() + (0.0 if more else self._prune_every)
+
     # --- reading -----------------------------------------------------------------------------
 
     def spent(self, since: float | None = None) -> float:
@@ -277,8 +320,8 @@ class Ledger(Reservations, Storage):
         with self._no_commits():
             queued, _ = self._snapshot(since)
             generation = self._generation
-            where, params = self._where(since, None)
-            rows = self._read(f"SELECT SUM(cost_usd) FROM {self._table}{where}", params)
+            total, params = self._spent_sql(since)
+            rows = self._read(f"SELECT {total}", params)
         stored = float(rows[0][0] or 0.0) if rows else 0.0
         if self._spent_ttl > 0:
             if len(self._spent_cache) > 64:
@@ -297,21 +340,19 @@ class Ledger(Reservations, Storage):
                 return queued, cached[2]
             return queued, None
 
+    def _spent_sql(self, since: float | None) -> tuple[str, list[Any]]:
+        return spent_sql(self._table, self._mark, since)
+
     def summary(self, *, by: str = "model", since: float | None = None,
                 model: str | None = None) -> list[UsageSummary]:
-        """Totals per model (most expensive first) or per UTC day (oldest first)."""
-        if by not in ("model", "day"):
-            raise LLMConfigError(f"summary(by={by!r}) is not supported: use by='model' or by='day'")
+        """Totals per model, user or tag (most expensive first), or per UTC day (oldest
+        first), read from the running totals.  A call with several tags counts under each
+        of them; calls without a user or tag are under ""."""
+        if by not in BY:
+            raise LLMConfigError(f"summary(by={by!r}) is not supported: use by='model', "
+                                 "by='user', by='tag' or by='day'")
         self.flush()
-        key, order = ("model", "7 DESC, 1") if by == "model" else (self._day_sql, "1")
-        where, params = self._where(since, model)
-        rows = self._read(
-            f"SELECT {key}, COUNT(*), SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END), "
-            "SUM(cache_hit), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd), "
-            f"SUM(saved_usd) FROM {self._table}{where} GROUP BY 1 ORDER BY {order}", params)
-        return [UsageSummary(str(r[0]), int(r[1]), int(r[2] or 0), int(r[3] or 0), int(r[4] or 0),
-                             int(r[5] or 0), float(r[6] or 0.0), float(r[7] or 0.0))
-                for r in rows]
+        return summarize(self._read, self._table, self._mark, by=by, since=since, model=model)
 
     def records(self, *, since: float | None = None, model: str | None = None,
                 limit: int = 1000) -> list[UsageRecord]:
@@ -374,9 +415,21 @@ class Ledger(Reservations, Storage):
             self._warned.add(key)
         logger.warning(redact(message))
 
+    def _delete_before(self, cutoff: float, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest rows with ``time < cutoff`` in a transaction
+        of their own; returns how many.  Writer thread only."""
+        raise NotImplementedError
+
+    def _migrating(self) -> None:
+        """Say why the first open of a ledger of an earlier version takes a while."""
+        self._warn_once("migrate", (
+            f"usage ledger {self.location}: building its running totals from the rows an "
+            "earlier version wrote (once; this can take minutes for millions of rows)"))
+
     def _check_fork(self) -> None:
         # A forked child inherits the queue but not the writer thread, and must not touch
         # the parent's connections: start over with fresh state.
         if self._pid != os.getpid():
             self._abandon_storage()
             self._init_state()
+

@@ -14,6 +14,7 @@ from .._extras import import_extra
 from .._secrets import mask_url, register_url_secrets
 from ._ledger import MAX_PENDING, Ledger
 from ._records import insert_sql
+from ._totals import NO_TAGS, fold, rebuild_sql, schema, upserts
 
 if TYPE_CHECKING:
     import psycopg
@@ -41,20 +42,20 @@ class PostgresLedger(Ledger):
     """A ledger in a PostgreSQL table, shared by every process that points at it."""
 
     _mark = "%s"
-    _day_sql = "to_char(to_timestamp(\"time\") AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+    _day_sql = 'trunc("time" / 86400)::bigint'
     _spent_ttl = 1.0  # a budget check per call must not cost a round trip per call
     _hint = "Check that PostgreSQL is running and the URL (usage_db) is right."
     _writer: psycopg.Connection[Any] | None
     _reader: psycopg.Connection[Any] | None
 
-    def __init__(self, url: str, *, table: str = "dewey_usage",
-                 max_pending: int = MAX_PENDING) -> None:
+    def __init__(self, url: str, *, table: str = "dewey_usage", max_pending: int = MAX_PENDING,
+                 retention_days: float | None = None) -> None:
         if not _IDENTIFIER.fullmatch(table):
             raise LLMConfigError(
                 f"invalid usage ledger table name {table!r}: use letters, digits and '_' "
                 "(optionally schema.table)")
         register_url_secrets(url)
-        super().__init__(mask_url(url), max_pending=max_pending)
+        super().__init__(mask_url(url), max_pending=max_pending, retention_days=retention_days)
         self.url = url
         self._table = table
 
@@ -74,7 +75,31 @@ class PostgresLedger(Ledger):
         connection.execute(f'CREATE INDEX IF NOT EXISTS {index} ON {self._table} ("time")')
         connection.execute(f"CREATE TABLE IF NOT EXISTS {self._table}_reservations "
                            "(id TEXT PRIMARY KEY, cost_usd DOUBLE PRECISION, expires DOUBLE PRECISION)")
+        self._ensure_totals(connection)
         connection.commit()
+
+    def _ensure_totals(self, connection: psycopg.Connection[Any]) -> None:
+        """Create the totals tables; for a table written before they existed, build them
+        from its rows first.  Called under the advisory lock, so this happens once."""
+        daily = connection.execute("SELECT to_regclass(%s)", (f"{self._table}_daily",)).fetchone()
+        if daily is not None and daily[0] is not None:
+            return
+        if connection.execute(f"SELECT 1 FROM {self._table} LIMIT 1").fetchone():
+            self._migrating()
+        for statement in schema(self._table, integer="BIGINT", real="DOUBLE PRECISION"):
+            connection.execute(statement)
+        tags = f"CROSS JOIN LATERAL jsonb_array_elements_text(({NO_TAGS})::jsonb) AS tag(value)"
+        for statement in rebuild_sql(self._table, day_sql=self._day_sql, tags_from=tags):
+            connection.execute(statement)
+
+    def _migrate_for_reads(self, reader: psycopg.Connection[Any]) -> None:
+        """Build the totals of a table written before they existed, so that reports and
+        budgets read right before this process writes anything."""
+        old = reader.execute("SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NULL",
+                             (self._table, f"{self._table}_daily")).fetchone()
+        if old is not None and old[0]:
+            with self._connect(autocommit=False) as connection:
+                self._create_table(connection)
 
     def _write(self, rows: list[tuple[Any, ...]], settled: list[str]) -> None:
         try:
@@ -86,11 +111,28 @@ class PostgresLedger(Ledger):
             with self._writer.cursor() as cursor:
                 if rows:
                     cursor.executemany(insert_sql(self._table, "%s"), rows)
+                for sql, params in upserts(self._table, "%s", fold(rows)):
+                    cursor.executemany(sql, params)
                 cursor.execute(f"DELETE FROM {self._table}_reservations "
                                "WHERE id = ANY(%s) OR expires <= %s", (settled, time.time()))
         except BaseException:
             self._close_writer()  # closing rolls back
             raise
+
+    def _delete_before(self, cutoff: float, limit: int) -> int:
+        try:
+            if self._writer is None or self._writer.closed:
+                self._writer = self._connect(autocommit=False)
+                self._create_table(self._writer)
+            with self._writer.cursor() as cursor:
+                cursor.execute(f'DELETE FROM {self._table} WHERE id IN (SELECT id FROM {self._table} '
+                               'WHERE "time" < %s ORDER BY "time" LIMIT %s)', (cutoff, limit))
+                deleted = cursor.rowcount
+            self._writer.commit()
+        except BaseException:
+            self._close_writer()
+            raise
+        return int(deleted)
 
     def _query(self, sql: str, params: Sequence[Any], *, fetch: bool = True) -> list[tuple[Any, ...]]:
         import psycopg
@@ -102,6 +144,7 @@ class PostgresLedger(Ledger):
                     # Its only writes are reservations: losing one in a server crash is
                     # harmless, waiting for a disk flush on every call is not.
                     self._reader.execute("SET synchronous_commit TO off")
+                    self._migrate_for_reads(self._reader)
                 cursor = self._reader.execute(sql, list(params))  # autocommit: committed
                 return cursor.fetchall() if fetch else []
             except psycopg.errors.UndefinedTable:
@@ -128,16 +171,17 @@ class PostgresLedger(Ledger):
         return not isinstance(error, (psycopg.DataError, psycopg.IntegrityError))
 
 
-def postgres_ledger(url: str) -> PostgresLedger:
+def postgres_ledger(url: str, *, retention_days: float | None = None) -> PostgresLedger:
     """A Postgres ledger; a ``table=`` query parameter is ours, not libpq's: take it out."""
     import_extra("psycopg", extra="postgres", needed_for="usage_db: postgresql://...")
     parts = urlsplit(url)
     params = parse_qsl(parts.query, keep_blank_values=True)
     tables = [value for key, value in params if key == "table"]
     if not tables:
-        return PostgresLedger(url)
+        return PostgresLedger(url, retention_days=retention_days)
     if len(tables) > 1:
         raise LLMConfigError(f"usage_db {mask_url(url)!r} names the table more than once")
     query = urlencode([(key, value) for key, value in params if key != "table"])
     return PostgresLedger(urlunsplit((parts.scheme, parts.netloc, parts.path, query,
-                                      parts.fragment)), table=tables[0])
+                                      parts.fragment)), table=tables[0],
+                          retention_days=retention_days)

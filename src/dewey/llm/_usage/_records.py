@@ -93,7 +93,9 @@ def to_row(record: UsageRecord) -> tuple[Any, ...]:
         _integer(record.attempt), _integer(record.prompt_tokens),
         _integer(record.completion_tokens), _integer(record.cached_tokens),
         number(record.cost_usd), number(record.saved_usd), number(record.latency_s),
-        int(bool(record.cache_hit)), json.dumps([str(tag) for tag in tags]), _text(record.user),
+        # Each tag once: a call counts once under each of its tags.
+        int(bool(record.cache_hit)), json.dumps(list(dict.fromkeys(str(tag) for tag in tags))),
+        _text(record.user),
     )
 
 

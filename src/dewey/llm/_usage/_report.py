@@ -1,11 +1,12 @@
-"""``dewey-llm usage``: spend by day and by model, as tables and a bar chart, or as JSON."""
+"""``dewey-llm usage``: spend by day and by model (or by tag, user, model or day alone),
+as tables and a bar chart, or as JSON."""
 
 from __future__ import annotations
 
 import json
 import re
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,11 @@ if TYPE_CHECKING:
 
     from ._ledger import Ledger
 
-__all__ = ["parse_since", "render_usage"]
+__all__ = ["BY", "parse_since", "render_usage"]
+
+# --by: the table's title, its key's header, and how a call without that key is shown.
+BY = {"day": ("Spend by day", "Day (UTC)", ""), "model": ("Spend by model", "Model", ""),
+      "user": ("Spend by user", "User", "(no user)"), "tag": ("Spend by tag", "Tag", "(no tag)")}
 
 # No 0.30000000000000004 in reports, but every digit of a cheap call: 6 decimals showed a
 # $0.0000013 call as $0.000001.
@@ -62,16 +67,24 @@ def parse_since(text: str, *, now: float | None = None) -> float:
 
 
 def render_usage(ledger: Ledger, *, since: float | None, model: str | None, as_json: bool,
-                 console: Console) -> None:
+                 console: Console, by: str | None = None) -> None:
     """Print spend by day and by model (tables and a cost-per-day chart), or one JSON document
-    ``{"by_day": [...], "by_model": [...], "total_usd": ...}``."""
-    by_day = ledger.summary(by="day", since=since, model=model)
-    by_model = ledger.summary(by="model", since=since, model=model)
-    total = sum(row.cost_usd for row in by_model)
+    ``{"by_day": [...], "by_model": [...], "total_usd": ...}``.
+
+    ``by`` ("day", "model", "user" or "tag") prints that table alone (``{"by_tag": [...],
+    "total_usd": ...}``).  A call with several tags counts under each, so the tags' rows
+    may add up to more than the total, which counts every call once."""
+    if by is not None and by not in BY:
+        raise LLMConfigError(f"--by {by!r} is not supported: use --by tag, user, model or day")
+    by_day = ledger.summary(by="day", since=since, model=model)  # the daily totals: cheap
+    keys = ["day", "model"] if by is None else [by]
+    tables = {key: by_day if key == "day" else ledger.summary(by=key, since=since, model=model)
+              for key in keys}
+    total = sum(row.cost_usd for row in by_day)
     if as_json:
-        document = {"by_day": [_as_json(row) for row in by_day],
-                    "by_model": [_as_json(row) for row in by_model],
-                    "total_usd": round(total, _USD_DIGITS)}
+        document: dict[str, Any] = {f"by_{key}": [_as_json(row) for row in rows]
+                                    for key, rows in tables.items()}
+        document["total_usd"] = round(total, _USD_DIGITS)
         # out(), not print(): no wrapping or markup, so the output stays valid JSON.
         console.out(json.dumps(document, indent=2), highlight=False)
         return
@@ -79,15 +92,24 @@ def render_usage(ledger: Ledger, *, since: float | None, model: str | None, as_j
     from rich.text import Text
 
     scope = _scope(since, model)
-    if not by_model:
+    if not by_day:
         console.print(Text(f"No usage recorded{scope} in {ledger.location}."))
         return
     console.print(Text(f"Usage{scope} - {usd(total)} in total ({ledger.location})", style="bold"))
-    console.print(_table("Spend by day", "Day (UTC)", by_day, console.width))
-    console.print(_table("Spend by model", "Model", by_model, console.width))
-    console.print(Text("Cost per day", style="bold"))
-    for line in _chart(by_day, console.width):
-        console.print(Text(line), no_wrap=True, overflow="crop")
+    for key, rows in tables.items():
+        title, header, missing = BY[key]
+        shown = [replace(row, key=row.key or missing) for row in rows]
+        if by is None and key == "day" and len(shown) > CHART_DAYS:
+            # A year is 365 lines, and rendering them costs more than reading the ledger.
+            title += f" (last {CHART_DAYS} of {len(shown)} days; --by day shows every day)"
+            shown = shown[-CHART_DAYS:]
+        console.print(_table(title, header, shown, console.width, totals=_totals(rows)))
+    if by == "tag":
+        console.print(Text("A call with several tags counts under each of them."))
+    if "day" in tables:
+        console.print(Text("Cost per day", style="bold"))
+        for line in _chart(by_day, console.width):
+            console.print(Text(line), no_wrap=True, overflow="crop")
 
 
 # Columns in the order they are given up when the terminal is too narrow for all of them.
@@ -96,10 +118,12 @@ _COLUMNS = (("Cost", "cost_usd"), ("Calls", "calls"), ("Tokens in", "prompt_toke
             ("Cache hits", "cache_hits"), ("Saved", "saved_usd"))
 
 
-def _table(title: str, key_header: str, rows: list[UsageSummary], width: int) -> Table:
+def _table(title: str, key_header: str, rows: list[UsageSummary], width: int, *,
+           totals: UsageSummary) -> Table:
+    """``rows`` and a footer of ``totals`` (those of the whole period, when ``rows`` are
+    only its last days)."""
     from rich.table import Table
 
-    totals = _totals(rows)
     cells = {attribute: [_cell(getattr(row, attribute)) for row in (*rows, totals)]
              for _, attribute in _COLUMNS}
     # Keep the columns that fit (a cell needs its text + 3 for padding and border); a

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .._exceptions import LLMConfigError
 from ._ledger import MAX_PENDING, Ledger
 from ._records import insert_sql
+from ._totals import NO_TAGS, fold, rebuild_sql, schema, upserts
 
 if TYPE_CHECKING:
     import sqlite3
@@ -36,16 +37,17 @@ class SQLiteLedger(Ledger):
 
     _table = "usage"
     _mark = "?"
-    _day_sql = "strftime('%Y-%m-%d', \"time\", 'unixepoch')"
+    _day_sql = 'CAST("time" / 86400.0 AS INTEGER)'
     _hint = "Check that its directory exists or can be created, and is writable."
     _writer: sqlite3.Connection | None
     _reader: sqlite3.Connection | None
 
-    def __init__(self, path: str | os.PathLike[str], *, max_pending: int = MAX_PENDING) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, max_pending: int = MAX_PENDING,
+                 retention_days: float | None = None) -> None:
         self.path = Path(path).expanduser()
         if str(path) == ":memory:":
             raise LLMConfigError("the usage ledger cannot be ':memory:': give a file path")
-        super().__init__(str(self.path), max_pending=max_pending)
+        super().__init__(str(self.path), max_pending=max_pending, retention_days=retention_days)
         self._created = False  # the reader created the file and its tables
 
     def _connect(self, *, create: bool) -> sqlite3.Connection:
@@ -60,10 +62,47 @@ class SQLiteLedger(Ledger):
                 connection.execute("PRAGMA journal_mode = WAL")
                 connection.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL
                 connection.executescript(_SQLITE_SCHEMA)
+            self._ensure_totals(connection)
         except BaseException:
             connection.close()
             raise
         return connection
+
+    def _ensure_totals(self, connection: sqlite3.Connection) -> None:
+        import sqlite3
+
+        """Create the totals tables; in a file written before they existed, build them from
+        its rows first (once: the write lock makes other processes wait, then see them)."""
+        def missing() -> bool:
+            found = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                       "AND name IN ('usage', 'usage_daily')").fetchall()
+            return {"usage"} == {name for name, in found}
+
+        if not missing():
+            return  # up to date, or no ledger in this file yet
+        for attempt in range(100):
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                # While another connection switches the file to WAL, this reports "locked"
+                # at once, without waiting for the busy timeout.
+                if "locked" not in str(exc) or attempt == 99:
+                    raise
+                time.sleep(0.05)
+        try:
+            if missing():
+                if connection.execute("SELECT 1 FROM usage LIMIT 1").fetchone():
+                    self._migrating()
+                for statement in schema(self._table, integer="INTEGER", real="REAL"):
+                    connection.execute(statement)
+                for statement in rebuild_sql(self._table, day_sql=self._day_sql,
+                                             tags_from=f", json_each({NO_TAGS}) AS tag"):
+                    connection.execute(statement)
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
 
     def _write(self, rows: list[tuple[Any, ...]], settled: list[str]) -> None:
         try:
@@ -71,12 +110,27 @@ class SQLiteLedger(Ledger):
                 self._writer = self._connect(create=True)
             # sqlite3 opens a transaction before the first INSERT; _commit ends it.
             self._writer.executemany(insert_sql(self._table, "?"), rows)
+            for sql, params in upserts(self._table, "?", fold(rows)):
+                self._writer.executemany(sql, params)
             self._writer.executemany("DELETE FROM usage_reservations WHERE id = ?",
                                      [(hold,) for hold in settled])
             self._writer.execute("DELETE FROM usage_reservations WHERE expires <= ?", (time.time(),))
         except BaseException:
             self._close_writer()  # closing rolls back
             raise
+
+    def _delete_before(self, cutoff: float, limit: int) -> int:
+        try:
+            if self._writer is None:
+                self._writer = self._connect(create=True)
+            deleted = self._writer.execute(
+                f'DELETE FROM {self._table} WHERE id IN (SELECT id FROM {self._table} '
+                'WHERE "time" < ? ORDER BY "time" LIMIT ?)', (cutoff, limit)).rowcount
+            self._writer.commit()
+        except BaseException:
+            self._close_writer()
+            raise
+        return int(deleted)
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         import sqlite3
