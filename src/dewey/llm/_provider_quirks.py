@@ -78,7 +78,7 @@ def correct(error: LLMError, chain: list[BaseException]) -> LLMError:
         error.retry_after = next((float(m.group(1)) for text in texts if text
                                   for m in [_RETRY_DELAY.search(text)] if m), None)
     if response is not None and error.status_code is not None:
-        words = next((w for w in map(_words, texts) if w), None) or _plain(_body(chain[-1]))
+        words = next((w for w in map(_words, texts) if w), None) or _plain_words(_body(chain[-1]))
         if words:
             model = error.model or ""
             error.message = redact(f"{model}: {words}" if model else words)
@@ -125,7 +125,7 @@ def _words(text: str) -> str | None:
     return _message_in(body)
 
 
-def _plain(text: str) -> str | None:
+def _plain_words(text: str) -> str | None:
     """A body that is plain words (some servers send text under a JSON content-type,
     which LiteLLM reports as just "Error code: 429")."""
     text = text.strip()

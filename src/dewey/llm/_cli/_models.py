@@ -283,7 +283,7 @@ def _render_model(model: str, details: dict[str, Any], console: Console) -> None
     table.add_column("Detail", style="bold")
     table.add_column("Value", overflow="fold")
     for key, value in details.items():
-        table.add_row(key, _plain(value))
+        table.add_row(key, _as_cell(value))
     for side in ("input", "output"):
         per_token = details.get(f"{side}_cost_per_token")
         if per_token is not None:
@@ -291,7 +291,7 @@ def _render_model(model: str, details: dict[str, Any], console: Console) -> None
     console.print(table, highlight=False)
 
 
-def _plain(value: Any) -> str:
+def _as_cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
