@@ -33,6 +33,7 @@ from ._resilience import Cooldowns, RetryPlan, Step, run_async, run_sync
 from ._response import ResponseData
 from ._routing import attempt_kwargs, endpoint_of, explained, retry_plan
 from ._stream import AsyncCompletionStream, CompletionStream, Live, aopen_stream, open_stream
+from ._telemetry import finishing, guarded, open_telemetry
 from ._transport import Transport
 
 __all__ = ["AsyncLiteLLMClient", "LiteLLMClient"]
@@ -54,6 +55,8 @@ class _ClientCore:
         response_cache: Any = None,
         usage_ledger: Any = None,
         rate_limiter: Any = None,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
         **settings: Any,
     ) -> None:
         # Every LiteLLMConfig field is a keyword setting (cache=, track_usage=, ...); the
@@ -73,6 +76,7 @@ class _ClientCore:
                                                               usage_ledger, rate_limiter)
         self._recorder = Recorder(catalog=self._catalog, transport=transport, ledger=self._ledger,
                                   cache=self._cache, cache_ttl=self.config.cache_ttl)
+        self._telemetry = open_telemetry(tracer_provider, meter_provider, self._catalog)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r})"
@@ -126,10 +130,12 @@ class _ClientCore:
                           params: dict[str, Any]) -> tuple[Request, str | None, ResponseData | None]:
         """Prepare a completion; the cached answer if there is one, else check the budget."""
         request = completion_request(self.config, messages, model, stream, params)
-        key, hit = self._recorder.lookup(request, self._endpoint)
-        if hit is not None:
-            return request, key, hit
-        self._recorder.reserve(request, self.config.budget)
+        request.trace = self._telemetry.start(request) if self._telemetry else None
+        with guarded(request.trace):
+            key, hit = self._recorder.lookup(request, self._endpoint)
+            if hit is not None:
+                return request, key, hit
+            self._recorder.reserve(request, self.config.budget)
         return request, key, None
 
     def _start_embedding(self, input: str | list[str], model: str | None, params: dict[str, Any]
@@ -137,13 +143,15 @@ class _ClientCore:
         """Prepare embeddings: which texts the cache answers, and the request for the rest."""
         texts = texts_of(input)
         request = embedding_request(self.config, texts, model, params)
-        endpoint = self._endpoint(request) if self._cache is not None else None
-        plan = plan_embeddings(texts, request, self._cache, endpoint)
-        if plan.missing:
-            subset = [texts[i] for i in plan.missing]
-            single = isinstance(input, str) and len(subset) == 1
-            request.payload = {**params, "input": subset[0] if single else subset}
-            self._recorder.reserve(request, self.config.budget)
+        request.trace = self._telemetry.start(request) if self._telemetry else None
+        with guarded(request.trace):
+            endpoint = self._endpoint(request) if self._cache is not None else None
+            plan = plan_embeddings(texts, request, self._cache, endpoint)
+            if plan.missing:
+                subset = [texts[i] for i in plan.missing]
+                single = isinstance(input, str) and len(subset) == 1
+                request.payload = {**params, "input": subset[0] if single else subset}
+                self._recorder.reserve(request, self.config.budget)
         return request, plan
 
     def _endpoint(self, request: Request) -> str | None:
@@ -155,13 +163,18 @@ class _ClientCore:
         load = getattr(self._transport, "load", None)
         if load is not None:
             load()
-        return retry_plan(self.config, request, self._cooldowns, self._catalog)
+        plan = retry_plan(self.config, request, self._cooldowns, self._catalog)
+        if request.trace is not None:
+            request.trace.plan = plan  # whose history has the wait before each attempt
+        return plan
 
     # --- one attempt, shared by sync and async ------------------------------------------------
 
     def _attempt(self, request: Request, step: Step, send: Callable[[dict[str, Any]], T]) -> tuple[T, float]:
         """``send`` the step's arguments; the result and when the attempt started."""
         self._recorder.hold(request)
+        if request.trace is not None:
+            request.trace.attempt_started(step)
         started = time.monotonic()
         try:
             return send(attempt_kwargs(request, step, self._catalog)), started
@@ -176,6 +189,8 @@ class _ClientCore:
                         send: Callable[[dict[str, Any]], Awaitable[T]]) -> tuple[T, float]:
         """:meth:`_attempt`, awaited."""
         self._recorder.hold(request)
+        if request.trace is not None:
+            request.trace.attempt_started(step)
         started = time.monotonic()
         try:
             return await send(attempt_kwargs(request, step, self._catalog)), started
@@ -204,7 +219,9 @@ class LiteLLMClient(_ClientCore):
     of its fields: ``LiteLLMClient(model="gpt-4o", cache=True)``), over ``LITELLM_*``
     variables, over the YAML file, over defaults.  To share state between clients, pass
     the objects as ``cooldowns=``, ``response_cache=``, ``usage_ledger=`` or
-    ``rate_limiter=``.
+    ``rate_limiter=``.  Each call is traced and measured with OpenTelemetry when a
+    ``tracer_provider=`` / ``meter_provider=`` is given, or set globally before the client
+    is made (docs/observability.md).
     """
 
     @overload
@@ -238,12 +255,13 @@ class LiteLLMClient(_ClientCore):
             "tools": tools, "tool_choice": tool_choice})
         if cached is not None:
             return CompletionStream.replay(cached, request) if stream else cached
-        plan = self._plan(request)
-        if stream:
-            return run_sync(plan, lambda step: self._open_stream(request, step, plan, key))
-        response = run_sync(plan, lambda step: self._complete(request, step))
-        self._recorder.store(key, response)
-        return response
+        with finishing(request.trace):
+            plan = self._plan(request)
+            if stream:
+                return run_sync(plan, lambda step: self._open_stream(request, step, plan, key))
+            response = run_sync(plan, lambda step: self._complete(request, step))
+            self._recorder.store(key, response)
+            return response
 
     def _complete(self, request: Request, step: Step) -> Any:
         self._acquire(request, step)
@@ -264,14 +282,15 @@ class LiteLLMClient(_ClientCore):
         """
         request, plan = self._start_embedding(input, model, params)
         fresh = None
-        if plan.missing:
+        with finishing(request.trace):
+            if plan.missing:
 
-            def embed(step: Step) -> Any:
-                self._acquire(request, step)
-                response, started = self._attempt(request, step, self._transport.embed)
-                return self._succeeded(request, step, response, started)
+                def embed(step: Step) -> Any:
+                    self._acquire(request, step)
+                    response, started = self._attempt(request, step, self._transport.embed)
+                    return self._succeeded(request, step, response, started)
 
-            fresh = run_sync(self._plan(request), embed)
+                fresh = run_sync(self._plan(request), embed)
         return merge(request, plan, fresh, self._recorder)
 
     def generate_completions(self, batch: Iterable[MessagesInput], model: str | None = None, *,
@@ -344,12 +363,13 @@ class AsyncLiteLLMClient(_ClientCore):
             "tools": tools, "tool_choice": tool_choice})
         if cached is not None:
             return AsyncCompletionStream.replay(cached, request) if stream else cached
-        plan = self._plan(request)
-        if stream:
-            return await run_async(plan, lambda step: self._open_stream(request, step, plan, key))
-        response = await run_async(plan, lambda step: self._complete(request, step))
-        self._recorder.store(key, response)
-        return response
+        with finishing(request.trace):
+            plan = self._plan(request)
+            if stream:
+                return await run_async(plan, lambda step: self._open_stream(request, step, plan, key))
+            response = await run_async(plan, lambda step: self._complete(request, step))
+            self._recorder.store(key, response)
+            return response
 
     async def _complete(self, request: Request, step: Step) -> Any:
         await self._aacquire(request, step)
@@ -369,14 +389,15 @@ class AsyncLiteLLMClient(_ClientCore):
         """See :meth:`LiteLLMClient.generate_embedding`."""
         request, plan = self._start_embedding(input, model, params)
         fresh = None
-        if plan.missing:
+        with finishing(request.trace):
+            if plan.missing:
 
-            async def embed(step: Step) -> Any:
-                await self._aacquire(request, step)
-                response, started = await self._aattempt(request, step, self._transport.aembed)
-                return self._succeeded(request, step, response, started)
+                async def embed(step: Step) -> Any:
+                    await self._aacquire(request, step)
+                    response, started = await self._aattempt(request, step, self._transport.aembed)
+                    return self._succeeded(request, step, response, started)
 
-            fresh = await run_async(self._plan(request), embed)
+                fresh = await run_async(self._plan(request), embed)
         return merge(request, plan, fresh, self._recorder)
 
     async def generate_completions(self, batch: Iterable[MessagesInput], model: str | None = None,
