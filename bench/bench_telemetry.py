@@ -1,0 +1,143 @@
+"""What OpenTelemetry costs a call: absent, installed but unconfigured, configured.
+
+    python bench/bench_telemetry.py [--calls 300] [--rounds 8]
+
+One worker process per mode, each with its own client against ``bench/fast_server.py``
+(started here, in its own process), all driven in interleaved rounds so that the load
+of a shared machine falls on every mode alike:
+
+- ``absent``: ``opentelemetry`` cannot be imported (as if not installed);
+- ``unconfigured``: installed and imported, but no tracer or meter provider set (the
+  API's defaults): the client decides once that there is nothing to do;
+- ``configured``: the SDK's ``TracerProvider`` (``BatchSpanProcessor``, an exporter that
+  drops what it is given) and ``MeterProvider`` (an in-memory reader), given to the client.
+
+Each call is a non-streamed completion or a stream read to its end (``--stream``), with
+``max_retries=0``.  Prints the median and p90 per call of each mode and the ratio of
+medians to ``absent``.  The goal: ``unconfigured`` within noise of ``absent`` (ratio
+under 1.03).  Nothing asserts it: this is a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from run import PY, fast_server  # noqa: E402
+
+MODES = ("absent", "unconfigured", "configured")
+GOAL_RATIO = 1.03
+
+WORKER = r"""
+import json, os, sys, time
+mode, base, stream = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+providers = {}
+if mode == "absent":
+    sys.modules["opentelemetry"] = None  # importing it now raises ImportError
+elif mode == "unconfigured":
+    import opentelemetry.trace, opentelemetry.metrics  # imported, no provider set
+else:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Drop(SpanExporter):
+        exported = 0
+
+        def export(self, spans):
+            Drop.exported += len(spans)
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Drop()))
+    providers = {"tracer_provider": tracer_provider,
+                 "meter_provider": MeterProvider(metric_readers=[InMemoryMetricReader()])}
+from dewey.llm import LiteLLMClient
+client = LiteLLMClient(model="openai/bench", api_base=base, api_key="sk-bench-0123456789",
+                       max_retries=0, **providers)
+
+def call():
+    if stream:
+        client.generate_completion("Hello!", stream=True).text()
+    else:
+        client.generate_completion("Hello!")
+
+for _ in range(20):  # warm up: LiteLLM's import, connections, caches
+    call()
+if mode == "configured":  # the mode is what it says: every call and attempt was exported
+    tracer_provider.force_flush()
+    assert Drop.exported == 40, Drop.exported
+print("READY", flush=True)
+for line in sys.stdin:
+    timings = []
+    for _ in range(int(line)):
+        start = time.perf_counter()
+        call()
+        timings.append(time.perf_counter() - start)
+    print(json.dumps(timings), flush=True)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=300, help="calls per mode per round")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--stream", action="store_true", help="streamed calls read to the end")
+    args = parser.parse_args()
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+           "PYTHONPATH": os.pathsep.join([str(BENCH.parent / "src"), os.environ.get("PYTHONPATH", "")])}
+    timings: dict[str, list[float]] = {mode: [] for mode in MODES}
+    with fast_server() as base:
+        workers = {mode: subprocess.Popen([PY, "-c", WORKER, mode, base, "1" if args.stream else "0"],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+                   for mode in MODES}
+        try:
+            for mode, worker in workers.items():
+                assert worker.stdout is not None
+                line = worker.stdout.readline().strip()
+                if line != "READY":
+                    raise RuntimeError(f"the {mode} worker did not start: {line!r}")
+            for round_number in range(args.rounds):
+                # A different order each round: no mode always runs first after a pause.
+                order = MODES[round_number % 3:] + MODES[:round_number % 3]
+                for mode in order:
+                    worker = workers[mode]
+                    assert worker.stdin is not None and worker.stdout is not None
+                    worker.stdin.write(f"{args.calls}\n")
+                    worker.stdin.flush()
+                    timings[mode].extend(json.loads(worker.stdout.readline()))
+        finally:
+            for worker in workers.values():
+                if worker.stdin is not None:
+                    worker.stdin.close()
+                worker.wait(timeout=30)
+    report(timings, args)
+
+
+def report(timings: dict[str, list[float]], args: argparse.Namespace) -> None:
+    kind = "streamed, read to the end" if args.stream else "non-streamed"
+    print(f"\n{args.rounds} rounds x {args.calls} {kind} calls per mode, interleaved\n")
+    print("| mode | median ms | p90 ms | median / absent |")
+    print("| --- | ---: | ---: | ---: |")
+    baseline = statistics.median(timings["absent"])
+    for mode in MODES:
+        ordered = sorted(timings[mode])
+        median = statistics.median(ordered)
+        p90 = ordered[int(len(ordered) * 0.9)]
+        print(f"| {mode} | {median * 1e3:.3f} | {p90 * 1e3:.3f} | {median / baseline:.3f} |")
+    ratio = statistics.median(timings["unconfigured"]) / baseline
+    verdict = "met" if ratio < GOAL_RATIO else "MISSED"
+    print(f"\ngoal: unconfigured / absent under {GOAL_RATIO}: {ratio:.3f} ({verdict})")
+
+
+if __name__ == "__main__":
+    main()
