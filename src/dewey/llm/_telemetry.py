@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from ._request import Request
     from ._resilience import RetryPlan, Step
 
-__all__ = ["CAPTURE_CONTENT_VARIABLE", "CallTrace", "Telemetry", "finishing", "guarded", "open_telemetry"]
+__all__ = ["CAPTURE_CONTENT_VARIABLE", "CallTrace", "Instruments", "Telemetry", "finishing", "guarded",
+           "open_telemetry"]
 
 CAPTURE_CONTENT_VARIABLE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 _SCOPE = "dewey.llm"
@@ -51,8 +52,7 @@ _REQUEST_ATTRIBUTES = {"temperature": "gen_ai.request.temperature", "top_p": "ge
                        "frequency_penalty": "gen_ai.request.frequency_penalty",
                        "presence_penalty": "gen_ai.request.presence_penalty",
                        "seed": "gen_ai.request.seed", "n": "gen_ai.request.choice.count",
-                       "stop": "gen_ai.request.stop_sequences",
-                       "encoding_format": "gen_ai.request.encoding_formats"}
+                       "stop": "gen_ai.request.stop_sequences"}
 _TRUE = {"true", "1", "yes", "span_only", "span_and_event"}
 
 
@@ -76,9 +76,9 @@ def open_telemetry(tracer_provider: Any, meter_provider: Any, catalog: Catalog) 
         if tracer_provider is None and meter_provider is None:
             return None
     tracer = tracer_provider.get_tracer(_SCOPE) if tracer_provider is not None else None
-    meter = meter_provider.get_meter(_SCOPE) if meter_provider is not None else None
+    instruments = Instruments(meter_provider.get_meter(_SCOPE)) if meter_provider is not None else None
     capture = os.environ.get(CAPTURE_CONTENT_VARIABLE, "").strip().lower() in _TRUE
-    return Telemetry(tracer, meter, catalog, capture_content=capture)
+    return Telemetry(tracer, instruments, catalog, capture_content=capture)
 
 
 def _configured(provider: Any) -> Any:
@@ -88,22 +88,42 @@ def _configured(provider: Any) -> Any:
     return None if "NoOp" in name or "Proxy" in name else provider
 
 
+class Instruments:
+    """The three metrics a client records, made once from its meter."""
+
+    def __init__(self, meter: Any) -> None:
+        self.duration = meter.create_histogram(
+            "gen_ai.client.operation.duration", unit="s", description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS)
+        self.tokens = meter.create_histogram(
+            "gen_ai.client.token.usage", unit="{token}", description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS)
+        self.cost = meter.create_counter("dewey.client.cost", unit="USD",
+                                         description="What the calls cost, in US dollars.")
+
+    def record(self, attributes: dict[str, Any], seconds: float, cache_hit: bool,
+               tokens: tuple[int, ...] | None, output: bool, cost: float) -> None:
+        """One call's measurements (``output``: whether the operation has output tokens)."""
+        # A cache hit takes microseconds: a series of its own keeps call latencies apart.
+        self.duration.record(seconds, {**attributes, "dewey.cache_hit": cache_hit})
+        if tokens is not None and (tokens[0] or tokens[1]):
+            self.tokens.record(tokens[0], {**attributes, "gen_ai.token.type": "input"})
+            if output:
+                self.tokens.record(tokens[1], {**attributes, "gen_ai.token.type": "output"})
+        if cost:
+            self.cost.add(cost, attributes)
+
+
 class Telemetry:
     """A client's tracer and instruments; starts a :class:`CallTrace` per call."""
 
-    def __init__(self, tracer: Any, meter: Any, catalog: Catalog, *, capture_content: bool = False) -> None:
-        self.tracer, self.catalog, self.capture_content = tracer, catalog, capture_content
-        self.duration = self.tokens = self.cost = None
-        if meter is not None:
-            self.duration = meter.create_histogram(
-                "gen_ai.client.operation.duration", unit="s", description="GenAI operation duration.",
-                explicit_bucket_boundaries_advisory=_DURATION_BUCKETS)
-            self.tokens = meter.create_histogram(
-                "gen_ai.client.token.usage", unit="{token}",
-                description="Number of input and output tokens used.",
-                explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS)
-            self.cost = meter.create_counter(
-                "dewey.client.cost", unit="USD", description="What the calls cost, in US dollars.")
+    def __init__(self, tracer: Any, instruments: Instruments | None, catalog: Catalog, *,
+                 capture_content: bool = False) -> None:
+        from opentelemetry import trace
+
+        self.tracer, self.instruments, self.catalog = tracer, instruments, catalog
+        self.capture_content = capture_content
+        self.api = trace  # imported once here, not in every call
 
     def start(self, request: Request) -> CallTrace:
         return CallTrace(self, request)
@@ -132,15 +152,16 @@ class CallTrace:
                                            "gen_ai.request.model": request.model}
         self.span = None
         if telemetry.tracer is not None:
-            from opentelemetry.trace import SpanKind
-
-            self.span = telemetry.tracer.start_span(f"{self.operation} {request.model}", kind=SpanKind.CLIENT,
-                                                    attributes={**self.attributes, **self._request_attributes()})
+            self.span = telemetry.tracer.start_span(
+                f"{self.operation} {request.model}", kind=telemetry.api.SpanKind.CLIENT,
+                attributes={**self.attributes, **self._request_attributes()})
 
     def _request_attributes(self) -> dict[str, Any]:
         payload, request = self.request.payload, self.request
         found = {_REQUEST_ATTRIBUTES[name]: _attribute(value) for name, value in payload.items()
                  if name in _REQUEST_ATTRIBUTES and value is not None}
+        if isinstance(payload.get("stop"), str):  # the conventions' stop_sequences is a list
+            found["gen_ai.request.stop_sequences"] = [payload["stop"]]
         if request.kind == "stream":
             found["gen_ai.request.stream"] = True
         if self.telemetry.capture_content and request.messages:
@@ -154,14 +175,13 @@ class CallTrace:
         self.step = step
         if self.span is None:
             return
-        from opentelemetry import trace
-
         history = self.plan.history if self.plan is not None else []
         attributes: dict[str, Any] = {"dewey.attempt.model": step.route.model, "dewey.attempt.number": step.number,
                                       "dewey.attempt.wait_s": history[-1].waited if history else 0.0}
         attributes.update(_server(step.route.api_base))
         self.attempt_span = self.telemetry.tracer.start_span(
-            f"attempt {step.route.model}", context=trace.set_span_in_context(self.span), attributes=attributes)
+            f"attempt {step.route.model}", context=self.telemetry.api.set_span_in_context(self.span),
+            attributes=attributes)
 
     def succeeded(self, step: Step, response: Any, cost: float) -> None:
         """The attempt succeeded and the answer is complete: the call is over."""
@@ -187,8 +207,13 @@ class CallTrace:
             return
         span.set_attribute("dewey.attempt.outcome", outcome)
         if error is not None:
-            _set_error(span, error)
+            self._set_error(span, error)
         span.end()
+
+    def _set_error(self, span: Any, error: BaseException) -> None:
+        span.set_attribute("error.type", _error_type(error))
+        api = self.telemetry.api
+        span.set_status(api.Status(api.StatusCode.ERROR, str(getattr(error, "message", error))))
 
     # --- the call ----------------------------------------------------------------------------
 
@@ -216,15 +241,9 @@ class CallTrace:
         if error is not None:
             attributes["error.type"] = _error_type(error)
         tokens = usage_counts(response) if response is not None and not cache_hit else None
-        if telemetry.duration is not None:
-            # A cache hit takes microseconds: a series of its own keeps call latencies apart.
-            telemetry.duration.record(time.perf_counter() - self.started, {**attributes, "dewey.cache_hit": cache_hit})
-            if tokens is not None and (tokens[0] or tokens[1]):
-                telemetry.tokens.record(tokens[0], {**attributes, "gen_ai.token.type": "input"})  # type: ignore[union-attr]
-                if self.operation == "chat":
-                    telemetry.tokens.record(tokens[1], {**attributes, "gen_ai.token.type": "output"})  # type: ignore[union-attr]
-            if cost:
-                telemetry.cost.add(cost, attributes)  # type: ignore[union-attr]
+        if telemetry.instruments is not None:
+            telemetry.instruments.record(attributes, time.perf_counter() - self.started, cache_hit, tokens,
+                                         self.operation == "chat", cost)
         span = self.span
         if span is None:
             return
@@ -235,7 +254,7 @@ class CallTrace:
             if self.operation == "chat":
                 span.set_attribute("gen_ai.usage.output_tokens", tokens[1])
         if error is not None:
-            _set_error(span, error)
+            self._set_error(span, error)
         span.end()
 
     def _ours(self, cost: float, saved: float, cache_hit: bool, outcome: str | None) -> dict[str, Any]:
@@ -306,13 +325,6 @@ def _error_type(error: BaseException) -> str:
     # Our errors by their public name (dewey.llm.LLMRateLimitError), not the private module's.
     module = "dewey.llm" if cls.__module__.startswith("dewey.llm.") else cls.__module__
     return f"{module}.{cls.__qualname__}"
-
-
-def _set_error(span: Any, error: BaseException) -> None:
-    from opentelemetry.trace import Status, StatusCode
-
-    span.set_attribute("error.type", _error_type(error))
-    span.set_status(Status(StatusCode.ERROR, str(getattr(error, "message", error))))
 
 
 def _field(item: Any, name: str) -> Any:
