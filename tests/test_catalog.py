@@ -184,6 +184,14 @@ def test_provider_equals_litellm_for_every_map_name(litellm: ModuleType, catalog
     assert agreed > 4000
 
 
+def test_a_fine_tune_is_placed_and_priced_as_litellm_does(litellm: ModuleType, catalog: Catalog) -> None:
+    for name in ("ft:gpt-4o-mini-2024-07-18:my-org:custom:abc123",
+                 "openai/ft:gpt-4o-mini-2024-07-18:my-org:custom:abc123"):
+        assert catalog.provider(name) == litellm.get_llm_provider(name)[1] == "openai"
+        theirs = sum(litellm.cost_per_token(model=name, prompt_tokens=1000, completion_tokens=100))
+        assert theirs > 0 and catalog.token_cost(name, 1000, 100) == pytest.approx(theirs, rel=1e-12)
+
+
 def test_provider_of_prefixed_names_not_in_the_map(catalog: Catalog) -> None:
     assert catalog.provider("openai/my-private-model") == "openai"
     assert catalog.provider("hosted_vllm/whatever") == "hosted_vllm"

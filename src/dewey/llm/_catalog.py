@@ -103,12 +103,12 @@ class Catalog:
     def _key(self, model: str) -> str | None:
         """The map key LiteLLM prices ``model`` with: the name, else it without ``provider/``."""
         entries = self.entries
-        if model in entries:
-            return model
-        if "/" in model:
-            bare = model.split("/", 1)[1]
-            if bare in entries:
-                return bare
+        for name in (model, model.split("/", 1)[1]) if "/" in model else (model,):
+            if name in entries:
+                return name
+            # A fine-tune, "ft:BASE:org:suffix:id", is priced as BASE's fine-tunes ("ft:BASE").
+            if name.startswith("ft:") and name.count(":") >= 2 and ":".join(name.split(":")[:2]) in entries:
+                return ":".join(name.split(":")[:2])
         return None
 
     # --- facts ----------------------------------------------------------------------------

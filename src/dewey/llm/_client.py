@@ -20,6 +20,7 @@ from ._catalog import Catalog
 from ._config import LiteLLMConfig
 from ._embeddings import EmbeddingPlan, merge, plan_embeddings
 from ._exceptions import LLMConfigError, LLMError
+from ._litellm import LiteLLMTransport, local_model_details
 from ._recorder import Recorder
 from ._request import (
     MessagesInput,
@@ -64,12 +65,9 @@ class _ClientCore:
         if config is not None and settings:
             raise LLMConfigError("pass either config= or keyword settings, not both")
         self.config = LiteLLMConfig.load(config if config is not None else settings)
-        if transport is None:
-            from ._litellm import LiteLLMTransport
-
-            transport = LiteLLMTransport()
-        self._transport = transport
-        self._catalog = catalog or Catalog(local=_local_model_details)
+        # LiteLLM is imported by the transport's first call, not here.
+        self._transport = transport = transport or LiteLLMTransport()
+        self._catalog = catalog or Catalog(local=local_model_details)
         self._cooldowns = cooldowns or Cooldowns(self.config.cooldown_failures,
                                                  self.config.cooldown_seconds)
         self._cache, self._ledger, self._limiter = _resources(self.config, response_cache,
@@ -434,12 +432,6 @@ class AsyncLiteLLMClient(_ClientCore):
 
     async def __aexit__(self, *_: object) -> None:
         self.close()
-
-
-def _local_model_details(name: str) -> dict[str, Any]:
-    from ._litellm import local_model_details  # the local provider's module imports LiteLLM
-
-    return local_model_details(name)
 
 
 def _resources(config: LiteLLMConfig, cache: Any, ledger: Any, limiter: Any) -> tuple[Any, Any, Any]:

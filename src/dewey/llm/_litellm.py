@@ -1,10 +1,12 @@
 """``LiteLLMTransport``: requests sent through LiteLLM. The only module that imports it.
 
-LiteLLM takes seconds to import, so it is loaded on the first call that needs it, once
-per process, behind a lock.  Nothing here writes per-client settings into LiteLLM's
-module globals (keys, bases, caches): every call passes its own.  The few process-wide
-switches set here (silencing debug prints, the offline price map, registering the
-``local/`` provider) are the same for every client.
+(The local provider's module subclasses LiteLLM's ``CustomLLM``, so it imports LiteLLM
+too; it is imported from here only, once LiteLLM is set up.)  LiteLLM takes seconds to
+import, so it is loaded on the first call that needs it, once per process, behind a
+lock.  Nothing here writes per-client settings into LiteLLM's module globals (keys,
+bases, caches): every call passes its own.  The few process-wide switches set here
+(silencing debug prints, the offline price map, registering the ``local/`` provider)
+are the same for every client.
 """
 
 from __future__ import annotations

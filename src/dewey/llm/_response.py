@@ -36,7 +36,7 @@ class ResponseData(dict[str, Any]):
         return _wrap(dict.get(self, key, default))
 
     def model_dump(self, **_: Any) -> dict[str, Any]:
-        return json.loads(json.dumps(self))
+        return _json_copy(self)
 
     def json(self, **_: Any) -> str:
         return json.dumps(self)
@@ -56,9 +56,14 @@ def _wrap(value: Any) -> Any:
 def as_dict(response: Any) -> dict[str, Any]:
     """Plain JSON-able data of a LiteLLM response (or of a ``ResponseData``)."""
     if isinstance(response, dict):
-        return json.loads(json.dumps(response, default=str))
-    data = response.model_dump() if hasattr(response, "model_dump") else dict(response)
-    return json.loads(json.dumps(data, default=str))
+        return _json_copy(response)
+    return _json_copy(response.model_dump() if hasattr(response, "model_dump") else dict(response))
+
+
+def _json_copy(data: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy through JSON: plain data only (anything else as its ``str``)."""
+    copied: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    return copied
 
 
 def cached_response(data: dict[str, Any]) -> ResponseData:
