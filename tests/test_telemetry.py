@@ -223,6 +223,7 @@ def test_a_stream_span_ends_when_the_stream_is_read_to_its_end(
     assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
     assert attributes["gen_ai.response.id"].startswith("chatcmpl-")
     assert attributes["dewey.cost_usd"] == pytest.approx(stream.cost)
+    assert 0 < attributes["gen_ai.response.time_to_first_chunk"] < ((call.end_time or 0) - (call.start_time or 0)) / 1e9
     assert (call.end_time or 0) >= max(a.end_time or 0 for a in otel.attempts(call))
 
 
@@ -348,6 +349,18 @@ def test_the_async_client_traces_calls_and_streams(provider: FakeProvider, otel:
     calls = [s for s in otel.spans() if s.kind == SpanKind.CLIENT]
     assert [attrs(c)["dewey.attempts"] for c in calls] == [2, 1]
     assert all(len(otel.attempts(c)) == attrs(c)["dewey.attempts"] for c in calls)
+
+
+def test_calls_are_children_of_the_callers_span_in_batches_too(
+        traced: Callable[..., LiteLLMClient], otel: Telemetry) -> None:
+    client = traced()
+    with otel.tracer_provider.get_tracer("app").start_as_current_span("job") as job:
+        client.generate_completion("one")
+        client.generate_completions(["two", "three", "four"], concurrency=3)
+
+    calls = [s for s in otel.spans() if s.kind == SpanKind.CLIENT]
+    assert len(calls) == 4
+    assert all(c.parent is not None and c.parent.span_id == job.get_span_context().span_id for c in calls)
 
 
 def test_without_a_configured_provider_nothing_is_recorded(provider: FakeProvider, otel: Telemetry) -> None:

@@ -222,6 +222,8 @@ class CallTrace:
         in flight (embeddings all found in the cache) is over."""
         if self.attempt_span is not None:
             self.handed_over = True
+            if self.span is not None:  # the stream was read up to its first token before it was returned
+                self.span.set_attribute("gen_ai.response.time_to_first_chunk", time.perf_counter() - self.started)
         elif not self.ended:
             self._end(cache_hit=self.attempts == 0)
 
