@@ -227,6 +227,21 @@ def test_a_stream_span_ends_when_the_stream_is_read_to_its_end(
     assert (call.end_time or 0) >= max(a.end_time or 0 for a in otel.attempts(call))
 
 
+def test_with_metrics_only_a_stream_is_measured_once_it_ends(provider: FakeProvider, otel: Telemetry) -> None:
+    client = LiteLLMClient(model="openai/gpt-4o-mini", api_base=provider.openai_base, api_key=TEST_KEY,
+                           meter_provider=otel.meter_provider)
+    stream = client.generate_completion("one two three", stream=True)
+    assert otel.points("gen_ai.client.operation.duration") == []
+    stream.text()
+    client.close()
+
+    [duration] = otel.points("gen_ai.client.operation.duration")
+    assert duration.count == 1
+    output = [p for p in otel.points("gen_ai.client.token.usage") if attrs(p)["gen_ai.token.type"] == "output"]
+    assert [p.sum for p in output] == [stream.response.usage.completion_tokens]
+    assert otel.spans() == []
+
+
 def test_a_stream_closed_before_its_end_ends_its_span_as_abandoned(
         traced: Callable[..., LiteLLMClient], otel: Telemetry) -> None:
     stream = traced().generate_completion("one two three four five", stream=True)

@@ -145,7 +145,8 @@ class CallTrace:
         self.plan: RetryPlan | None = None  # set once the call needs one: its history has the waits
         self.attempts = 0
         self.step: Step | None = None  # the attempt made last
-        self.attempt_span: Any = None  # the attempt in flight, or the stream being read
+        self.in_flight = False  # an attempt is running, or its stream being read
+        self.attempt_span: Any = None  # its span, when tracing
         self.handed_over = False  # the call returned a live stream: the stream ends the span
         self.ended = False
         self.attributes: dict[str, Any] = {"gen_ai.operation.name": self.operation,
@@ -172,7 +173,7 @@ class CallTrace:
 
     def attempt_started(self, step: Step) -> None:
         self.attempts += 1
-        self.step = step
+        self.step, self.in_flight = step, True
         if self.span is None:
             return
         history = self.plan.history if self.plan is not None else []
@@ -202,6 +203,7 @@ class CallTrace:
         self._end(response=response, cache_hit=True, saved=saved)
 
     def _end_attempt(self, outcome: str, error: BaseException | None = None) -> None:
+        self.in_flight = False
         span, self.attempt_span = self.attempt_span, None
         if span is None:
             return
@@ -220,7 +222,7 @@ class CallTrace:
     def returned(self) -> None:
         """The client returned: a live stream now ends the call; a call with nothing left
         in flight (embeddings all found in the cache) is over."""
-        if self.attempt_span is not None:
+        if self.in_flight:
             self.handed_over = True
             if self.span is not None:  # the stream was read up to its first token before it was returned
                 self.span.set_attribute("gen_ai.response.time_to_first_chunk", time.perf_counter() - self.started)
