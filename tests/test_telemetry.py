@@ -357,12 +357,15 @@ def test_the_async_client_traces_calls_and_streams(provider: FakeProvider, otel:
                                     backoff_base=0.01, tracer_provider=otel.tracer_provider)
         await client.generate_completion("Hello!")
         stream = await client.generate_completion("one two", stream=True)
-        return await stream.atext()
+        text = await stream.atext()
+        await client.generate_embedding("one")
+        return text
 
     provider.script("gpt-4o-mini", Reply.error(500), Reply.ok())
     assert asyncio.run(main()) == "echo: one two"
     calls = [s for s in otel.spans() if s.kind == SpanKind.CLIENT]
-    assert [attrs(c)["dewey.attempts"] for c in calls] == [2, 1]
+    assert [(c.name, attrs(c)["dewey.attempts"]) for c in calls] == [
+        ("chat openai/gpt-4o-mini", 2), ("chat openai/gpt-4o-mini", 1), ("embeddings text-embedding-3-small", 1)]
     assert all(len(otel.attempts(c)) == attrs(c)["dewey.attempts"] for c in calls)
 
 

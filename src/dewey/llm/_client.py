@@ -280,15 +280,17 @@ class LiteLLMClient(_ClientCore):
         """
         request, plan = self._start_embedding(input, model, params)
         fresh = None
-        with finishing(request.trace):
-            if plan.missing:
+        if plan.missing:
 
-                def embed(step: Step) -> Any:
-                    self._acquire(request, step)
-                    response, started = self._attempt(request, step, self._transport.embed)
-                    return self._succeeded(request, step, response, started)
+            def embed(step: Step) -> Any:
+                self._acquire(request, step)
+                response, started = self._attempt(request, step, self._transport.embed)
+                return self._succeeded(request, step, response, started)
 
+            with finishing(request.trace):
                 fresh = run_sync(self._plan(request), embed)
+        elif request.trace is not None:  # every text was in the cache
+            request.trace.returned()
         return merge(request, plan, fresh, self._recorder)
 
     def generate_completions(self, batch: Iterable[MessagesInput], model: str | None = None, *,
@@ -387,15 +389,17 @@ class AsyncLiteLLMClient(_ClientCore):
         """See :meth:`LiteLLMClient.generate_embedding`."""
         request, plan = self._start_embedding(input, model, params)
         fresh = None
-        with finishing(request.trace):
-            if plan.missing:
+        if plan.missing:
 
-                async def embed(step: Step) -> Any:
-                    await self._aacquire(request, step)
-                    response, started = await self._aattempt(request, step, self._transport.aembed)
-                    return self._succeeded(request, step, response, started)
+            async def embed(step: Step) -> Any:
+                await self._aacquire(request, step)
+                response, started = await self._aattempt(request, step, self._transport.aembed)
+                return self._succeeded(request, step, response, started)
 
+            with finishing(request.trace):
                 fresh = await run_async(self._plan(request), embed)
+        elif request.trace is not None:  # every text was in the cache
+            request.trace.returned()
         return merge(request, plan, fresh, self._recorder)
 
     async def generate_completions(self, batch: Iterable[MessagesInput], model: str | None = None,
