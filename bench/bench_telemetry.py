@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
+sys.path[:0] = [str(BENCH), str(BENCH.parent / "src")]  # this tree's dewey.llm, as in the workers
 
 from run import PY, fast_server  # noqa: E402
 
