@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -68,7 +69,9 @@ def run_threads(call: Callable[[T], R], items: Sequence[T], *, concurrency: int,
             # once instead of waiting for a worker thread to finish it.
             return [one(item) for item in items]
         with ThreadPoolExecutor(max_workers=min(concurrency, len(items))) as pool:
-            futures = [pool.submit(one, item) for item in items]
+            # Each item runs in a copy of the caller's context, as it would in a loop: the
+            # caller's OpenTelemetry span is then the parent of every call's span.
+            futures = [pool.submit(contextvars.copy_context().run, one, item) for item in items]
             try:
                 return [future.result() for future in futures]
             except BaseException:  # a failure or Ctrl-C: what has not started is not sent

@@ -44,6 +44,7 @@ from ._routing import (
     routes_for,
 )
 from ._stream import AsyncCompletionStream, CompletionStream, Live, aopen_stream, open_stream
+from ._telemetry import finishing, guarded, open_telemetry
 from ._transport import Transport
 
 __all__ = ["AsyncLiteLLMClient", "LiteLLMClient"]
@@ -65,6 +66,8 @@ class _ClientCore:
         response_cache: Any = None,
         usage_ledger: Any = None,
         rate_limiter: Any = None,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
         **settings: Any,
     ) -> None:
         # Every LiteLLMConfig field is a keyword setting (cache=, track_usage=, ...); the
@@ -84,6 +87,7 @@ class _ClientCore:
                                                               usage_ledger, rate_limiter)
         self._recorder = Recorder(catalog=self._catalog, ledger=self._ledger,
                                   cache=self._cache, cache_ttl=self.config.cache_ttl)
+        self._telemetry = open_telemetry(tracer_provider, meter_provider, self._catalog)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r})"
@@ -140,10 +144,12 @@ class _ClientCore:
                           params: dict[str, Any]) -> tuple[Request, str | None, ResponseData | None]:
         """Prepare a completion; the cached answer if there is one, else check the budget."""
         request = completion_request(self.config, messages, model, stream, params)
-        key, hit = self._recorder.lookup(request, self._endpoint)
-        if hit is not None:
-            return request, key, hit
-        self._recorder.reserve(request, self.config.budget)
+        request.trace = self._telemetry.start(request) if self._telemetry else None
+        with guarded(request.trace):
+            key, hit = self._recorder.lookup(request, self._endpoint)
+            if hit is not None:
+                return request, key, hit
+            self._recorder.reserve(request, self.config.budget)
         return request, key, None
 
     def _start_embedding(self, input: str | list[str], model: str | None, params: dict[str, Any]
@@ -151,13 +157,15 @@ class _ClientCore:
         """Prepare embeddings: which texts the cache answers, and the request for the rest."""
         texts = texts_of(input)
         request = embedding_request(self.config, texts, model, params)
-        endpoint = self._endpoint(request) if self._cache is not None else None
-        plan = plan_embeddings(texts, request, self._cache, endpoint)
-        if plan.missing:
-            subset = [texts[i] for i in plan.missing]
-            single = isinstance(input, str) and len(subset) == 1
-            request.payload = {**params, "input": subset[0] if single else subset}
-            self._recorder.reserve(request, self.config.budget)
+        request.trace = self._telemetry.start(request) if self._telemetry else None
+        with guarded(request.trace):
+            endpoint = self._endpoint(request) if self._cache is not None else None
+            plan = plan_embeddings(texts, request, self._cache, endpoint)
+            if plan.missing:
+                subset = [texts[i] for i in plan.missing]
+                single = isinstance(input, str) and len(subset) == 1
+                request.payload = {**params, "input": subset[0] if single else subset}
+                self._recorder.reserve(request, self.config.budget)
         return request, plan
 
     def _endpoint(self, request: Request) -> str | None:
@@ -169,7 +177,10 @@ class _ClientCore:
         # Loading LiteLLM takes seconds: not part of the first attempt's latency or the
         # call's deadline (a fallback through LiteLLM loads it when it is reached).
         self._load(self._transport(request.routes[0]))
-        return retry_plan(self.config, request, self._cooldowns, self._catalog)
+        plan = retry_plan(self.config, request, self._cooldowns, self._catalog)
+        if request.trace is not None:
+            request.trace.plan = plan  # whose history has the wait before each attempt
+        return plan
 
     def _transport(self, route: Route) -> Transport:
         """The transport that sends ``route``'s calls, made on first use."""
@@ -196,6 +207,8 @@ class _ClientCore:
         transport = self._transport(step.route)
         self._load(transport)
         self._recorder.hold(request)
+        if request.trace is not None:
+            request.trace.attempt_started(step)
         started = time.monotonic()
         try:
             return send(transport, attempt_kwargs(request, step, self._catalog)), started
@@ -212,6 +225,8 @@ class _ClientCore:
         transport = self._transport(step.route)
         self._load(transport)
         self._recorder.hold(request)
+        if request.trace is not None:
+            request.trace.attempt_started(step)
         started = time.monotonic()
         try:
             return await send(transport, attempt_kwargs(request, step, self._catalog)), started
@@ -261,7 +276,9 @@ class LiteLLMClient(_ClientCore):
     variables, over the YAML file, over defaults.  To share state between clients, pass
     the objects as ``cooldowns=``, ``response_cache=``, ``usage_ledger=`` or
     ``rate_limiter=``; ``transports={"native": ..., "litellm": ...}`` replaces what sends
-    the calls of the routes that take each (see ``transport``).
+    the calls of the routes that take each (see ``transport``).  Each call is traced
+    and measured with OpenTelemetry when a ``tracer_provider=`` / ``meter_provider=`` is
+    given, or set globally before the client is made (docs/observability.md).
     """
 
     @overload
@@ -299,12 +316,13 @@ class LiteLLMClient(_ClientCore):
             "tools": tools, "tool_choice": tool_choice})
         if cached is not None:
             return CompletionStream.replay(cached, request) if stream else cached
-        plan = self._plan(request)
-        if stream:
-            return run_sync(plan, lambda step: self._open_stream(request, step, plan, key))
-        response = run_sync(plan, lambda step: self._complete(request, step))
-        self._recorder.store(key, response)
-        return response
+        with finishing(request.trace):
+            plan = self._plan(request)
+            if stream:
+                return run_sync(plan, lambda step: self._open_stream(request, step, plan, key))
+            response = run_sync(plan, lambda step: self._complete(request, step))
+            self._recorder.store(key, response)
+            return response
 
     def _complete(self, request: Request, step: Step) -> ChatResponse:
         self._acquire(request, step)
@@ -333,7 +351,10 @@ class LiteLLMClient(_ClientCore):
                                                   lambda transport, kwargs: transport.embed(kwargs))
                 return self._succeeded(request, step, response, started)
 
-            fresh = run_sync(self._plan(request), embed)
+            with finishing(request.trace):
+                fresh = run_sync(self._plan(request), embed)
+        elif request.trace is not None:  # every text was in the cache
+            request.trace.returned()
         return merge(request, plan, fresh, self._recorder)
 
     def generate_completions(self, batch: Iterable[MessagesInput], model: str | None = None, *,
@@ -410,12 +431,13 @@ class AsyncLiteLLMClient(_ClientCore):
             "tools": tools, "tool_choice": tool_choice})
         if cached is not None:
             return AsyncCompletionStream.replay(cached, request) if stream else cached
-        plan = self._plan(request)
-        if stream:
-            return await run_async(plan, lambda step: self._open_stream(request, step, plan, key))
-        response = await run_async(plan, lambda step: self._complete(request, step))
-        self._recorder.store(key, response)
-        return response
+        with finishing(request.trace):
+            plan = self._plan(request)
+            if stream:
+                return await run_async(plan, lambda step: self._open_stream(request, step, plan, key))
+            response = await run_async(plan, lambda step: self._complete(request, step))
+            self._recorder.store(key, response)
+            return response
 
     async def _complete(self, request: Request, step: Step) -> ChatResponse:
         await self._aacquire(request, step)
@@ -443,7 +465,10 @@ class AsyncLiteLLMClient(_ClientCore):
                     request, step, lambda transport, kwargs: transport.aembed(kwargs))
                 return self._succeeded(request, step, response, started)
 
-            fresh = await run_async(self._plan(request), embed)
+            with finishing(request.trace):
+                fresh = await run_async(self._plan(request), embed)
+        elif request.trace is not None:  # every text was in the cache
+            request.trace.returned()
         return merge(request, plan, fresh, self._recorder)
 
     async def generate_completions(self, batch: Iterable[MessagesInput], model: str | None = None,

@@ -105,19 +105,27 @@ class Recorder:
             hidden.setdefault("cache_hit", False)
         with self._cost_lock:
             self.total_cost += cost
+        if request.trace is not None:
+            request.trace.succeeded(response, cost)
         self.record(request, step, "ok", response=response, cost=cost, latency=latency)
         return response
 
     def failed(self, request: Request, step: Step, error: LLMError, latency: float) -> None:
+        if request.trace is not None:
+            request.trace.failed(error)
         self.record(request, step, type(error).__name__, latency=latency, status=error.status_code)
 
     def abandoned(self, request: Request, step: Step, latency: float) -> None:
         """A call left before its end: the provider may still charge for it."""
+        if request.trace is not None:
+            request.trace.abandoned()
         self.record(request, step, "abandoned", latency=latency)
 
     def hit(self, request: Request, data: dict[str, Any]) -> ResponseData:
         """Record a cache hit; the cached answer as a response."""
         saved = float(data.pop(COST_FIELD, 0.0) or 0.0)
+        if request.trace is not None:
+            request.trace.cache_hit(data, saved)
         self.record(request, None, "ok", response=data, cache_hit=True, saved=saved)
         return cached_response(data)
 

@@ -26,6 +26,7 @@ from ._tools import normalize_functions, normalize_tool_choice, normalize_tools
 if TYPE_CHECKING:
     from ._config import LiteLLMConfig
     from ._resilience import Route
+    from ._telemetry import CallTrace
 
 __all__ = ["CacheMode", "MessagesInput", "Request", "check_cache_mode", "check_sendable",
            "completion_request", "embedding_request", "estimate_tokens", "texts_of"]
@@ -48,6 +49,7 @@ class Request:
     routes: list[Route] = field(default_factory=list)  # resolved when a call is needed
     estimate: float = 0.0  # USD held against budgets while an attempt is in flight
     hold: str | None = None  # the ledger reservation of the attempt in flight
+    trace: CallTrace | None = None  # its OpenTelemetry span, when telemetry is on
 
     def cache_request(self) -> dict[str, Any]:
         return {"model": self.model, **self.payload}

@@ -164,7 +164,7 @@ class _StreamCall:
         if usage is not None and live.key is None:
             # The provider counted the tokens: price them without assembling the whole
             # answer (stream_chunk_builder costs more than the rest of our work together).
-            counted = {"usage": usage}
+            counted = {**_identity(self._chunks), "usage": usage}
             self.cost = live.recorder.price(counted, live.step.route.model)
             live.recorder.succeeded(live.request, live.step, counted, latency, cost=self.cost)
             return
@@ -334,6 +334,14 @@ def _final_usage(chunks: list[Any]) -> Any:
         if usage:
             return usage
     return None
+
+
+def _identity(chunks: list[Any]) -> dict[str, Any]:
+    """The answer's id, model and finish reason, as a stream's chunks tell them."""
+    first = chunks[0] if chunks else None
+    reasons = [_field(choice, "finish_reason") for chunk in chunks[-3:] for choice in _field(chunk, "choices") or []]
+    return {"id": _field(first, "id"), "model": _field(first, "model"),
+            "choices": [{"finish_reason": reason} for reason in reasons if reason]}
 
 
 def _field(chunk: Any, name: str) -> Any:
