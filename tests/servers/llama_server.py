@@ -56,7 +56,7 @@ def free_port() -> int:
 
 
 def default_model() -> Path:
-    """SmolLM2's GGUF file, as the embedded local provider finds it."""
+    """SmolLM2's GGUF file, as the embedded local model finds it."""
     from dewey.llm._llama import model_path
 
     return model_path("smollm2")

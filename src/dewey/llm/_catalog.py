@@ -66,7 +66,7 @@ class Catalog:
 
     ``extra`` adds entries the map lacks, keyed by full name (e.g. ``local/smollm2``);
     they win over the map's.  ``local`` describes any other ``local/NAME`` model, given
-    ``NAME`` (the local provider's ``model_details``).
+    ``NAME`` (``_llama.model_details``).
     """
 
     def __init__(self, extra: Mapping[str, Mapping[str, Any]] | None = None,

@@ -75,9 +75,9 @@ class _ClientCore:
         if config is not None and settings:
             raise LLMConfigError("pass either config= or keyword settings, not both")
         self.config = LiteLLMConfig.load(config if config is not None else settings)
-        # One transport of each kind ("native", "litellm"), made when a route first needs
-        # it, unless given in ``transports``: LiteLLM is imported by the first call of a
-        # route through it, never for a native one.
+        # One transport of each kind ("native", "litellm", "local"), made when a route
+        # first needs it, unless given in ``transports``: LiteLLM is imported by the first
+        # call of a route through it, never for a native or local one.
         self._transports: dict[str, Transport] = dict(transports or {})
         self._transports_lock = threading.Lock()
         self._catalog = catalog or Catalog(local=local_model_details)
@@ -256,7 +256,7 @@ class _ClientCore:
                 if error is not None]
 
     def transports(self, model: str | None = None) -> dict[str, str]:
-        """Which transport (``native`` or ``litellm``) ``model`` (default: the client's)
+        """Which transport (``native``, ``litellm`` or ``local``) ``model`` (default: the client's)
         and each fallback take, by model name.  Nothing is sent; LiteLLM is not loaded."""
         chosen = model or self.model
         routes = routes_for(self.config, chosen, self._catalog)
@@ -275,10 +275,11 @@ class LiteLLMClient(_ClientCore):
     of its fields: ``LiteLLMClient(model="gpt-4o", cache=True)``), over ``LITELLM_*``
     variables, over the YAML file, over defaults.  To share state between clients, pass
     the objects as ``cooldowns=``, ``response_cache=``, ``usage_ledger=`` or
-    ``rate_limiter=``; ``transports={"native": ..., "litellm": ...}`` replaces what sends
-    the calls of the routes that take each (see ``transport``).  Each call is traced
-    and measured with OpenTelemetry when a ``tracer_provider=`` / ``meter_provider=`` is
-    given, or set globally before the client is made (docs/observability.md).
+    ``rate_limiter=``; ``transports={"native": ..., "litellm": ..., "local": ...}``
+    replaces what sends the calls of the routes that take each (see ``transport``).  Each
+    call is traced and measured with OpenTelemetry when a ``tracer_provider=`` /
+    ``meter_provider=`` is given, or set globally before the client is made
+    (docs/observability.md).
     """
 
     @overload
@@ -521,6 +522,10 @@ def _new_transport(name: str) -> Transport:
         from ._native import NativeTransport  # httpx: imported for the first native call
 
         return NativeTransport()
+    if name == "local":
+        from ._local_transport import LocalTransport
+
+        return LocalTransport()
     return LiteLLMTransport()
 
 

@@ -93,7 +93,7 @@ class LiteLLMConfig(_Strict):
     api_version: str | None = Field(default=None, description="API version (Azure)")
     transport: TransportSetting = Field(default="auto",
         description="What sends the calls: auto (native for OpenAI-compatible endpoints, else LiteLLM), "
-                    "native or litellm")
+                    "native or litellm; local/ models always run in process")
     timeout: float = Field(default=60.0, gt=0, le=DAY, description="Seconds allowed for one attempt")
     deadline: float | None = Field(default=None, gt=0, le=DAY,
         description="Seconds allowed for the whole call, retries included")

@@ -1,12 +1,10 @@
 """``LiteLLMTransport``: requests sent through LiteLLM. The only module that imports it.
 
-(The local provider's module subclasses LiteLLM's ``CustomLLM``, so it imports LiteLLM
-too; it is imported from here only, once LiteLLM is set up.)  LiteLLM takes seconds to
-import, so it is loaded on the first call that needs it, once per process, behind a
-lock.  Nothing here writes per-client settings into LiteLLM's module globals (keys,
-bases, caches): every call passes its own.  The few process-wide switches set here
-(silencing debug prints, the offline price map, registering the ``local/`` provider)
-are the same for every client.
+LiteLLM takes seconds to import, so it is loaded on the first call that needs it, once
+per process, behind a lock.  Nothing here writes per-client settings into LiteLLM's
+module globals (keys, bases, caches): every call passes its own.  The few process-wide
+switches set here (silencing debug prints, the offline price map) are the same for
+every client.  (``local/`` models do not come here: ``_local_transport`` runs them.)
 """
 
 from __future__ import annotations
@@ -46,17 +44,8 @@ def litellm() -> ModuleType:
             module.telemetry = False
             for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
-            _register_local(module)
             _litellm = module
     return _litellm
-
-
-def _register_local(module: ModuleType) -> None:
-    try:
-        from ._local_provider import register
-    except ImportError:  # the local provider's module failed: leave it unregistered
-        return
-    register(module)
 
 
 def is_loaded() -> bool:

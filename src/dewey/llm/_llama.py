@@ -90,7 +90,7 @@ def model_path(name: str) -> Path:
 
 
 def strip_prefix(name: str) -> str:
-    """``name`` without ``local/``: LiteLLM strips it, users may not."""
+    """``name`` without ``local/`` (callers may give it either way)."""
     return name.removeprefix("local/")
 
 

@@ -3,7 +3,7 @@
 Pure functions over the configuration and the :class:`Catalog`: no I/O, no LiteLLM.
 :func:`routes_for` is also what ``dewey-llm config check`` lists, with
 :func:`missing_key_error` for each route; :func:`transport_for` is which transport
-(``native`` or ``litellm``) a model's calls take.
+(``native``, ``litellm`` or ``local``) a model's calls take.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ __all__ = ["LITELLM_REWRITES", "attempt_kwargs", "endpoint_of", "explained", "mi
            "request_routes", "retry_plan", "route_for", "routes_for", "transport_for", "unknown_model_error"]
 
 NATIVE_PROVIDER = "openai"
+LOCAL_PROVIDER = "local"
+"""The provider (and transport) of models run in this process by llama.cpp: ``local/<name>``."""
 """The provider whose wire NativeTransport speaks: tests/test_native.py proves it equal to
 LiteLLM for it (OpenAI itself, and any server named ``openai/<model>`` with api_base)."""
 
@@ -45,8 +47,14 @@ _DROPPED_OUTSIDE_CATALOG = frozenset({"user"})
 
 
 def transport_for(setting: str, model: str, catalog: Catalog, params: Mapping[str, Any] | None = None) -> str:
-    """``"native"`` or ``"litellm"``: which transport sends ``model``'s calls with
-    ``params`` under ``setting`` (``auto``, ``native`` or ``litellm``)."""
+    """``"native"``, ``"litellm"`` or ``"local"``: which transport sends ``model``'s calls
+    with ``params`` under ``setting`` (``auto``, ``native`` or ``litellm``).
+
+    A ``local/`` model takes ``local`` under every setting: the setting says how remote
+    providers are reached, and a model run in this process has one way only (so that
+    ``transport: litellm`` with a local fallback keeps working)."""
+    if model.startswith(f"{LOCAL_PROVIDER}/"):
+        return LOCAL_PROVIDER
     params = params or {}
     provider = catalog.provider(model)
     if setting == "litellm" or provider is None:  # an unknown model: the attempt names it
@@ -172,7 +180,7 @@ def unknown_model_error(model: str, catalog: Catalog) -> LLMConfigError:
 def missing_key_error(route: Route, catalog: Catalog,
                       environ: Mapping[str, str] | None = None) -> LLMAuthenticationError | None:
     """The error for a route without a key whose provider's key variables are all unset."""
-    if route.api_key is not None or route.api_base or route.model.startswith("local/"):
+    if route.api_key is not None or route.api_base or route.model.startswith(f"{LOCAL_PROVIDER}/"):
         return None  # a proxy or local server may need no key
     environ = os.environ if environ is None else environ
     provider = catalog.provider(route.model)

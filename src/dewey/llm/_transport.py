@@ -24,7 +24,7 @@ class Transport(Protocol):
     """Sends one request and returns the provider's answer; raises only ``LLMError``."""
 
     name: str
-    """What sends the requests: ``"native"`` (the OpenAI wire) or ``"litellm"``."""
+    """What sends the requests: ``"native"`` (the OpenAI wire), ``"litellm"`` or ``"local"`` (llama.cpp in process)."""
 
     def complete(self, kwargs: dict[str, Any]) -> Any:
         """A chat completion response."""

@@ -177,7 +177,7 @@ def _configured_models(config: LiteLLMConfig) -> list[dict[str, Any]]:
         for role, model, source in entries:
             try:
                 details = client.get_model_details(model)
-            except Exception as exc:  # unknown to LiteLLM's map, or the local provider is absent
+            except Exception as exc:  # unknown to LiteLLM's map, or the local extra is absent
                 logger.debug("no details for %s: %s", model, exc)
                 details = {}
             provider = details.get("litellm_provider") or catalog.provider(model)
