@@ -90,7 +90,7 @@ def render() -> str:
         "| Provider | Model names | Key | Endpoint (`api_base`) | Rate-limit hint |",
         "|---|---|---|---|---|",
     ]
-    for spec in PROVIDERS:
+    for spec in (spec for spec in PROVIDERS if spec.transport == "auto"):
         names = f"`{_route(spec.model)}/...`"
         if spec.embed_model and _route(spec.embed_model) != _route(spec.model):
             names += f", `{_route(spec.embed_model)}/...` (embeddings)"

@@ -72,6 +72,7 @@ class Spec:
     overloaded_status: int = 503  # what it answers when it cannot serve now
     na: dict[str, str] = field(default_factory=dict)
     xfail: dict[str, str] = field(default_factory=dict)
+    transport: str = "auto"  # the setting: auto sends openai/ natively, the rest through LiteLLM
 
     def server_name(self, model: str) -> str:
         """The model as the provider's request names it (what scripts key on)."""
@@ -79,9 +80,14 @@ class Spec:
 
 
 PROVIDERS: tuple[Spec, ...] = (
-    Spec("openai", "OpenAI", "openai/gpt-4o-mini", "openai/gpt-4", "openai/gpt-4o", "openai",
-         "OPENAI_API_KEY", "`retry-after` / `retry-after-ms` headers",
+    Spec("openai", "OpenAI (native transport)", "openai/gpt-4o-mini", "openai/gpt-4", "openai/gpt-4o",
+         "openai", "OPENAI_API_KEY", "`retry-after` / `retry-after-ms` headers",
          embed_model="openai/text-embedding-3-small", endpoint="`https://api.openai.com/v1`"),
+    # The same wire through LiteLLM: what `transport: litellm` (or a model LiteLLM rewrites) takes.
+    Spec("openai-litellm", "OpenAI (through LiteLLM)", "openai/gpt-4o-mini", "openai/gpt-4",
+         "openai/gpt-4o", "openai", "OPENAI_API_KEY", "`retry-after` / `retry-after-ms` headers",
+         embed_model="openai/text-embedding-3-small", endpoint="`https://api.openai.com/v1`",
+         transport="litellm"),
     Spec("anthropic", "Anthropic", "anthropic/claude-haiku-4-5", "anthropic/claude-haiku-4-5",
          "anthropic/claude-sonnet-4-6", "anthropic", "ANTHROPIC_API_KEY", "`retry-after` header",
          endpoint="`https://api.anthropic.com`", overloaded_status=529,
@@ -159,7 +165,8 @@ def connect(server: WireProvider) -> Iterator[Callable[..., LiteLLMClient]]:
 
     def make(spec: Spec, **settings: Any) -> LiteLLMClient:
         values: dict[str, Any] = {"model": spec.model, "api_base": server.base(spec.base),
-                                  "backoff_base": 0.01, "backoff_max": 0.05, "max_retries": 1}
+                                  "backoff_base": 0.01, "backoff_max": 0.05, "max_retries": 1,
+                                  "transport": spec.transport}
         if spec.name != "bedrock" and spec.key_variable:
             values["api_key"] = f"test-key-{spec.name}-0123456789"
         if spec.api_version:
@@ -167,6 +174,8 @@ def connect(server: WireProvider) -> Iterator[Callable[..., LiteLLMClient]]:
         values.update(settings)
         client = LiteLLMClient(config=LiteLLMConfig(**values))
         clients.append(client)
+        # The row's cells run on the transport its title names: native for openai/ under auto.
+        assert client.transports(spec.model)[spec.model] == ("native" if spec.name == "openai" else "litellm")
         return client
 
     yield make
