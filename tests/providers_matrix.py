@@ -50,6 +50,11 @@ def render() -> str:
         "✓ passes · ✗ a known LiteLLM fault, kept as a strict expected failure (the cause is",
         "below) · n/a does not apply to this provider.",
         "",
+        "Under `transport: auto` (the default), `openai/` models, OpenAI's own and any",
+        "OpenAI-compatible server's (`openai/<name>` with `api_base`: vLLM, llama.cpp, Ollama's",
+        "`/v1`, a LiteLLM proxy), go through dewey-llm's native transport; every other",
+        "provider goes through LiteLLM. The OpenAI row is run on both.",
+        "",
     ]
     numbers = " | ".join(str(i) for i in range(1, len(CELLS) + 1))
     lines += [f"| Provider | {numbers} |", "|---|" + "---|" * len(CELLS)]
