@@ -184,9 +184,12 @@ def test_ctrl_c_before_the_first_token(provider: FakeProvider, tmp_path: Path,
                                        mode: list[str]) -> None:
     provider.script(WIRE_MODEL, Reply.slow(60))
     env = cli_env(tmp_path, provider)
+    # SIGINT as a terminal delivers it: a suite started in the background by a shell
+    # without job control inherits SIGINT ignored, and so would the command.
     process = subprocess.Popen(
         [sys.executable, "-m", "dewey.llm", "chat", *mode, "hello"], env=env, cwd=tmp_path,
-        text=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        text=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + TIMEOUT  # a bound on waiting, not an assertion
         while not provider.requests_for(WIRE_MODEL) and time.monotonic() < deadline:
