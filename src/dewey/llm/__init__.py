@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 # `import dewey.llm` stays cheap and never imports LiteLLM.
 _EXPORTS = {
     "LiteLLMClient": "_client",
-    "AsyncLiteLLMClient": "_client",
+    "AsyncLiteLLMClient": "_async_client",
     "ChatResponse": "_response",
     "CompletionStream": "_stream",
     "AsyncCompletionStream": "_stream",
@@ -75,7 +75,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from ._client import AsyncLiteLLMClient, LiteLLMClient
+    from ._async_client import AsyncLiteLLMClient
+    from ._client import LiteLLMClient
     from ._config import Budget, FallbackModel, LiteLLMConfig, RateLimit
     from ._exceptions import (
         Attempt,
