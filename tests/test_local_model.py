@@ -347,6 +347,7 @@ def _server_client(url: str) -> LiteLLMClient:
 
 def test_server_completion_and_streaming(llama_server: str) -> None:
     client = _server_client(llama_server)
+    assert client.transports() == {"openai/smollm2": "native"}  # llama.cpp's server, spoken natively
     response = client.generate_completion(QUESTION, max_tokens=8, **GREEDY)
     assert response.choices[0].message.content.strip()
     _assert_usage(response.usage, max_completion=8)
