@@ -170,6 +170,13 @@ def spend_until_refused(client: LiteLLMClient, threads: int, most: int = 40) -> 
     return len(refused)
 
 
+def ledger_url(where: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A ledger in SQLite under the test's folder, or in this test's PostgreSQL table."""
+    if where == "postgres":
+        return f"{PG_URL}?table={request.getfixturevalue('pg_table')}"
+    return str(tmp_path / "usage.db")
+
+
 def stored_spend(usage_db: str) -> float:
     with open_ledger(usage_db) as ledger:
         return ledger.spent()
@@ -179,8 +186,7 @@ def stored_spend(usage_db: str) -> float:
 def test_threads_overshoot_a_budget_by_no_more_than_one_call_in_flight(
         make_client: Callable[..., LiteLLMClient], provider: FakeProvider, tmp_path: Path,
         where: str, request: pytest.FixtureRequest) -> None:
-    usage_db = (f"{PG_URL}?table={request.getfixturevalue('pg_table')}" if where == "postgres"
-                else str(tmp_path / "usage.db"))
+    usage_db = ledger_url(where, tmp_path, request)
     cost, bound = call_cost(make_client)
     budget = 10.5 * cost
     slow_replies(provider, 80)
@@ -227,8 +233,7 @@ WORKER = textwrap.dedent("""
 def test_processes_overshoot_a_shared_budget_by_no_more_than_one_call_in_flight(
         make_client: Callable[..., LiteLLMClient], provider: FakeProvider, tmp_path: Path,
         where: str, request: pytest.FixtureRequest) -> None:
-    usage_db = (f"{PG_URL}?table={request.getfixturevalue('pg_table')}" if where == "postgres"
-                else str(tmp_path / "usage.db"))
+    usage_db = ledger_url(where, tmp_path, request)
     cost, bound = call_cost(make_client)
     budget = 10.5 * cost
     slow_replies(provider, 100)

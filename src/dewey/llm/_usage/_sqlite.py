@@ -59,7 +59,7 @@ class SQLiteLedger(Ledger):
         try:
             connection.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT * 1000)}")
             if create:
-                connection.execute("PRAGMA journal_mode = WAL")
+                _use_wal(connection)
                 connection.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL
                 connection.executescript(_SQLITE_SCHEMA)
             self._ensure_totals(connection)
@@ -69,10 +69,10 @@ class SQLiteLedger(Ledger):
         return connection
 
     def _ensure_totals(self, connection: sqlite3.Connection) -> None:
-        import sqlite3
-
         """Create the totals tables; in a file written before they existed, build them from
         its rows first (once: the write lock makes other processes wait, then see them)."""
+        import sqlite3
+
         def missing() -> bool:
             found = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
                                        "AND name IN ('usage', 'usage_daily')").fetchall()
@@ -172,3 +172,24 @@ def default_ledger_path() -> Path:
     data_home = os.environ.get("XDG_DATA_HOME")
     base = Path(data_home).expanduser() if data_home else Path.home() / ".local" / "share"
     return base / "dewey-llm" / "usage.db"
+
+
+def _use_wal(connection: sqlite3.Connection) -> None:
+    """Switch the file to WAL (kept by the file), waiting out other processes.
+
+    Switching reports "database is locked" at once, without the busy timeout, while
+    another connection (a second process opening the same new file) holds it: without
+    the wait the ledger took itself for unavailable and a process's records were lost.
+    """
+    import sqlite3
+
+    deadline = time.monotonic() + _BUSY_TIMEOUT
+    while True:
+        try:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
