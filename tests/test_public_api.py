@@ -11,6 +11,7 @@ import dewey.llm
 
 def test_every_exported_name_is_importable_and_listed_once() -> None:
     assert len(set(dewey.llm.__all__)) == len(dewey.llm.__all__)
+    assert set(dewey.llm.__all__) == set(dewey.llm._EXPORTS)  # noqa: SLF001 - the lazy map behind __all__
     for name in dewey.llm.__all__:
         assert getattr(dewey.llm, name) is not None
 
