@@ -200,15 +200,21 @@ class _ClientCore:
 
     # --- one attempt, shared by sync and async ------------------------------------------------
 
-    def _attempt(self, request: Request, step: Step,
-                 send: Callable[[Transport, dict[str, Any]], T]) -> tuple[T, float]:
-        """``send`` the step's arguments through its transport; the result and when the
-        attempt started."""
+    def _begin(self, request: Request, step: Step) -> Transport:
+        """What every attempt does before sending: its transport (LiteLLM loaded if that is
+        the one), the budget hold, the trace's attempt span."""
         transport = self._transport(step.route)
         self._load(transport)
         self._recorder.hold(request)
         if request.trace is not None:
             request.trace.attempt_started(step)
+        return transport
+
+    def _attempt(self, request: Request, step: Step,
+                 send: Callable[[Transport, dict[str, Any]], T]) -> tuple[T, float]:
+        """``send`` the step's arguments through its transport; the result and when the
+        attempt started."""
+        transport = self._begin(request, step)
         started = time.monotonic()
         try:
             return send(transport, attempt_kwargs(request, step, self._catalog)), started
@@ -222,11 +228,7 @@ class _ClientCore:
     async def _aattempt(self, request: Request, step: Step,
                         send: Callable[[Transport, dict[str, Any]], Awaitable[T]]) -> tuple[T, float]:
         """:meth:`_attempt`, awaited."""
-        transport = self._transport(step.route)
-        self._load(transport)
-        self._recorder.hold(request)
-        if request.trace is not None:
-            request.trace.attempt_started(step)
+        transport = self._begin(request, step)
         started = time.monotonic()
         try:
             return await send(transport, attempt_kwargs(request, step, self._catalog)), started
