@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ import aiohttp
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_native import fast_server
+from bench_native import fast_server, throughput
 
 from dewey.llm import AsyncLiteLLMClient, LiteLLMClient
 
@@ -148,19 +148,6 @@ def bench_stream(base: str, calls: int) -> list[tuple[str, float, float]]:
 
 # --- 3. async throughput ---------------------------------------------------------------------
 
-async def _rate(call: Callable[[], Awaitable[Any]], calls: int, concurrency: int) -> float:
-    semaphore = asyncio.Semaphore(concurrency)
-
-    async def one() -> None:
-        async with semaphore:
-            await call()
-
-    await asyncio.gather(*(one() for _ in range(concurrency)))  # warm up the pool
-    start = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(calls)))
-    return calls / (time.perf_counter() - start)
-
-
 async def bench_async(base: str, calls: int, concurrency: int, rounds: int = 3) -> dict[str, float]:
     rates: dict[str, list[float]] = {"raw aiohttp.ClientSession": [], "dewey-llm native (AsyncLiteLLMClient)": []}
     connector = aiohttp.TCPConnector(limit=100)
@@ -174,8 +161,8 @@ async def bench_async(base: str, calls: int, concurrency: int, rounds: int = 3) 
         async with AsyncLiteLLMClient(model=MODEL, api_base=base, api_key=KEY, track_usage=False,
                                       transport="native") as client:
             for _ in range(rounds):
-                rates["raw aiohttp.ClientSession"].append(await _rate(raw, calls, concurrency))
-                rates["dewey-llm native (AsyncLiteLLMClient)"].append(await _rate(
+                rates["raw aiohttp.ClientSession"].append(await throughput(raw, calls, concurrency))
+                rates["dewey-llm native (AsyncLiteLLMClient)"].append(await throughput(
                     lambda: client.generate_completion(MESSAGES), calls, concurrency))
     return {name: statistics.median(values) for name, values in rates.items()}
 
