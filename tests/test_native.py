@@ -21,6 +21,7 @@ import litellm
 import openai
 import pytest
 
+from dewey.llm import ChatResponse
 from dewey.llm._exceptions import (
     LLMConnectionError,
     LLMError,
@@ -28,7 +29,6 @@ from dewey.llm._exceptions import (
     LLMServerError,
     LLMTimeoutError,
 )
-from dewey.llm import ChatResponse
 from dewey.llm._litellm import LiteLLMTransport
 from dewey.llm._litellm_errors import from_provider_error
 from dewey.llm._native import NativeTransport
