@@ -112,8 +112,12 @@ class NativeTransport:
                     raise http_error(response.status_code, response.headers, response.read(), model)
                 reader = EventReader(model)
                 for line in response.iter_lines():
-                    yield from reader.feed(line)
-                yield from reader.flush()
+                    chunk = reader.feed(line)
+                    if chunk is not None:
+                        yield chunk
+                chunk = reader.flush()
+                if chunk is not None:
+                    yield chunk
                 _check_finished(reader, model)
         except httpx.HTTPError as exc:
             error = _transport_error(exc, model, request, streaming=True)
@@ -186,10 +190,12 @@ class NativeTransport:
                     # Split on b"\n" before decoding: it is never part of a UTF-8 sequence.
                     *lines, rest = (rest + data).split(b"\n")
                     for line in lines:
-                        for chunk in reader.feed(line.rstrip(b"\r").decode()):
+                        chunk = reader.feed(line.rstrip(b"\r").decode())
+                        if chunk is not None:
                             yield chunk
-                for chunk in [*reader.feed(rest.rstrip(b"\r").decode()), *reader.flush()]:
-                    yield chunk
+                for chunk in (reader.feed(rest.rstrip(b"\r").decode()), reader.flush()):
+                    if chunk is not None:
+                        yield chunk
                 _check_finished(reader, model)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             error = _aiohttp_error(exc, model, request, streaming=True)
