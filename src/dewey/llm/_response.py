@@ -27,14 +27,6 @@ class ChatResponse(dict[str, Any]):
     ``dewey_cost``), as on LiteLLM's responses.
     """
 
-    def __getattribute__(self, name: str) -> Any:
-        # A key is read first (the usual case: chunk.choices[0].delta.content), without
-        # the failed attribute lookup, and its exception, that reaching __getattr__ costs;
-        # the class's own names and the attributes set outside the data win, as before.
-        if name not in _NOT_KEYS and dict.__contains__(self, name):
-            return self[name]
-        return object.__getattribute__(self, name)
-
     def __getattr__(self, name: str) -> Any:
         try:
             return self[name]
@@ -70,10 +62,6 @@ class ChatResponse(dict[str, Any]):
 
 ResponseData = ChatResponse
 """The name the code used before the type was public; the same class."""
-
-# Names an attribute read never takes from the data: the class's (methods, dunders) and
-# the attributes set beside the data with object.__setattr__.
-_NOT_KEYS = frozenset(dir(ChatResponse)) | {"_hidden_params", "cache_hit", "_litellm_chunk"}
 
 
 class _Wrapped(list[Any]):

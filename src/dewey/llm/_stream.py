@@ -345,4 +345,5 @@ def _identity(chunks: list[Any]) -> dict[str, Any]:
 
 
 def _field(chunk: Any, name: str) -> Any:
-    return chunk.get(name) if isinstance(chunk, dict) else getattr(chunk, name, None)
+    # dict.get: read for the stream's own bookkeeping, a chunk's parts need no wrapping.
+    return dict.get(chunk, name) if isinstance(chunk, dict) else getattr(chunk, name, None)
