@@ -217,14 +217,14 @@ def chunk(data: Any, model: str) -> ResponseData:
     choices = [ResponseData(finish_reason=choice.get("finish_reason"), index=choice.get("index", 0),
                             delta=ResponseData(_delta(choice.get("delta") or {})), logprobs=choice.get("logprobs"))
                for choice in data["choices"]]
-    result = {**data, "choices": choices, "provider_specific_fields": None}
+    result = ResponseData(data, choices=choices, provider_specific_fields=None)
     if choices:  # unlike a completion or a usage chunk, LiteLLM's always has this key
         result.setdefault("system_fingerprint", None)
     if data.get("usage") is not None:
         usage = result["usage"] = _usage(data["usage"])
         if isinstance(usage["prompt_tokens_details"], dict):  # LiteLLM's stream spells them all out
             usage["prompt_tokens_details"] = {**dict.fromkeys(_PROMPT_TOKEN_KINDS), **usage["prompt_tokens_details"]}
-    return ResponseData(result)
+    return result
 
 
 def embedding(data: Any, model: str) -> ResponseData:
