@@ -21,7 +21,7 @@ import pytest
 
 from dewey.llm import LiteLLMClient
 from dewey.llm._catalog import Catalog
-from dewey.llm._exceptions import LLMConfigError
+from dewey.llm._exceptions import LLMBadRequestError, LLMConfigError
 from dewey.llm._native import NativeTransport
 from dewey.llm._routing import transport_for
 from tests.conftest import TEST_KEY
@@ -114,6 +114,22 @@ def test_transports_names_the_route_of_each_model(provider: FakeProvider) -> Non
     with LiteLLMClient(model="openai/gpt-4o", api_base=provider.openai_base, api_key=TEST_KEY) as client:
         assert client.transports("openai/gpt-4o")["openai/gpt-4o"] == "native"
         assert client.transports("openai/o4-mini")["openai/o4-mini"] == "litellm"
+
+
+def test_each_call_is_routed_by_its_arguments(provider: FakeProvider) -> None:
+    """The rules apply per call: gpt-4o goes native, but a call of it with
+    ``reasoning_effort`` goes through LiteLLM, which refuses it before sending, as it would
+    under ``transport: litellm``; forced native, it is sent as given."""
+    with LiteLLMClient(model="openai/gpt-4o", api_base=provider.openai_base, api_key=TEST_KEY,
+                       max_retries=0) as client:
+        assert client.generate_completion("hi").choices[0].message.content == "echo: hi"
+        with pytest.raises(LLMBadRequestError, match="reasoning_effort"):
+            client.generate_completion("hi", reasoning_effort="low")
+    assert len(provider.requests) == 1
+    with LiteLLMClient(model="openai/gpt-4o", api_base=provider.openai_base, api_key=TEST_KEY,
+                       transport="native") as client:
+        client.generate_completion("hi", reasoning_effort="low")
+    assert provider.requests[-1].body is not None and provider.requests[-1].body["reasoning_effort"] == "low"
 
 
 def test_native_forced_for_a_model_litellm_rewrites_is_still_allowed(provider: FakeProvider) -> None:
