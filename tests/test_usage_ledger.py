@@ -117,9 +117,10 @@ def test_spent_counts_records_still_queued_exactly_once(tmp_path: Path) -> None:
     # Slow the writer down to hold records in the queue: no public way to catch them there.
     write = ledger._write  # noqa: SLF001 - see above
 
-    def slow_write(rows: list[tuple[object, ...]], settled: list[str]) -> None:
+    def slow_write(rows: list[tuple[object, ...]], settled: list[str],
+                   logs: list[tuple[object, ...]]) -> None:
         gate.wait(5)
-        write(rows, settled)
+        write(rows, settled, logs)
 
     ledger._write = slow_write  # type: ignore[method-assign]  # noqa: SLF001
     for _ in range(4):

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Literal, overload
 
 from ._client import _ClientCore
+from ._conversation import AsyncConversation, resume
 from ._embeddings import merge
 from ._request import (
     MessagesInput,
@@ -64,6 +65,11 @@ class AsyncLiteLLMClient(_ClientCore):
             response = await run_async(plan, lambda step: self._complete(request, step))
             self._recorder.store(key, response)
             return response
+
+    def conversation(self, id: str | None = None, *, model: str | None = None,
+                     system: str | None = None) -> AsyncConversation:
+        """See :meth:`LiteLLMClient.conversation` (resuming reads the log without awaiting)."""
+        return AsyncConversation(self, *resume(self, id, model, system))
 
     async def _complete(self, request: Request, step: Step) -> ChatResponse:
         await self._aacquire(request, step)

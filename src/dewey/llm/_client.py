@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar, overload
 
 from ._catalog import Catalog
 from ._config import LiteLLMConfig
+from ._conversation import Conversation, resume
 from ._embeddings import EmbeddingPlan, merge, plan_embeddings
 from ._exceptions import LLMConfigError, LLMError
 from ._litellm import LiteLLMTransport
@@ -85,7 +86,8 @@ class _ClientCore:
                                                  self.config.cooldown_seconds)
         self._cache, self._ledger, self._limiter = _resources(self.config, response_cache,
                                                               usage_ledger, rate_limiter)
-        self._recorder = Recorder(catalog=self._catalog, ledger=self._ledger,
+        self._log = _log_store(self.config, self._ledger)
+        self._recorder = Recorder(catalog=self._catalog, ledger=self._ledger, log=self._log,
                                   cache=self._cache, cache_ttl=self.config.cache_ttl)
         self._telemetry = open_telemetry(tracer_provider, meter_provider, self._catalog)
 
@@ -125,12 +127,25 @@ class _ClientCore:
             raise LLMConfigError("usage tracking is off: set track_usage: true to record usage")
         return list(self._ledger.summary(by="model", since=since))
 
+    def logs(self, query: str | None = None, *, model: str | None = None,
+             since: float | None = None, conversation: str | None = None,
+             limit: int | None = 3) -> list[Any]:
+        """The logged exchanges (:class:`LoggedResponse`), most recent first: those that
+        contain every word of ``query`` (full-text), answered by ``model``, since ``since``
+        (seconds since the epoch), in ``conversation``; ``limit=None`` for all of them.
+        Each carries its attempts from the usage ledger, and so its cost."""
+        if self._log is None:
+            raise LLMConfigError("the prompt log is off: set log: true (and unset DEWEY_LLM_LOG=0)")
+        return list(self._log.responses(query=query, model=model, since=since,
+                                        conversation=conversation, limit=limit))
+
     def close(self) -> None:
         """Flush the usage ledger, close the cache, the rate limiter and the connections."""
         # The transports that hold connections have close(); LiteLLM's has none.  One
         # object may serve both kinds (given in ``transports=``): closed once.
         transports = {id(t): t for t in self._transports.values() if hasattr(t, "close")}.values()
-        for resource in (self._ledger, self._cache, self._limiter, *transports):
+        resources = {id(r): r for r in (self._ledger, self._log, self._cache, self._limiter)}
+        for resource in (*resources.values(), *transports):
             if resource is None:
                 continue
             try:
@@ -327,6 +342,12 @@ class LiteLLMClient(_ClientCore):
             self._recorder.store(key, response)
             return response
 
+    def conversation(self, id: str | None = None, *, model: str | None = None,
+                     system: str | None = None) -> Conversation:
+        """A new :class:`Conversation` (with ``system`` first), or the logged one ``id``
+        resumed from the prompt log, with its history and model (unless ``model``)."""
+        return Conversation(self, *resume(self, id, model, system))
+
     def _complete(self, request: Request, step: Step) -> ChatResponse:
         self._acquire(request, step)
         response, started = self._attempt(request, step, lambda transport, kwargs: transport.complete(kwargs))
@@ -398,6 +419,18 @@ class LiteLLMClient(_ClientCore):
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def _log_store(config: LiteLLMConfig, ledger: Any) -> Any:
+    """Where the prompt log goes: the usage ledger's store (a store of its own, the same
+    ``usage_db``, when usage is not tracked), or None when logging is off."""
+    if not config.log:
+        return None
+    if ledger is not None:
+        return ledger
+    from ._usage import open_ledger
+
+    return open_ledger(config.usage_db)
 
 
 def _new_transport(name: str) -> Transport:

@@ -13,6 +13,7 @@ from .._exceptions import LLMConfigError
 from .._extras import import_extra
 from .._secrets import mask_url, register_url_secrets
 from ._ledger import MAX_PENDING, Ledger
+from ._log import POSTGRES_DOCUMENT, log_insert_sql, postgres_log_schema
 from ._records import insert_sql
 from ._totals import NO_TAGS, fold, rebuild_sql, schema, upserts
 
@@ -33,7 +34,7 @@ CREATE TABLE IF NOT EXISTS {table} (
     kind TEXT NOT NULL, outcome TEXT NOT NULL, status_code BIGINT, attempt BIGINT,
     prompt_tokens BIGINT, completion_tokens BIGINT, cached_tokens BIGINT,
     cost_usd DOUBLE PRECISION, saved_usd DOUBLE PRECISION, latency_s DOUBLE PRECISION,
-    cache_hit INTEGER, tags TEXT, user_label TEXT
+    cache_hit INTEGER, tags TEXT, user_label TEXT, call_id TEXT
 )
 """
 
@@ -76,6 +77,8 @@ class PostgresLedger(Ledger):
         connection.execute(f"CREATE TABLE IF NOT EXISTS {self._table}_reservations "
                            "(id TEXT PRIMARY KEY, cost_usd DOUBLE PRECISION, expires DOUBLE PRECISION)")
         self._ensure_totals(connection)
+        for statement in postgres_log_schema(self._table):
+            connection.execute(statement)
         connection.commit()
 
     def _ensure_totals(self, connection: psycopg.Connection[Any]) -> None:
@@ -101,7 +104,8 @@ class PostgresLedger(Ledger):
             with self._connect(autocommit=False) as connection:
                 self._create_table(connection)
 
-    def _write(self, rows: list[tuple[Any, ...]], settled: list[str]) -> None:
+    def _write(self, rows: list[tuple[Any, ...]], settled: list[str],
+               logs: list[tuple[Any, ...]]) -> None:
         try:
             if self._writer is None or self._writer.closed:
                 connection = self._connect(autocommit=False)
@@ -111,6 +115,8 @@ class PostgresLedger(Ledger):
             with self._writer.cursor() as cursor:
                 if rows:
                     cursor.executemany(insert_sql(self._table, "%s"), rows)
+                if logs:
+                    cursor.executemany(log_insert_sql(self._table, "%s"), logs)
                 for sql, params in upserts(self._table, "%s", fold(rows)):
                     cursor.executemany(sql, params)
                 cursor.execute(f"DELETE FROM {self._table}_reservations "
@@ -164,6 +170,9 @@ class PostgresLedger(Ledger):
             with self._connect(autocommit=False) as connection:  # first use: create the tables
                 self._create_table(connection)
             self._query(sql, params, fetch=False)
+
+    def _search(self, query: str) -> tuple[str, list[Any]]:
+        return f"{POSTGRES_DOCUMENT} @@ plainto_tsquery('english', %s)", [query]
 
     def _transient(self, error: Exception) -> bool:
         import psycopg
