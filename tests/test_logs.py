@@ -88,7 +88,7 @@ def test_resumed_conversation_goes_on_from_the_log(make_client: MakeClient,
                                   user("third")]
     assert [turn.prompt for turn in client.logs(conversation=chat.id)] == [
         "third", "second", "first"]
-    with pytest.raises(LLMConfigError, match="no conversation 'nope'.*logs list"):
+    with pytest.raises(LLMConfigError, match=r"no conversation 'nope'.*logs list"):
         client.conversation(id="nope")
     with pytest.raises(LLMConfigError, match="system= starts a new conversation"):
         client.conversation(id=chat.id, system="Be brief.")
@@ -158,7 +158,7 @@ def test_logging_off_leaves_no_text_and_keys_are_never_logged(
     monkeypatch.setenv("DEWEY_LLM_LOG", "0")
     config = LiteLLMConfig.load()
     assert config.log is False and config.sources["log"] == "env DEWEY_LLM_LOG"
-    with pytest.raises(LLMConfigError, match="log=.*not a bool"):
+    with pytest.raises(LLMConfigError, match=r"log=.*not a bool"):
         client.generate_completion("hi", log="no")
 
 
@@ -188,7 +188,7 @@ with LiteLLMClient(model=sys.argv[2], api_base=sys.argv[3], api_key=sys.argv[4])
 
 
 def test_a_conversation_resumes_in_another_process(make_client: MakeClient,
-                                                   provider: FakeProvider, isolated: Path) -> None:
+                                                   provider: FakeProvider) -> None:
     client = make_client()
     chat = client.conversation()
     chat.send("once upon a time")

@@ -100,8 +100,9 @@ def test_sqlite_file_is_created_in_wal_mode_with_the_documented_table(tmp_path: 
         indexes = [row[1] for row in connection.execute("PRAGMA index_list(usage)")]
     assert columns == ["id", "time", "model", "provider", "kind", "outcome", "status_code",
                        "attempt", "prompt_tokens", "completion_tokens", "cached_tokens",
-                       "cost_usd", "saved_usd", "latency_s", "cache_hit", "tags", "user_label"]
-    assert "usage_time_idx" in indexes
+                       "cost_usd", "saved_usd", "latency_s", "cache_hit", "tags", "user_label",
+                       "call_id"]
+    assert "usage_time_idx" in indexes and "usage_call_idx" in indexes
 
 
 def test_reading_a_ledger_that_does_not_exist_yet_creates_nothing(tmp_path: Path) -> None:

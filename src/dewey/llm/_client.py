@@ -86,7 +86,8 @@ class _ClientCore:
                                                  self.config.cooldown_seconds)
         self._cache, self._ledger, self._limiter = _resources(self.config, response_cache,
                                                               usage_ledger, rate_limiter)
-        self._log = _log_store(self.config, self._ledger)
+        # The prompt log lives in the ledger's store, beside the rows that price it.
+        self._log = self._ledger if self.config.log else None
         self._recorder = Recorder(catalog=self._catalog, ledger=self._ledger, log=self._log,
                                   cache=self._cache, cache_ttl=self.config.cache_ttl)
         self._telemetry = open_telemetry(tracer_provider, meter_provider, self._catalog)
@@ -135,7 +136,8 @@ class _ClientCore:
         (seconds since the epoch), in ``conversation``; ``limit=None`` for all of them.
         Each carries its attempts from the usage ledger, and so its cost."""
         if self._log is None:
-            raise LLMConfigError("the prompt log is off: set log: true (and unset DEWEY_LLM_LOG=0)")
+            raise LLMConfigError("the prompt log is off: set log: true and track_usage: true "
+                                 "(and unset DEWEY_LLM_LOG=0)")
         return list(self._log.responses(query=query, model=model, since=since,
                                         conversation=conversation, limit=limit))
 
@@ -144,8 +146,7 @@ class _ClientCore:
         # The transports that hold connections have close(); LiteLLM's has none.  One
         # object may serve both kinds (given in ``transports=``): closed once.
         transports = {id(t): t for t in self._transports.values() if hasattr(t, "close")}.values()
-        resources = {id(r): r for r in (self._ledger, self._log, self._cache, self._limiter)}
-        for resource in (*resources.values(), *transports):
+        for resource in (self._ledger, self._cache, self._limiter, *transports):
             if resource is None:
                 continue
             try:
@@ -419,18 +420,6 @@ class LiteLLMClient(_ClientCore):
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-
-def _log_store(config: LiteLLMConfig, ledger: Any) -> Any:
-    """Where the prompt log goes: the usage ledger's store (a store of its own, the same
-    ``usage_db``, when usage is not tracked), or None when logging is off."""
-    if not config.log:
-        return None
-    if ledger is not None:
-        return ledger
-    from ._usage import open_ledger
-
-    return open_ledger(config.usage_db)
 
 
 def _new_transport(name: str) -> Transport:

@@ -123,7 +123,8 @@ class LiteLLMConfig(_Strict):
     usage_retention_days: float | None = Field(default=None, gt=0, le=36500,
         description="Days ledger rows are kept; older ones are deleted, their totals kept (none: forever)")
     log: bool = Field(default=True,
-        description="Log every completion's messages and answer in the usage_db store (dewey-llm logs)")
+        description="Log every completion's messages and answer beside its usage ledger rows "
+                    "(dewey-llm logs; needs track_usage)")
     budget: Budget = Field(default_factory=Budget, description="Spending limits in USD")
     rate_limits: dict[str, RateLimit] = Field(default_factory=dict,
         description="Per-model rpm/tpm limits ('*' for every model)")

@@ -42,7 +42,7 @@ def resume(client: _ClientCore, id: str | None, model: str | None,
     log = client._log  # noqa: SLF001 - the client's own prompt log
     if log is None:
         raise LLMConfigError("resuming a conversation reads the prompt log, and logging is off: "
-                             "set log: true (and unset DEWEY_LLM_LOG=0)")
+                             "set log: true and track_usage: true (and unset DEWEY_LLM_LOG=0)")
     turn = log.conversation_turn(id)
     return id, model or turn.model, turn.history()
 
