@@ -96,10 +96,11 @@ class PostgresLedger(Ledger):
             connection.execute(statement)
 
     def _migrate_for_reads(self, reader: psycopg.Connection[Any]) -> None:
-        """Build the totals of a table written before they existed, so that reports and
-        budgets read right before this process writes anything."""
-        old = reader.execute("SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NULL",
-                             (self._table, f"{self._table}_daily")).fetchone()
+        """Build the totals (and the prompt log's call_id) of a table written before they
+        existed, so that reports and budgets read right before this process writes anything."""
+        old = reader.execute("SELECT to_regclass(%s) IS NOT NULL AND (to_regclass(%s) IS NULL "
+                             "OR to_regclass(%s) IS NULL)",
+                             (self._table, f"{self._table}_daily", f"{self._table}_log")).fetchone()
         if old is not None and old[0]:
             with self._connect(autocommit=False) as connection:
                 self._create_table(connection)

@@ -63,7 +63,8 @@ class SQLiteLedger(Ledger):
                 _use_wal(connection)
                 connection.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL
                 connection.executescript(_SQLITE_SCHEMA)
-                _add_call_id(connection)
+            _add_call_id(connection)
+            if create:
                 for statement in sqlite_log_schema(self._table):
                     connection.execute(statement)
             self._ensure_totals(connection)
@@ -187,11 +188,12 @@ def default_ledger_path() -> Path:
 
 
 def _add_call_id(connection: sqlite3.Connection) -> None:
-    """The ``call_id`` column, in a file written before the prompt log existed."""
+    """The ``call_id`` column, in a file written before the prompt log existed (readers
+    too: they select it)."""
     import sqlite3
 
     columns = {row[1] for row in connection.execute("PRAGMA table_info(usage)")}
-    if "call_id" not in columns:
+    if columns and "call_id" not in columns:
         try:
             connection.execute("ALTER TABLE usage ADD COLUMN call_id TEXT")
         except sqlite3.OperationalError as exc:
