@@ -22,9 +22,14 @@ if TYPE_CHECKING:
     from ._client import LiteLLMClient, _ClientCore
     from ._stream import AsyncCompletionStream, CompletionStream
 
-__all__ = ["AsyncConversation", "Conversation", "resume"]
+__all__ = ["AsyncConversation", "Conversation", "new_id", "resume"]
 
 Prompt = str | Message | Mapping[str, Any]
+
+
+def new_id() -> str:
+    """A new conversation's id: 64 random bits, short enough to type after ``--cid``."""
+    return uuid.uuid4().hex[:16]
 
 
 def resume(client: _ClientCore, id: str | None, model: str | None,
@@ -32,7 +37,7 @@ def resume(client: _ClientCore, id: str | None, model: str | None,
     """The id, model and history of a new conversation, or of the logged one ``id``."""
     if id is None:
         start = [{"role": "system", "content": system}] if system else []
-        return uuid.uuid4().hex, model, start
+        return new_id(), model, start
     if not isinstance(id, str) or not id:
         raise LLMConfigError(f"id={id!r:.60} is not a conversation id: pass one that "
                              "conversation().id gave, or leave it out to start a new one")

@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import json
 import sys
-import uuid
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
@@ -209,7 +208,9 @@ def converse(client: LiteLLMClient, *, model: str | None = None, system: str | N
         if text == RESET_WORD:
             history = _start(system)
             if "conversation_id" in params:  # logged as a conversation of its own
-                params["conversation_id"] = uuid.uuid4().hex
+                from .._conversation import new_id
+
+                params["conversation_id"] = new_id()
             notes.print("(conversation forgotten)", style="dim", highlight=False)
             continue
         messages = [*history, {"role": "user", "content": line}]

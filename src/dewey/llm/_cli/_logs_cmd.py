@@ -149,18 +149,20 @@ def _list(args: argparse.Namespace) -> int:
 
     from .._usage import usd
 
-    table = Table(title="Conversations", title_justify="left")
-    table.add_column("ID", no_wrap=True)
-    for header in ("Turns", "Cost"):
-        table.add_column(header, justify="right", no_wrap=True)
-    table.add_column("Model", overflow="fold")
-    table.add_column("Latest", no_wrap=True)
-    table.add_column("First prompt", overflow="ellipsis", no_wrap=True)
+    # The id is what `chat --cid` takes: never cut; the first prompt gives way first.
+    table = Table(title="Conversations", title_justify="left", expand=True)
+    table.add_column("ID", no_wrap=True, min_width=max((len(c.id) for c in found), default=2))
+    table.add_column("Turns", justify="right", no_wrap=True, min_width=5)
+    table.add_column("Cost", justify="right", no_wrap=True, min_width=9)
+    table.add_column("Model", overflow="fold", min_width=11)
+    table.add_column("Latest (UTC)", no_wrap=True, min_width=16)
+    table.add_column("First prompt", overflow="ellipsis", no_wrap=True, ratio=1)
     for item in found:
         first = " ".join(item.first_prompt.split())
         shown = first if len(first) <= _FIRST_PROMPT else first[:_FIRST_PROMPT - 1] + "…"
-        table.add_row(item.id, str(item.turns), usd(item.cost_usd), Text(item.model),
-                      _when(item.latest), Text(shown))
+        latest = datetime.fromtimestamp(item.latest, timezone.utc).strftime("%Y-%m-%d %H:%M")
+        table.add_row(item.id, str(item.turns), usd(item.cost_usd), Text(item.model), latest,
+                      Text(shown))
     stdout_console().print(table, highlight=False)
     return 0
 
