@@ -219,7 +219,9 @@ def test_postgres_log_search_and_conversations(make_client: MakeClient, provider
     assert found.conversation_id == chat.id
     assert [a.outcome for a in found.attempts] == ["LLMServerError", "ok"]
     assert client.conversation(id=chat.id).messages == chat.messages
-    [summary] = client._log.conversations()  # noqa: SLF001 - what `logs list` shows
+    log = client._log  # noqa: SLF001 - what `logs list` reads
+    assert log is not None
+    [summary] = log.conversations()
     assert (summary.id, summary.turns, summary.first_prompt) == (
         chat.id, 2, "The quick brown foxes jumped")
     assert summary.cost_usd == pytest.approx(sum(r.cost_usd for r in client.logs(limit=None)))

@@ -161,9 +161,12 @@ def test_retention_deletes_old_rows_and_keeps_their_totals(where: str) -> None:
         for days_ago in (10, 5, 3):
             ledger.record(usage("old", 1.0, now - days_ago * DAY, tags=("batch",), user="ann"))
         ledger.record(usage("new", 0.5, now - 3600, tags=("batch",), user="bob"))
+        for days_ago in (10, 0):  # the prompt log goes with the rows
+            ledger.record(LogEntry(f"call-{days_ago}", "m", [], "text", time=now - days_ago * DAY))
         ledger.flush()
         assert wait_until_rows(ledger, 1) == 1
         assert [r.model for r in ledger.records()] == ["new"]
+        assert [r.call_id for r in ledger.responses()] == ["call-0"]
         # Folded into the totals: budgets and reports still count the deleted rows.
         assert ledger.spent() == 3.5
         assert {s.key: (s.calls, s.cost_usd) for s in ledger.summary()} == {

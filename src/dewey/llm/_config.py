@@ -121,7 +121,8 @@ class LiteLLMConfig(_Strict):
     usage_db: str | None = Field(default=None,
         description="Ledger: a SQLite path, postgresql://..., or none for the default file")
     usage_retention_days: float | None = Field(default=None, gt=0, le=36500,
-        description="Days ledger rows are kept; older ones are deleted, their totals kept (none: forever)")
+        description="Days ledger rows and the prompt log are kept; older ones are deleted, their totals "
+                    "kept (none: forever)")
     log: bool = Field(default=True,
         description="Log every completion's messages and answer beside its usage ledger rows "
                     "(dewey-llm logs; needs track_usage)")

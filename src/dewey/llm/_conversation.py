@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ._exceptions import LLMConfigError
 from ._messages import Message, to_dicts
@@ -100,6 +100,12 @@ class Conversation(_Turns):
         super().__init__(id, model, messages)
         self._client = client
 
+    @overload
+    def send(self, prompt: Prompt, *, stream: Literal[False] = False, **params: Any) -> ChatResponse: ...
+
+    @overload
+    def send(self, prompt: Prompt, *, stream: Literal[True], **params: Any) -> CompletionStream: ...
+
     def send(self, prompt: Prompt, *, stream: bool = False,
              **params: Any) -> ChatResponse | CompletionStream:
         """Send ``prompt`` after the history: a :class:`ChatResponse`, or with
@@ -123,6 +129,14 @@ class AsyncConversation(_Turns):
                  messages: list[dict[str, Any]]) -> None:
         super().__init__(id, model, messages)
         self._client = client
+
+    @overload
+    async def send(self, prompt: Prompt, *, stream: Literal[False] = False,
+                   **params: Any) -> ChatResponse: ...
+
+    @overload
+    async def send(self, prompt: Prompt, *, stream: Literal[True],
+                   **params: Any) -> AsyncCompletionStream: ...
 
     async def send(self, prompt: Prompt, *, stream: bool = False,
                    **params: Any) -> ChatResponse | AsyncCompletionStream:

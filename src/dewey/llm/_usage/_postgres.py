@@ -131,10 +131,12 @@ class PostgresLedger(Ledger):
             if self._writer is None or self._writer.closed:
                 self._writer = self._connect(autocommit=False)
                 self._create_table(self._writer)
+            deleted = 0
             with self._writer.cursor() as cursor:
-                cursor.execute(f'DELETE FROM {self._table} WHERE id IN (SELECT id FROM {self._table} '
-                               'WHERE "time" < %s ORDER BY "time" LIMIT %s)', (cutoff, limit))
-                deleted = cursor.rowcount
+                for table in (self._table, f"{self._table}_log"):  # the log goes with its rows
+                    cursor.execute(f'DELETE FROM {table} WHERE id IN (SELECT id FROM {table} '
+                                   'WHERE "time" < %s ORDER BY "time" LIMIT %s)', (cutoff, limit))
+                    deleted = max(deleted, cursor.rowcount)
             self._writer.commit()
         except BaseException:
             self._close_writer()

@@ -130,9 +130,11 @@ class SQLiteLedger(Ledger):
         try:
             if self._writer is None:
                 self._writer = self._connect(create=True)
-            deleted = self._writer.execute(
-                f'DELETE FROM {self._table} WHERE id IN (SELECT id FROM {self._table} '
+            # The prompt log goes with the rows that priced it.
+            deleted = max(self._writer.execute(
+                f'DELETE FROM {table} WHERE id IN (SELECT id FROM {table} '
                 'WHERE "time" < ? ORDER BY "time" LIMIT ?)', (cutoff, limit)).rowcount
+                for table in (self._table, f"{self._table}_log"))
             self._writer.commit()
         except BaseException:
             self._close_writer()
