@@ -7,6 +7,7 @@ the ledger's store; a conversation sends its history and resumes from the log.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -120,6 +121,22 @@ def test_full_text_search_model_and_since(make_client: MakeClient) -> None:
         "Retry with exponential backoff?"]
     assert len(client.logs(limit=None)) == 3 and len(client.logs(limit=2)) == 2
     assert client.logs(since=found.time + 3600) == []
+
+
+def test_a_sqlite_without_fts5_searches_with_like(make_client: MakeClient, isolated: Path) -> None:
+    first = make_client()
+    first.generate_completion("The quick brown foxes jumped")
+    first.generate_completion("grew by 100% in a_b")
+    first.close()
+    # What a SQLite built without FTS5 leaves: the log without its index (nothing else
+    # can simulate one: the module is compiled in).
+    with sqlite3.connect(isolated / "xdg_data_home" / "dewey-llm" / "usage.db") as db:
+        db.executescript("DROP TRIGGER usage_log_fts_insert; DROP TRIGGER usage_log_fts_delete; "
+                         "DROP TABLE usage_log_fts;")
+    client = make_client()
+    assert [r.prompt for r in client.logs("fox JUMP")] == ["The quick brown foxes jumped"]
+    assert [r.prompt for r in client.logs("100% a_b")] == ["grew by 100% in a_b"]
+    assert client.logs("100%%") == client.logs("a%b") == []  # % and _ are characters here
 
 
 def test_a_cache_hit_is_logged_as_such(make_client: MakeClient, provider: FakeProvider) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,8 +66,7 @@ class SQLiteLedger(Ledger):
                 connection.executescript(_SQLITE_SCHEMA)
             _add_call_id(connection)
             if create:
-                for statement in sqlite_log_schema(self._table):
-                    connection.execute(statement)
+                _create_log(connection, self._table)
             self._ensure_totals(connection)
         except BaseException:
             connection.close()
@@ -170,10 +170,16 @@ class SQLiteLedger(Ledger):
                 raise
 
     def _search(self, query: str) -> tuple[str, list[Any]]:
+        words = query.split()
+        if not self._read("SELECT 1 FROM sqlite_master WHERE name = ?", [f"{self._table}_log_fts"]):
+            # A SQLite built without FTS5: every word, as a substring, without an index.
+            escaped = ["%" + re.sub(r"([\\%_])", r"\\\1", word) + "%" for word in words]
+            return (" AND ".join(["(prompt LIKE ? ESCAPE '\\' OR response LIKE ? ESCAPE '\\')"]
+                                 * len(words)), [w for word in escaped for w in (word, word)])
         # Each word quoted: the user's text is words to find, not FTS5 query syntax.
-        words = " ".join('"' + word.replace('"', '""') + '"' for word in query.split())
+        quoted = " ".join('"' + word.replace('"', '""') + '"' for word in words)
         return (f"id IN (SELECT rowid FROM {self._table}_log_fts WHERE "
-                f"{self._table}_log_fts MATCH ?)", [words])
+                f"{self._table}_log_fts MATCH ?)", [quoted])
 
     def _transient(self, error: Exception) -> bool:
         import sqlite3
@@ -187,6 +193,19 @@ def default_ledger_path() -> Path:
     data_home = os.environ.get("XDG_DATA_HOME")
     base = Path(data_home).expanduser() if data_home else Path.home() / ".local" / "share"
     return base / "dewey-llm" / "usage.db"
+
+
+def _create_log(connection: sqlite3.Connection, table: str) -> None:
+    """The prompt log's table and, where SQLite has FTS5 (nearly every build), its index."""
+    import sqlite3
+
+    for statement in sqlite_log_schema(table):
+        try:
+            connection.execute(statement)
+        except sqlite3.OperationalError as exc:
+            if "fts5" not in str(exc):
+                raise
+            return  # no FTS5: the index and its triggers are left out, searches use LIKE
 
 
 def _add_call_id(connection: sqlite3.Connection) -> None:
