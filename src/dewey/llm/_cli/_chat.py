@@ -45,7 +45,7 @@ def add(commands: Any, command: NewCommand) -> None:
         "Send a prompt to the configured model (or -m MODEL) and stream the answer to stdout as "
         "it arrives.\n\nThe prompt is the argument, or stdin when it is piped; with both, stdin "
         "comes first, then a blank line and the argument (as with `llm`: the material first, "
-        "the question about it last, where models follow it best).  -a attaches an image (a "
+        "then the question about it).  -a attaches an image (a "
         "file or an http(s) URL; repeat it for more) for models that take images.  Without "
         "a prompt on a terminal, starts a conversation that "
         "keeps its history: type 'exit', 'quit' or Ctrl-D to leave, '!reset' to forget the "
