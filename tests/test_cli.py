@@ -138,9 +138,9 @@ def test_chat_json_with_stdin_and_a_provider_error(provider: FakeProvider,
     refused = start(["chat", "-m", "openai/gpt-4o", "hello"], env, tmp_path)
     result, failure = finish(as_json), finish(refused)
 
-    # --json: the whole response, not streamed; piped stdin is appended to the prompt.
+    # --json: the whole response, not streamed; piped stdin comes first, then the prompt.
     response = json.loads(ok(result).stdout)
-    prompt = "Summarize:\n\na long text\n"
+    prompt = "a long text\n\nSummarize:"
     assert response["choices"][0]["message"]["content"] == f"echo: {prompt}"
     assert response["usage"]["total_tokens"] > 0
     [request] = provider.requests_for(WIRE_MODEL)

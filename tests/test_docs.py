@@ -29,6 +29,7 @@ import yaml
 
 from dewey.llm import LiteLLMClient, LiteLLMConfig
 from tests.servers.fake_provider import FakeProvider
+from tests.test_attachments import png
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -40,9 +41,10 @@ SNIPPET_GLOBALS: dict[str, Any] = {"messages": [{"role": "user", "content": "Hel
 # Blocks known to fail because of a bug in src/, keyed by (document, a line of the block).
 
 # Files the documented command lines read.
-CONSOLE_FILES = {
+CONSOLE_FILES: dict[str, str | bytes] = {
     "app.log": "12:00:01 GET /orders timed out after 60 s\n12:00:03 GET /orders 200 (retry)\n",
     "typo.yaml": "llm:\n  timout: 30\n",
+    "chart.png": png(4, 3),
 }
 
 # Command lines that cannot run in a test, and why.
@@ -187,8 +189,11 @@ def console_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
                 continue
             provider = stack.enter_context(FakeProvider())
             home = tmp_path_factory.mktemp("console")
-            for name, text in CONSOLE_FILES.items():
-                (home / name).write_text(text, encoding="utf-8")
+            for name, content in CONSOLE_FILES.items():
+                if isinstance(content, bytes):
+                    (home / name).write_bytes(content)
+                else:
+                    (home / name).write_text(content, encoding="utf-8")
             # The bundled price map, as in conftest: LiteLLM would try to download one at import.
             env = {**inherited, **provider_variables(provider), "HOME": str(home),
                    "PATH": f"{bin_dir}:{os.environ['PATH']}", "COLUMNS": "200",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._exceptions import LLMConfigError
-from ._messages import Message, to_dicts
+from ._messages import IMAGE_PART, Message, has_images, to_dicts
 from ._providers import default_embedding_model
 from ._tools import normalize_functions, normalize_tool_choice, normalize_tools
 
@@ -33,6 +33,7 @@ __all__ = ["CacheMode", "MessagesInput", "Request", "check_cache_mode", "check_s
 
 CacheMode = bool | Literal["refresh"] | None
 MessagesInput = Iterable[Message | Mapping[str, Any]] | str
+_IMAGE_TOKENS = 1600
 
 
 @dataclass
@@ -107,10 +108,32 @@ def estimate_tokens(request: Request, answer: int | None = None) -> int:
     """A cheap token estimate for rate limits and budgets (about 4 characters a token),
     with ``answer`` tokens for the answer (default: max_tokens, else 256)."""
     payload = request.payload
-    text = json.dumps(payload.get("messages") or payload.get("input") or "", default=str)
+    messages, images = payload.get("messages"), 0
+    if messages and has_images(messages):
+        messages, images = _without_images(messages)
+    text = json.dumps(messages or payload.get("input") or "", default=str)
     if answer is None:
         answer = int(payload.get("max_tokens") or 256)
-    return len(text) // 4 + answer
+    return len(text) // 4 + images * _IMAGE_TOKENS + answer
+
+
+def _without_images(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """``messages`` without their image parts, and how many there were.
+
+    An image costs tokens by its size in pixels, not by the length of its base64 data (a
+    1 MB photo would count as 350,000 tokens): each counts as ``_IMAGE_TOKENS``, about
+    what Anthropic documents for an image at the largest size it keeps (~1.15 megapixels).
+    """
+    kept, images = [], 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = [part for part in content
+                     if not (isinstance(part, Mapping) and part.get("type") == IMAGE_PART)]
+            images += len(content) - len(parts)
+            message = {**message, "content": parts}
+        kept.append(message)
+    return kept, images
 
 
 def _model_name(value: Any) -> str | None:

@@ -1,7 +1,8 @@
 """``dewey-llm chat``: ask a model, stream its answer, or hold a conversation.
 
-The prompt is the argument, or stdin when it is piped (appended to the argument when
-both are given); without one on a terminal, a conversation starts that keeps its history.
+The prompt is the argument, or stdin when it is piped (stdin first, then the argument,
+when both are given: ``llm``'s order); without one on a terminal, a conversation starts
+that keeps its history.  ``-a`` attaches images (_attachments).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 from .._exceptions import LLMError
+from ._attachments import user_content
 from ._output import (
     NewCommand,
     decoded,
@@ -42,17 +44,24 @@ def add(commands: Any, command: NewCommand) -> None:
         commands, "chat", "ask a model; streams the answer (interactive without a prompt)",
         "Send a prompt to the configured model (or -m MODEL) and stream the answer to stdout as "
         "it arrives.\n\nThe prompt is the argument, or stdin when it is piped; with both, stdin "
-        "is appended to the prompt.  Without a prompt on a terminal, starts a conversation that "
+        "comes first, then a blank line and the argument (as with `llm`: the material first, "
+        "then the question about it).  -a attaches an image (a "
+        "file or an http(s) URL; repeat it for more) for models that take images.  Without "
+        "a prompt on a terminal, starts a conversation that "
         "keeps its history: type 'exit', 'quit' or Ctrl-D to leave, '!reset' to forget the "
         "conversation.",
         ('dewey-llm chat "Explain exponential backoff in two sentences"',
          'cat error.log | dewey-llm chat -s "You are a terse SRE" "What went wrong?"',
+         'dewey-llm chat -m gpt-4o-mini -a screenshot.png "What does this error dialog say?"',
          "dewey-llm chat -m gpt-4o --json --max-tokens 50 \"Say hi\""))
     parser.add_argument("prompt", nargs="?", metavar="PROMPT",
                         help="the prompt (default: stdin when piped; none on a terminal starts "
                              "a conversation)")
     parser.add_argument("-m", "--model", metavar="MODEL",
                         help="model to ask (default: the configured model)")
+    parser.add_argument("-a", "--attachment", action="append", default=[], metavar="FILE",
+                        help="an image to send with the prompt: a file or an http(s) URL "
+                             "(repeatable; the model must take images)")
     parser.add_argument("-s", "--system", metavar="SYSTEM", help="a system message to send first")
     parser.add_argument("-t", "--temperature", type=float, metavar="T",
                         help="sampling temperature, e.g. 0 for the most deterministic answer")
@@ -73,15 +82,17 @@ def _chat(args: argparse.Namespace) -> int:
     prompt = None if args.prompt is None else utf8(args.prompt, "the prompt")
     if args.system is not None:
         utf8(args.system, "--system")
-    interactive = args.interactive or (prompt is None and is_tty(sys.stdin))
+    interactive = args.interactive or (prompt is None and not args.attachment and is_tty(sys.stdin))
     if not interactive and not is_tty(sys.stdin):
         piped = decoded(sys.stdin.buffer.read(), "stdin")
         if piped.strip():
-            prompt = f"{prompt}\n\n{piped}" if prompt else piped
-    if prompt is None and not interactive:
+            prompt = f"{piped.rstrip()}\n\n{prompt}" if prompt else piped
+    if prompt is None and not interactive and not args.attachment:
         args.parser.error("no prompt: give one as an argument or on stdin")
-    if interactive and (args.json or args.no_stream):
-        args.parser.error("--json and --no-stream need a prompt (a conversation always streams)")
+    if interactive and (args.json or args.no_stream or args.attachment):
+        args.parser.error("--json, --no-stream and -a need a prompt (a conversation always "
+                          "streams, and sends text only)")
+    content = user_content(prompt, args.attachment)  # files read (or refused) before any call
     config = load_config()
     params: dict[str, Any] = {"temperature": args.temperature, "max_tokens": args.max_tokens}
     if args.no_cache:
@@ -91,7 +102,7 @@ def _chat(args: argparse.Namespace) -> int:
         if interactive:
             return converse(client, model=args.model, system=args.system, params=params,
                             first=prompt)
-        messages = [*_start(args.system), {"role": "user", "content": prompt}]
+        messages = [*_start(args.system), {"role": "user", "content": content}]
         if args.json:
             from .._response import as_dict
 
