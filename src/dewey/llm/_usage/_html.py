@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 from datetime import date
+from importlib import import_module
 from itertools import accumulate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,8 +75,9 @@ def report_data(ledger: Ledger, *, since: float | None, model: str | None) -> di
 def usage_html(data: dict[str, Any], *, budget: Budget | None = None, scope: str = "",
                location: str = "") -> str:
     """The page of ``report_data``: charts, tables, and the figures as JSON."""
-    go = import_extra("plotly.graph_objects", extra="report", needed_for=NEEDED_FOR)
-    plotly_js = import_extra("plotly.offline", extra="report", needed_for=NEEDED_FOR).get_plotlyjs()
+    import_extra("plotly", extra="report", needed_for=NEEDED_FOR)  # missing: say which extra
+    go = import_module("plotly.graph_objects")
+    plotly_js = import_module("plotly.offline").get_plotlyjs()
     limits = {name: getattr(budget, name, None) for name, _ in _BUDGETS}
     data = {**data, "budget": limits}
     sections = [_chart(chart_id, title, figure)
