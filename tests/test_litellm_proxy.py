@@ -51,7 +51,7 @@ def waits() -> list[float]:
 
 
 @pytest.fixture
-def client(litellm_proxy: LiteLLMProxy, provider: FakeProvider, pg_table: str, tmp_path: Path,
+def client(litellm_proxy: LiteLLMProxy, provider: FakeProvider, pg_table: str, tmp_path: Path,  # noqa: ARG001 (reset before each test)
            waits: list[float]) -> Iterator[LiteLLMClient]:
     config = section_4_config(litellm_proxy, f"{PG_URL}?table={pg_table}", tmp_path / "dewey.yaml")
     with connect_redis() as raw:
