@@ -261,7 +261,7 @@ def test_config_check(tmp_path: Path) -> None:
 
 # --- the command itself -------------------------------------------------------------------------
 
-SUBCOMMANDS = [[], ["chat"], ["embed"], ["models"], ["models", "list"], ["models", "show"],
+SUBCOMMANDS = [[], ["chat"], ["embed"], ["models"], ["models", "list"], ["models", "show"], ["aliases"],
                ["config"],
                ["config", "show"], ["config", "check"], ["usage"], ["cache"], ["cache", "stats"],
                ["cache", "clear"]]

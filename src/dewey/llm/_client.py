@@ -18,11 +18,13 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, overload
 
 from ._catalog import Catalog
+from ._checks import config_problems
 from ._config import LiteLLMConfig
 from ._embeddings import EmbeddingPlan, merge, plan_embeddings
 from ._exceptions import LLMConfigError, LLMError
 from ._litellm import LiteLLMTransport
 from ._llama import model_details as local_model_details
+from ._pricing import Pricing
 from ._recorder import Recorder
 from ._request import (
     MessagesInput,
@@ -38,7 +40,6 @@ from ._routing import (
     attempt_kwargs,
     endpoint_of,
     explained,
-    missing_key_error,
     request_routes,
     retry_plan,
     routes_for,
@@ -86,7 +87,8 @@ class _ClientCore:
         self._cache, self._ledger, self._limiter = _resources(self.config, response_cache,
                                                               usage_ledger, rate_limiter)
         self._recorder = Recorder(catalog=self._catalog, ledger=self._ledger,
-                                  cache=self._cache, cache_ttl=self.config.cache_ttl)
+                                  cache=self._cache, cache_ttl=self.config.cache_ttl,
+                                  pricing=Pricing(self._catalog, self.config.prices))
         self._telemetry = open_telemetry(tracer_provider, meter_provider, self._catalog)
 
     def __repr__(self) -> str:
@@ -251,11 +253,8 @@ class _ClientCore:
     # --- checking the configuration (``dewey-llm config check``) -------------------------------
 
     def check(self) -> list[LLMError]:
-        """What would stop a call before anything is sent, for the model and each fallback
-        in turn: today, a provider key that is not set.  Nothing is sent."""
-        routes = routes_for(self.config, self.model, self._catalog)
-        return [error for error in (missing_key_error(route, self._catalog) for route in routes)
-                if error is not None]
+        """What would stop a call, or make its record wrong (``_checks``).  Nothing is sent."""
+        return config_problems(self.config, self.model, self._catalog, self._recorder.pricing)
 
     def transports(self, model: str | None = None) -> dict[str, str]:
         """Which transport (``native``, ``litellm`` or ``local``) ``model`` (default: the client's)

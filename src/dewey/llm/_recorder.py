@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._catalog import Catalog, NotPriced
 from ._exceptions import LLMConfigError, LLMError
+from ._pricing import Pricing
 from ._request import Request, check_cache_mode, estimate_tokens
 from ._resilience import Route, Step
 from ._response import ResponseData, as_dict, cached_response, usage_counts
@@ -32,25 +33,32 @@ _ANSWER_TOKENS = 1024  # what a reservation assumes an answer costs when max_tok
 class Recorder:
     """Records a client's calls in its ledger, adds up their cost, stores answers in its cache."""
 
-    def __init__(self, *, catalog: Catalog, ledger: Any, cache: Any, cache_ttl: float | None) -> None:
+    def __init__(self, *, catalog: Catalog, ledger: Any, cache: Any, cache_ttl: float | None,
+                 pricing: Pricing | None = None) -> None:
         self.catalog = catalog
+        self.pricing = pricing or Pricing(catalog)
         self.ledger, self.cache, self.cache_ttl = ledger, cache, cache_ttl
         self._cost_lock = threading.Lock()
         self.total_cost = 0.0  # USD spent through this recorder (cache hits cost nothing)
+        self._unpriced_warned: set[str] = set()  # models already warned about, once each
 
     # --- costs --------------------------------------------------------------------------------
 
     def price(self, response: Any, model: str | None = None, kind: str = "completion") -> float:
-        """USD cost of a response from the catalog (0 when the model is unpriced); LiteLLM
-        prices the models the catalog's per-token formula does not."""
+        """USD cost of a response by the rule of ``_pricing``: the server's figure, else the
+        config's or the price map's price for ``model``; 0 (warned once) when unpriced."""
         model = model or str(getattr(response, "model", "") or "")
-        prompt, completion, cached = usage_counts(response)
-        try:
-            return self.catalog.token_cost(model, prompt, completion, cached)
-        except NotPriced:
-            from ._litellm import litellm_cost
-
-            return litellm_cost(response, model, kind)
+        cost = self.pricing.cost(response, model, kind)
+        if cost is not None:
+            return cost
+        if any(usage_counts(response)[:2]) and model not in self._unpriced_warned:
+            self._unpriced_warned.add(model)
+            logger.warning(
+                "%s has no price: its calls are recorded at $0, which budgets cannot count. "
+                "Price it in the config: prices: {%s: {input_per_million: ..., "
+                "output_per_million: ...}}, or {price_as: MODEL} for a model of the price map",
+                model, model)
+        return 0.0
 
     def cost_of(self, response: Any) -> float:
         """USD cost of a response a client returned (0 for a cache hit)."""
@@ -80,10 +88,13 @@ class Recorder:
             payload.get("max_tokens") or payload.get("max_completion_tokens") or _ANSWER_TOKENS)
         model, prompt = qualify_model(request.model), estimate_tokens(request, answer=0)
         try:
-            request.estimate = self.catalog.token_cost(model, prompt, answer)
+            request.estimate = self.pricing.token_cost(model, prompt, answer) or 0.0
         except NotPriced:
+            from ._litellm import litellm_cost
+
             usage = {"usage": {"prompt_tokens": prompt, "completion_tokens": answer}}
-            request.estimate = self.price(ResponseData(usage), model)
+            request.estimate = litellm_cost(ResponseData(usage), model,
+                                            "embedding" if request.kind == "embedding" else "completion")
         request.hold = check_budget(self.ledger, budget, reserve=request.estimate)
 
     def hold(self, request: Request) -> None:

@@ -71,7 +71,9 @@ def completion_request(config: LiteLLMConfig, messages: MessagesInput, model: An
     payload = {**config.params, "messages": dicts,
                **{k: v for k, v in params.items() if v is not None}}
     check_sendable(payload)
-    chosen = _model_name(model) or config.resolved_model()
+    # An alias is resolved here, so that the cache key, the budget's estimate and the
+    # ledger name the model it stands for.
+    chosen = config.resolve_alias(_model_name(model) or config.resolved_model())
     return Request("stream" if stream else "completion", chosen, payload, cache, tags, user, dicts)
 
 
@@ -81,8 +83,8 @@ def embedding_request(config: LiteLLMConfig, texts: list[str], model: Any,
     cache = params.pop("cache", None)
     tags = _tags(params.pop("tags", ()))
     check_sendable({**params, "input": texts})
-    chosen = (_model_name(model) or config.embedding_model
-              or default_embedding_model(config.resolved_model()))
+    chosen = config.resolve_alias(_model_name(model) or config.embedding_model
+                                  or default_embedding_model(config.resolved_model()))
     return Request("embedding", chosen, params, cache, tags, params.get("user"))
 
 

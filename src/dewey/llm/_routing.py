@@ -91,7 +91,7 @@ def routes_for(config: LiteLLMConfig, model: str, catalog: Catalog, *,
         if isinstance(fallback, str):
             route = route_for(config, fallback, catalog, params)
         else:
-            route = _route_of(fallback, catalog, params)
+            route = _route_of(config, fallback, catalog, params)
         if route not in routes:
             routes.append(route)
     return routes
@@ -100,21 +100,23 @@ def routes_for(config: LiteLLMConfig, model: str, catalog: Catalog, *,
 def route_for(config: LiteLLMConfig, model: str, catalog: Catalog,
               params: Mapping[str, Any] | None = None) -> Route:
     """Credentials for a model named by string: the configured ones when it is the
-    configured model or served by the same provider (e.g. through the same proxy)."""
-    model = qualify_model(model)
+    configured model or served by the same provider (e.g. through the same proxy).
+    An alias (``aliases``) is routed as the model it stands for."""
+    model = qualify_model(config.resolve_alias(model))
     transport = transport_for(config.transport, model, catalog, params)
     if config.api_key is None and config.api_base is None:
         return Route(model, transport=transport)
-    primary = qualify_model(config.model) if config.model else None
+    primary = qualify_model(config.resolve_alias(config.model)) if config.model else None
     if primary is not None and model != primary and catalog.provider(model) != catalog.provider(primary):
         return Route(model, transport=transport)
     key = config.api_key.get_secret_value() if config.api_key else None
     return Route(model, key, config.api_base, config.api_version, transport=transport)
 
 
-def _route_of(fallback: FallbackModel, catalog: Catalog, params: Mapping[str, Any] | None) -> Route:
+def _route_of(config: LiteLLMConfig, fallback: FallbackModel, catalog: Catalog,
+              params: Mapping[str, Any] | None) -> Route:
     key = fallback.api_key.get_secret_value() if fallback.api_key else None
-    model = qualify_model(fallback.model)
+    model = qualify_model(config.resolve_alias(fallback.model))
     return Route(model, key, fallback.api_base, fallback.api_version, fallback.timeout,
                  transport_for(fallback.transport, model, catalog, params))
 

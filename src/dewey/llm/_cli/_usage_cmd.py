@@ -41,7 +41,10 @@ def add(commands: Any, command: NewCommand) -> None:
 
 
 def _usage(args: argparse.Namespace) -> int:
+    from .._catalog import Catalog
     from .._exceptions import LLMConfigError
+    from .._llama import model_details
+    from .._pricing import Pricing
     from .._usage import open_ledger, parse_since, render_usage
 
     if args.html is not None and (args.json or args.by):
@@ -49,13 +52,14 @@ def _usage(args: argparse.Namespace) -> int:
                              "--json and --by (use them in a command of their own)")
     since = parse_since(args.since) if args.since else None
     config = load_config()
+    pricing = Pricing(Catalog(local=model_details), config.prices)
     ledger = open_ledger(config.usage_db)
     try:
         if args.html is not None:
             _write_html(ledger, args, since, config)
         else:
             render_usage(ledger, since=since, model=args.model, as_json=args.json,
-                         console=stdout_console(), by=args.by)
+                         console=stdout_console(), by=args.by, is_priced=pricing.is_priced)
     finally:
         ledger.close()
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -68,20 +68,32 @@ def parse_since(text: str, *, now: float | None = None) -> float:
 
 
 def render_usage(ledger: Ledger, *, since: float | None, model: str | None, as_json: bool,
-                 console: Console, by: str | None = None) -> None:
+                 console: Console, by: str | None = None,
+                 is_priced: Callable[[str], bool] | None = None) -> None:
     """Print spend by day and by model (tables and a cost-per-day chart), or one JSON document
     ``{"by_day": [...], "by_model": [...], "total_usd": ...}``.
 
     ``by`` ("day", "model", "user" or "tag") prints that table alone (``{"by_tag": [...],
     "total_usd": ...}``).  A call with several tags counts under each, so the tags' rows
-    may add up to more than the total, which counts every call once."""
+    may add up to more than the total, which counts every call once.
+
+    With ``is_priced``, the models whose calls used tokens but were recorded at $0 and
+    that have no price are listed as unpriced (``"unpriced": [...]``): their spend is missing."""
     if by is not None and by not in BY:
         raise LLMConfigError(f"--by {by!r} is not supported: use --by tag, user, model or day")
     tables, total = usage_tables(ledger, ("day", "model") if by is None else (by,),
                                  since=since, model=model)
+    unpriced = []
+    if is_priced is not None:
+        by_model = tables.get("model") or ledger.summary(by="model", since=since, model=model)
+        unpriced = [row.key for row in by_model if not row.cost_usd and row.key
+                    and row.prompt_tokens + row.completion_tokens and not is_priced(row.key)]
     if as_json:
+        document = usage_document(tables, total)
+        if is_priced is not None:
+            document["unpriced"] = unpriced
         # out(), not print(): no wrapping or markup, so the output stays valid JSON.
-        console.out(json.dumps(usage_document(tables, total), indent=2), highlight=False)
+        console.out(json.dumps(document, indent=2), highlight=False)
         return
 
     from rich.text import Text
@@ -101,6 +113,9 @@ def render_usage(ledger: Ledger, *, since: float | None, model: str | None, as_j
         console.print(_table(title, header, shown, console.width, totals=_totals(rows)))
     if by == "tag":
         console.print(Text("A call with several tags counts under each of them."))
+    if unpriced:
+        console.print(Text(f"Unpriced, recorded at $0 (their spend is missing): {', '.join(unpriced)}. "
+                           "Price them under prices: in the config.", style="yellow"))
     if "day" in tables:
         console.print(Text("Cost per day", style="bold"))
         for line in _chart(tables["day"], console.width):
