@@ -22,10 +22,11 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, get_args, get_origin, is_typeddict
+from typing import Any, get_args, get_origin
 
 import pydantic
 import pydantic_core
+from typing_extensions import is_typeddict  # typing's misses typing_extensions' before 3.12
 
 from ._exceptions import LLMConfigError, LLMOutputValidationError
 
@@ -94,8 +95,13 @@ def output_schema(value: Any) -> OutputSchema | None:
         return _from_json_schema(value)
     if isinstance(value, type) and (issubclass(value, pydantic.BaseModel) or is_typeddict(value)
                                     or dataclasses.is_dataclass(value)):
-        adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(value)
-        schema = _object_schema(adapter.json_schema(), value.__name__)
+        try:
+            adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(value)
+            json_schema = adapter.json_schema()
+        except pydantic.PydanticUserError as exc:  # e.g. typing.TypedDict before Python 3.12
+            raise LLMConfigError(f"response_format={value.__name__} cannot be validated: "
+                                 f"{str(exc).splitlines()[0]}") from None
+        schema = _object_schema(json_schema, value.__name__)
 
         def validate(text: str) -> Any:
             try:
