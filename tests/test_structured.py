@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import pickle
 from typing import Any
 
 import pytest
@@ -164,6 +165,8 @@ def test_an_answer_that_never_validates_raises_with_its_text_and_errors(
     assert error.model == "openai/gpt-4o-mini"
     assert len(provider.requests) == 2
     assert [r.outcome for r in rows(client)] == ["LLMOutputValidationError"] * 2
+    copy = pickle.loads(pickle.dumps(error))  # e.g. out of a multiprocessing pool
+    assert (copy.text, copy.errors, str(copy)) == (error.text, error.errors, str(error))
 
 
 @pytest.mark.parametrize("max_repairs", [0, 2])
