@@ -253,7 +253,7 @@ def test_a_cached_answer_that_no_longer_validates_is_not_returned(
                 raise ValueError("too large")
             return value
 
-    Strict.__name__ = "Invoice"  # noqa: the schema (and so the cache key) is Invoice's
+    Strict.__name__ = "Invoice"  # the schema (and so the cache key) is Invoice's
     provider.script(WIRE, Reply.ok(VALID), Reply.ok('{"number": "S", "total": 1, "items": []}'))
     client = make_client(cache=True)
 
@@ -372,8 +372,26 @@ def test_a_target_that_cannot_be_a_schema_is_refused_before_sending(
     assert provider.requests == []
 
 
-def test_partials_need_a_structured_stream(make_client: Any, provider: FakeProvider) -> None:
+def test_partials_need_a_structured_stream(make_client: Any) -> None:
     stream = make_client().generate_completion("hi", stream=True)
     with pytest.raises(LLMConfigError, match="response_format=SomeModel"):
         next(iter(stream.partials()))
     stream.close()
+
+
+# --- through LiteLLM ---------------------------------------------------------------------------------------
+
+def test_anthropic_gets_the_schema_as_a_forced_tool_call_through_litellm(provider: FakeProvider) -> None:
+    # LiteLLM's translation of the json_schema response format for Anthropic's models: one
+    # tool holding the schema, forced; the tool call's arguments come back as the content.
+    provider.script("claude-3-5-haiku-20241022",
+                    Reply.tool_call("json_tool_call", {"number": "A-1", "total": "3", "items": []}))
+    with LiteLLMClient(model="anthropic/claude-3-5-haiku-20241022",
+                       api_base=provider.anthropic_base, api_key=TEST_KEY) as client:
+        response = client.generate_completion("invoice", response_format=Invoice)
+
+    assert parsed(response) == Invoice(number="A-1", total=3.0, items=[])
+    body = provider.requests[0].json
+    assert body["tool_choice"] == {"type": "tool", "name": "json_tool_call"}
+    [tool] = body["tools"]
+    assert tool["input_schema"]["required"] == ["number", "total", "items"]
