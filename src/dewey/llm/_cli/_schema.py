@@ -109,7 +109,7 @@ def _many(target: Any) -> Any:
         return {"title": "Items", "type": "object", "required": ["items"],
                 "properties": {"items": {"type": "array", "items": items}},
                 **{key: target[key] for key in tops if key in target}}
-    return pydantic.create_model("Items", items=(list[target], ...))  # type: ignore[valid-type]
+    return pydantic.create_model("Items", items=(list[target], ...))
 
 
 def answer_data(response: Any, *, many: bool = False) -> Any:
