@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -56,7 +57,14 @@ class OutputSchema:
     name: str  # the target's name, as OpenAI's json_schema.name (``[a-zA-Z0-9_-]{1,64}``)
     schema: dict[str, Any]  # strict: every object closed, every property required
     validate: Callable[[str], Any]  # JSON text -> the validated object; raises Invalid
-    partial_type: Any = None  # the pydantic model of partial answers, None: plain data
+    target: Any = None  # the pydantic model asked for, whose partial answers are objects
+
+    @functools.cached_property
+    def partial_type(self) -> type[pydantic.BaseModel] | None:
+        """The model partial answers validate as (None: they stay plain data); made when a
+        stream's partials are first read, as it takes longer than the rest of a call's
+        preparation."""
+        return _partial_model(self.target) if self.target is not None else None
 
     @property
     def response_format(self) -> dict[str, Any]:
@@ -109,8 +117,8 @@ def output_schema(value: Any) -> OutputSchema | None:
             except pydantic.ValidationError as exc:
                 raise Invalid([_pydantic_error(error) for error in exc.errors()]) from None
 
-        partial = _partial_model(value) if issubclass(value, pydantic.BaseModel) else None
-        return OutputSchema(_name(value.__name__), schema, validate, partial)
+        model = value if issubclass(value, pydantic.BaseModel) else None
+        return OutputSchema(_name(value.__name__), schema, validate, model)
     return None  # not a type we validate: _request's check names what is accepted
 
 
