@@ -11,10 +11,12 @@ through the ``Transport``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any, Literal, TypeVar, overload
 
 from ._catalog import Catalog
@@ -45,6 +47,7 @@ from ._routing import (
     routes_for,
 )
 from ._stream import AsyncCompletionStream, CompletionStream, Live, open_stream
+from ._structured import invalid_answer, output_errors, repair_messages
 from ._telemetry import finishing, guarded, open_telemetry
 from ._transport import Transport
 
@@ -250,6 +253,31 @@ class _ClientCore:
         answer: ChatResponse = self._recorder.succeeded(request, step, response, time.monotonic() - started)
         return answer
 
+    def _follow_up(self, request: Request, response: ChatResponse) -> Request | None:
+        """The call that repairs a structured answer that did not validate (None: it did),
+        or ``LLMOutputValidationError`` once ``max_repairs`` follow-ups have been made.
+
+        Not a retry: the answer arrived, was paid for and is in the ledger (its outcome
+        ``LLMOutputValidationError``).  The follow-up is a new call, with its own retry
+        plan and ledger row, whose conversation holds that answer and what is wrong with
+        it, so that the model corrects it rather than tries its luck again."""
+        errors = output_errors(response)
+        if request.output is None or not errors:
+            return None
+        if request.repairs >= self.config.max_repairs:
+            tries = request.repairs + 1
+            raise invalid_answer(request.model, request.output, response, errors,
+                                 f"{tries} {'try' if tries == 1 else 'tries'}, "
+                                 f"max_repairs={self.config.max_repairs}")
+        messages = repair_messages(request.messages, response, errors)
+        follow_up = dataclasses.replace(
+            request, payload={**request.payload, "messages": messages}, messages=messages,
+            repairs=request.repairs + 1, routes=[], estimate=0.0, hold=None, trace=None)
+        follow_up.trace = self._telemetry.start(follow_up) if self._telemetry else None
+        with guarded(follow_up.trace):
+            self._recorder.reserve(follow_up, self.config.budget)
+        return follow_up
+
     # --- checking the configuration (``dewey-llm config check``) -------------------------------
 
     def check(self) -> list[LLMError]:
@@ -312,6 +340,13 @@ class LiteLLMClient(_ClientCore):
 
         ``params`` pass through to LiteLLM (temperature, max_tokens, response_format, ...),
         plus ``cache=False`` / ``cache="refresh"``, ``tags=[...]`` and ``user=...``.
+
+        ``response_format=Invoice`` (a pydantic model, dataclass, TypedDict or JSON-schema
+        dict) asks for an answer matching its strict JSON schema and validates it:
+        ``response.choices[0].message.parsed`` is the ``Invoice`` (None, with
+        ``message.refusal`` set, when the model refuses).  An answer that does not validate
+        is sent back with what is wrong, up to ``max_repairs`` times, then raises
+        ``LLMOutputValidationError``.  A stream's ``partials()`` yields the object as it fills.
         """
         request, key, cached = self._start_completion(messages, model, stream, {
             **params, "functions": functions, "function_call": function_call,
@@ -323,6 +358,10 @@ class LiteLLMClient(_ClientCore):
             if stream:
                 return run_sync(plan, lambda step: self._open_stream(request, step, plan, key))
             response = run_sync(plan, lambda step: self._complete(request, step))
+            while (follow_up := self._follow_up(request, response)) is not None:
+                request = follow_up  # a repair: see _ClientCore._follow_up
+                with finishing(request.trace):
+                    response = run_sync(self._plan(request), partial(self._complete, request))
             self._recorder.store(key, response)
             return response
 

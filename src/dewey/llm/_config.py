@@ -138,6 +138,8 @@ class LiteLLMConfig(_Strict):
         description="First backoff in seconds (exponential, full jitter)")
     backoff_max: float = Field(default=20.0, ge=0, le=HOUR, description="Largest backoff in seconds")
     max_retry_after: float = Field(default=60.0, ge=0, le=DAY, description="Longest Retry-After honoured, in seconds")
+    max_repairs: int = Field(default=1, ge=0, le=10,
+        description="Follow-up calls asking again when a structured answer does not validate")
     cooldown_failures: int = Field(default=5, ge=1,
         description="Retryable failures in a row that put a model in cooldown")
     cooldown_seconds: float = Field(default=30.0, ge=0, le=DAY, description="How long a model in cooldown is skipped")

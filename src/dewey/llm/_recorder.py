@@ -106,7 +106,17 @@ class Recorder:
 
     def succeeded(self, request: Request, step: Step, response: Any, latency: float, *,
                   cost: float | None = None) -> Any:
-        """Record a successful attempt, priced (unless ``cost`` is given); the response."""
+        """Record a successful attempt, priced (unless ``cost`` is given); the response.
+
+        A structured answer is validated here, so that its row says whether it did: an
+        answer that does not is paid for all the same, and recorded as
+        ``LLMOutputValidationError``; its errors stay in ``_hidden_params`` for the client."""
+        outcome = "ok"
+        if request.output is not None:
+            from ._structured import check
+
+            if check(request.output, response):
+                outcome = "LLMOutputValidationError"
         kind = "embedding" if request.kind == "embedding" else "completion"
         if cost is None:
             cost = self.price(response, step.route.model, kind)
@@ -118,7 +128,7 @@ class Recorder:
             self.total_cost += cost
         if request.trace is not None:
             request.trace.succeeded(response, cost)
-        self.record(request, step, "ok", response=response, cost=cost, latency=latency)
+        self.record(request, step, outcome, response=response, cost=cost, latency=latency)
         return response
 
     def failed(self, request: Request, step: Step, error: LLMError, latency: float) -> None:
@@ -181,6 +191,14 @@ class Recorder:
             logger.info("not caching this call: %s", exc)
             return None, None
         found = None if request.cache == "refresh" else self.cache.get(key)
+        if found is not None and request.output is not None:
+            from ._structured import check
+
+            # Validated again (into message.parsed): a model's validators may have changed
+            # since it was stored.  One that no longer validates is a miss, replaced.
+            if check(request.output, found):
+                logger.info("a cached answer no longer matches %s: calling", request.output.name)
+                found = None
         return key, (self.hit(request, found) if found is not None else None)
 
     def store(self, key: str | None, response: Any) -> None:

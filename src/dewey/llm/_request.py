@@ -26,6 +26,7 @@ from ._tools import normalize_functions, normalize_tool_choice, normalize_tools
 if TYPE_CHECKING:
     from ._config import LiteLLMConfig
     from ._resilience import Route
+    from ._structured import OutputSchema
     from ._telemetry import CallTrace
 
 __all__ = ["CacheMode", "MessagesInput", "Request", "check_cache_mode", "check_sendable",
@@ -51,6 +52,8 @@ class Request:
     estimate: float = 0.0  # USD held against budgets while an attempt is in flight
     hold: str | None = None  # the ledger reservation of the attempt in flight
     trace: CallTrace | None = None  # its OpenTelemetry span, when telemetry is on
+    output: OutputSchema | None = None  # the structured answer asked for (response_format=Model)
+    repairs: int = 0  # follow-up calls made so far because the answer did not validate
 
     def cache_request(self) -> dict[str, Any]:
         return {"model": self.model, **self.payload}
@@ -70,11 +73,21 @@ def completion_request(config: LiteLLMConfig, messages: MessagesInput, model: An
     dicts = to_dicts(messages)
     payload = {**config.params, "messages": dicts,
                **{k: v for k, v in params.items() if v is not None}}
+    output = None
+    if payload.get("response_format") is not None:
+        from ._structured import output_schema
+
+        # A type (or a bare JSON schema) is sent as the strict schema it stands for, so
+        # that every transport, and the cache key, see the same plain dict.
+        output = output_schema(payload["response_format"])
+        if output is not None:
+            payload["response_format"] = output.response_format
     check_sendable(payload)
     # An alias is resolved here, so that the cache key, the budget's estimate and the
     # ledger name the model it stands for.
     chosen = config.resolve_alias(_model_name(model) or config.resolved_model())
-    return Request("stream" if stream else "completion", chosen, payload, cache, tags, user, dicts)
+    return Request("stream" if stream else "completion", chosen, payload, cache, tags, user, dicts,
+                   output=output)
 
 
 def embedding_request(config: LiteLLMConfig, texts: list[str], model: Any,
@@ -238,6 +251,7 @@ def _check_response_format(value: Any) -> None:
     ):
         return
     raise LLMConfigError(
-        f"response_format={value!r:.80} is not a response format: pass "
-        "{'type': 'json_object'}, {'type': 'json_schema', 'json_schema': {'name': ..., "
-        "'schema': {...}}}, or a pydantic model class")
+        f"response_format={value!r:.80} is not a response format: pass a pydantic model, a "
+        "dataclass or a TypedDict (the answer is validated into it: message.parsed), a JSON "
+        "schema dict, {'type': 'json_object'}, or {'type': 'json_schema', 'json_schema': "
+        "{'name': ..., 'schema': {...}}}")

@@ -53,7 +53,8 @@ def add(commands: Any, command: NewCommand) -> None:
         ('dewey-llm chat "Explain exponential backoff in two sentences"',
          'cat error.log | dewey-llm chat -s "You are a terse SRE" "What went wrong?"',
          'dewey-llm chat -m gpt-4o-mini -a screenshot.png "What does this error dialog say?"',
-         "dewey-llm chat -m gpt-4o --json --max-tokens 50 \"Say hi\""))
+         "dewey-llm chat -m gpt-4o --json --max-tokens 50 \"Say hi\"",
+         "dewey-llm chat --schema 'name str, age int, tags list[str]' \"Invent a dog\""))
     parser.add_argument("prompt", nargs="?", metavar="PROMPT",
                         help="the prompt (default: stdin when piped; none on a terminal starts "
                              "a conversation)")
@@ -73,6 +74,13 @@ def add(commands: Any, command: NewCommand) -> None:
                         help="print the answer once it is complete instead of as it arrives")
     parser.add_argument("--no-cache", action="store_true",
                         help="neither read nor write the response cache for this call")
+    schemas = parser.add_mutually_exclusive_group()
+    schemas.add_argument("--schema", metavar="SCHEMA",
+                         help="answer with a JSON object of this schema, printed as JSON: "
+                              "'name str, age int, tags list[str]', a file schema.json, or "
+                              "module:Model (a pydantic model)")
+    schemas.add_argument("--schema-multi", metavar="SCHEMA",
+                         help="as --schema, for a JSON list of such objects")
     # Converse even when stdin is not a terminal (tests, `script`, expect): undocumented.
     parser.add_argument("--interactive", action="store_true", help=argparse.SUPPRESS)
     parser.set_defaults(handler=_chat, parser=parser)
@@ -89,14 +97,19 @@ def _chat(args: argparse.Namespace) -> int:
             prompt = f"{piped.rstrip()}\n\n{prompt}" if prompt else piped
     if prompt is None and not interactive and not args.attachment:
         args.parser.error("no prompt: give one as an argument or on stdin")
-    if interactive and (args.json or args.no_stream or args.attachment):
-        args.parser.error("--json, --no-stream and -a need a prompt (a conversation always "
-                          "streams, and sends text only)")
+    schema = args.schema or args.schema_multi
+    if interactive and (args.json or args.no_stream or args.attachment or schema):
+        args.parser.error("--json, --no-stream, -a and --schema need a prompt (a conversation "
+                          "always streams, and sends text only)")
     content = user_content(prompt, args.attachment)  # files read (or refused) before any call
     config = load_config()
     params: dict[str, Any] = {"temperature": args.temperature, "max_tokens": args.max_tokens}
     if args.no_cache:
         params["cache"] = False
+    if schema:
+        from ._schema import schema_of
+
+        params["response_format"] = schema_of(schema, many=args.schema_multi is not None)
     with make_client(config) as client:
         note_local_model(config, args.model)
         if interactive:
@@ -108,6 +121,12 @@ def _chat(args: argparse.Namespace) -> int:
 
             response = client.generate_completion(messages, args.model, **params)
             write(json.dumps(as_dict(response), indent=2, ensure_ascii=False) + "\n")
+        elif schema:
+            from ._schema import answer_data
+
+            response = client.generate_completion(messages, args.model, **params)
+            data = answer_data(response, many=args.schema_multi is not None)
+            write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         elif args.no_stream:
             from .._response import answer_text
 
