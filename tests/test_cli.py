@@ -138,9 +138,9 @@ def test_chat_json_with_stdin_and_a_provider_error(provider: FakeProvider,
     refused = start(["chat", "-m", "openai/gpt-4o", "hello"], env, tmp_path)
     result, failure = finish(as_json), finish(refused)
 
-    # --json: the whole response, not streamed; piped stdin is appended to the prompt.
+    # --json: the whole response, not streamed; piped stdin comes first, then the prompt.
     response = json.loads(ok(result).stdout)
-    prompt = "Summarize:\n\na long text\n"
+    prompt = "a long text\n\nSummarize:"
     assert response["choices"][0]["message"]["content"] == f"echo: {prompt}"
     assert response["usage"]["total_tokens"] > 0
     [request] = provider.requests_for(WIRE_MODEL)
@@ -261,7 +261,7 @@ def test_config_check(tmp_path: Path) -> None:
 
 # --- the command itself -------------------------------------------------------------------------
 
-SUBCOMMANDS = [[], ["chat"], ["embed"], ["models"], ["models", "list"], ["models", "show"],
+SUBCOMMANDS = [[], ["chat"], ["embed"], ["models"], ["models", "list"], ["models", "show"], ["aliases"],
                ["config"],
                ["config", "show"], ["config", "check"], ["usage"], ["logs"], ["logs", "list"],
                ["cache"], ["cache", "stats"], ["cache", "clear"]]

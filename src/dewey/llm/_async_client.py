@@ -6,6 +6,7 @@ Everything but the awaiting is ``_ClientCore``'s, shared with the sync client.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import Any, Literal, overload
 
 from ._client import _ClientCore
@@ -63,6 +64,10 @@ class AsyncLiteLLMClient(_ClientCore):
             if stream:
                 return await run_async(plan, lambda step: self._open_stream(request, step, plan, key))
             response = await run_async(plan, lambda step: self._complete(request, step))
+            while (follow_up := self._follow_up(request, response)) is not None:
+                request = follow_up  # a repair: see _ClientCore._follow_up
+                with finishing(request.trace):
+                    response = await run_async(self._plan(request), partial(self._complete, request))
             self._recorder.store(key, response)
             return response
 

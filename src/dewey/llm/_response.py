@@ -50,10 +50,10 @@ class ChatResponse(dict[str, Any]):
         return _json_copy(self)
 
     def json(self, **_: Any) -> str:
-        return json.dumps(self)
+        return json.dumps(self, default=_plain)
 
     def model_dump_json(self, **_: Any) -> str:
-        return json.dumps(self)
+        return json.dumps(self, default=_plain)
 
 
 ResponseData = ChatResponse
@@ -85,9 +85,20 @@ def as_dict(response: Any) -> dict[str, Any]:
 
 
 def _json_copy(data: dict[str, Any]) -> dict[str, Any]:
-    """A deep copy through JSON: plain data only (anything else as its ``str``)."""
-    copied: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    """A deep copy through JSON: plain data only."""
+    copied: dict[str, Any] = json.loads(json.dumps(data, default=_plain))
     return copied
+
+
+def _plain(value: Any) -> Any:
+    """A value JSON has no type for: a structured answer's object (``message.parsed``, a
+    pydantic model or dataclass) as its data; anything else as its ``str``."""
+    from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+    try:
+        return to_jsonable_python(value)
+    except PydanticSerializationError:
+        return str(value)
 
 
 def cached_response(data: dict[str, Any]) -> ResponseData:

@@ -17,8 +17,9 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ._exceptions import LLMError, LLMServerError, LLMTimeoutError
+from ._exceptions import LLMConfigError, LLMError, LLMServerError, LLMTimeoutError
 from ._response import ResponseData, delta_text, replay_chunks
+from ._structured import invalid_answer, output_errors
 
 if TYPE_CHECKING:
     from ._recorder import Recorder
@@ -94,6 +95,7 @@ class _StreamCall:
         self._broke = self._finished = False
         self._response: Any = None
         self._usage_chunks_wanted = live is not None and "stream_options" in live.request.payload
+        self._output = live.request.output if live is not None else None  # response_format=Model
         self.cost = 0.0  # USD, known once the stream has been read to its end
         self._on_end: list[Callable[[str], None]] = []  # given the text, once read to the end
 
@@ -102,6 +104,7 @@ class _StreamCall:
         options = request.payload.get("stream_options") or {}
         self._usage_chunks_wanted = bool(options.get("include_usage"))
         self._response = response
+        self._output = request.output
 
     @property
     def response(self) -> Any:
@@ -170,7 +173,7 @@ class _StreamCall:
         live = self._live
         latency = time.monotonic() - live.started
         usage = _final_usage(self._chunks)
-        if usage is not None and live.key is None:
+        if usage is not None and live.key is None and self._output is None:
             # The provider counted the tokens: price them without assembling the whole
             # answer (stream_chunk_builder costs more than the rest of our work together).
             counted = {**_identity(self._chunks), "usage": usage}
@@ -181,8 +184,13 @@ class _StreamCall:
         response = self.response
         if response is None:
             return
-        live.recorder.succeeded(live.request, live.step, response, latency)
+        live.recorder.succeeded(live.request, live.step, response, latency)  # validates it
         self.cost = live.recorder.cost_of(response)
+        errors = output_errors(response)
+        if self._output is not None and errors:
+            # Not repaired: its text has been delivered, and a second answer would follow it.
+            raise invalid_answer(live.request.model, self._output, response, errors,
+                                 "a stream is not repaired")
         live.recorder.store(live.key, response)
         self._log(response)
 
@@ -195,6 +203,20 @@ class _StreamCall:
             response = self.response
         text = None if response is not None else "".join(delta_text(c) for c in self._chunks)
         live.recorder.logged(live.request, live.step.route.model, response, text=text)
+
+    def _partial(self, text: str, chunk: Any, last: Any) -> tuple[str, Any]:
+        """The text so far with ``chunk``'s, and the object it holds (``last`` if unchanged)."""
+        piece = delta_text(chunk)
+        if not piece or self._output is None:
+            return text, last
+        text += piece
+        current = self._output.partial(text)
+        return text, last if current is None or current == last else current
+
+    def _check_partials(self) -> None:
+        if self._output is None:
+            raise LLMConfigError("partials() is for a structured answer: pass "
+                                 "response_format=SomeModel with stream=True")
 
     def _abandon(self) -> None:
         """A stream left before its end is recorded as abandoned (the provider may still
@@ -259,6 +281,19 @@ class CompletionStream(_StreamCall):
     def text(self) -> str:
         """Read the whole stream and return the text it delivered."""
         return "".join(delta_text(chunk) for chunk in self)
+
+    def partials(self) -> Iterator[Any]:
+        """Read the stream, yielding the structured answer (``response_format=Model``) each
+        time it fills further: a copy of the model with every field optional, None until
+        filled (for a target that is not a pydantic model, its JSON data so far).  At the
+        end ``response.choices[0].message.parsed`` is the validated object."""
+        self._check_partials()
+        text, last = "", None
+        for chunk in self:
+            text, current = self._partial(text, chunk, last)
+            if current is not last:
+                last = current
+                yield current
 
     def close(self) -> None:
         """Stop reading. A stream left before its end is recorded as abandoned (the
@@ -333,6 +368,16 @@ class AsyncCompletionStream(_StreamCall):
     async def atext(self) -> str:
         """Read the whole stream and return the text it delivered."""
         return "".join([delta_text(chunk) async for chunk in self])
+
+    async def apartials(self) -> AsyncIterator[Any]:
+        """:meth:`CompletionStream.partials`, for ``async for``."""
+        self._check_partials()
+        text, last = "", None
+        async for chunk in self:
+            text, current = self._partial(text, chunk, last)
+            if current is not last:
+                last = current
+                yield current
 
     async def aclose(self) -> None:
         """Stop reading; see :meth:`CompletionStream.close`."""

@@ -373,6 +373,16 @@ class Ledger(Reservations, PromptLog, Storage):
                           [*params, int(limit)])
         return [from_row(row) for row in rows]
 
+    def retries(self, *, since: float | None = None, model: str | None = None) -> dict[str, int]:
+        """Retries per model: attempts after the first at the same model.  Counted from the
+        rows, which the running totals do not sum: rows deleted by retention are not."""
+        self.flush()
+        where, params = self._where(since, model)
+        where += (" AND " if where else " WHERE ") + "attempt > 1"
+        rows = self._read(f"SELECT model, COUNT(*) FROM {self._table}{where} GROUP BY model",
+                          params)
+        return {str(name): int(count) for name, count in rows}
+
     def _where(self, since: float | None, model: str | None) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         params: list[Any] = []
