@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from dewey.llm import (
     AsyncLiteLLMClient,
@@ -106,6 +107,25 @@ def test_retries_and_fallbacks_are_the_attempts_of_a_logged_answer(
         (MODEL, "LLMServerError"), (MODEL, "LLMServerError"), ("openai/gpt-4o", "ok")]
     assert (logged.tags, logged.user, logged.conversation_id) == (("nightly",), "ada", None)
     assert logged.cost_usd == logged.attempts[-1].cost_usd > 0
+
+
+class Invoice(BaseModel):
+    number: str
+    total: float
+
+
+def test_a_repaired_structured_answer_is_logged_once_with_the_answer_returned(
+        make_client: MakeClient, provider: FakeProvider) -> None:
+    valid = '{"number": "INV-7", "total": 12.5}'
+    provider.script(WIRE, Reply.ok('{"number": "INV-7", "total": "twelve"}'), Reply.ok(valid))
+    client = make_client()
+    client.generate_completion("Invoice for tea", response_format=Invoice)
+    [logged] = client.logs()
+    assert (logged.prompt, logged.response) == ("Invoice for tea", valid)
+    assert logged.messages == [user("Invoice for tea")]  # as asked: the repair is its attempt
+    assert [a.outcome for a in logged.attempts] == ["LLMOutputValidationError", "ok"]
+    assert logged.cost_usd == pytest.approx(client.total_cost)
+    assert client.logs("twelve") == [] and client.logs("INV") == [logged]
 
 
 def test_full_text_search_model_and_since(make_client: MakeClient) -> None:

@@ -134,9 +134,12 @@ def _redacted(text: str | None) -> str | None:
 
 
 def log_insert_sql(table: str, mark: str) -> str:
-    """The INSERT of one entry into ``table``'s log; a call logged twice is logged once."""
+    """The INSERT of one entry into ``table``'s log.  A call answered twice (a structured
+    answer repaired by a follow-up) keeps the messages it was asked with and takes the
+    last answer: the one its caller got."""
     return (f"INSERT INTO {table}_log ({_LOG_LIST}) VALUES ({', '.join([mark] * len(LOG_COLUMNS))}) "
-            "ON CONFLICT (call_id) DO NOTHING")
+            "ON CONFLICT (call_id) DO UPDATE SET response = excluded.response, "
+            "tool_calls = excluded.tool_calls")
 
 
 def _log_table(table: str, key: str, real: str, text_index: str) -> list[str]:
@@ -165,7 +168,12 @@ def sqlite_log_schema(table: str) -> list[str]:
             "VALUES (new.id, new.prompt, new.response); END",
             f"CREATE TRIGGER IF NOT EXISTS {table}_log_fts_delete AFTER DELETE ON {table}_log "
             f"BEGIN INSERT INTO {table}_log_fts({table}_log_fts, rowid, prompt, response) "
-            "VALUES ('delete', old.id, old.prompt, old.response); END"]
+            "VALUES ('delete', old.id, old.prompt, old.response); END",
+            f"CREATE TRIGGER IF NOT EXISTS {table}_log_fts_update AFTER UPDATE ON {table}_log "
+            f"BEGIN INSERT INTO {table}_log_fts({table}_log_fts, rowid, prompt, response) "
+            "VALUES ('delete', old.id, old.prompt, old.response); "
+            f"INSERT INTO {table}_log_fts(rowid, prompt, response) "
+            "VALUES (new.id, new.prompt, new.response); END"]
 
 
 POSTGRES_DOCUMENT = "to_tsvector('english', coalesce(prompt, '') || ' ' || coalesce(response, ''))"
