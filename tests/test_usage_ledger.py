@@ -24,6 +24,7 @@ from dewey.llm._exceptions import LLMBudgetExceededError, LLMConfigError
 from dewey.llm._usage import (
     Ledger,
     LedgerUnavailableError,
+    LogEntry,
     PostgresLedger,
     SQLiteLedger,
     UsageRecord,
@@ -216,6 +217,8 @@ def test_records_kept_while_down_are_written_when_storage_comes_back(
     ledger.flush()
     assert len(warnings_of(caplog)) == 1
     assert ledger.spent() == pytest.approx(3.0)  # kept in memory, still counted
+    # The prompt log's texts are not: they may be large, and no budget needs them.
+    ledger.record(LogEntry("while-down", "m", [{"role": "user", "content": "hi"}], "hello"))
 
     blocker.unlink()  # storage is back
     deadline = time.monotonic() + 5
@@ -224,6 +227,8 @@ def test_records_kept_while_down_are_written_when_storage_comes_back(
         time.sleep(0.02)
     assert len(ledger.records()) == 3
     assert ledger.spent() == pytest.approx(3.0)
+    ledger.record(LogEntry("after", "m", [{"role": "user", "content": "hi"}], "hello"))
+    assert [logged.call_id for logged in ledger.responses()] == ["after"]
     ledger.close()
 
 

@@ -119,6 +119,10 @@ class Ledger(Reservations, PromptLog, Storage):
                 if self._closing:
                     logger.debug("usage ledger %s is closed: record dropped", self.location)
                     return
+                if self._failures and isinstance(record, LogEntry):
+                    # Storage is down: the usage records wait in memory (budgets count
+                    # them), the prompt log's texts, which may be large, do not.
+                    return
                 full = len(self._pending) + len(self._inflight) >= self._max_pending
                 if not full:
                     self._queued += 1
