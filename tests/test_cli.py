@@ -263,8 +263,8 @@ def test_config_check(tmp_path: Path) -> None:
 
 SUBCOMMANDS = [[], ["chat"], ["embed"], ["models"], ["models", "list"], ["models", "show"], ["aliases"],
                ["config"],
-               ["config", "show"], ["config", "check"], ["usage"], ["cache"], ["cache", "stats"],
-               ["cache", "clear"]]
+               ["config", "show"], ["config", "check"], ["usage"], ["logs"], ["logs", "list"],
+               ["cache"], ["cache", "stats"], ["cache", "clear"]]
 
 
 def test_help_of_every_command(tmp_path: Path) -> None:
@@ -309,7 +309,7 @@ def test_version_usage_errors_and_light_imports(tmp_path: Path) -> None:
         "import sys\n"
         "from dewey.llm._cli import main\n"
         "assert not {'litellm', 'pydantic', 'rich'} & set(sys.modules), 'heavy import'\n"
-        "for args in (['config', 'show'], ['config', 'check'], ['usage'], ['cache', 'stats']):\n"
+        "for args in (['config', 'show'], ['config', 'check'], ['usage'], ['logs'], ['cache', 'stats']):\n"
         "    assert main(args) == 0, args\n"
         "assert 'litellm' not in sys.modules, 'litellm imported'\n"
     )

@@ -58,6 +58,8 @@ SCRIPTED_ANSWERS = {
 # Command lines that cannot run in a test, and why.
 SKIPPED_COMMANDS = {
     "dewey-llm chat": "starts a conversation, which needs a terminal on stdin",
+    "dewey-llm chat -c And the next one?": "continues the line before it, and each line runs on "
+                                           "its own here: tests/test_cli_logs.py runs -c",
 }
 
 

@@ -44,15 +44,20 @@ _EXPORTS = {
     "ProviderError": "_exceptions",
     "LedgerUnavailableError": "_exceptions",
     "UsageSummary": "_usage",
+    "LoggedResponse": "_usage",
+    "Conversation": "_conversation",
+    "AsyncConversation": "_conversation",
 }
 
 __all__ = [
     "AsyncCompletionStream",
+    "AsyncConversation",
     "AsyncLiteLLMClient",
     "Attempt",
     "Budget",
     "ChatResponse",
     "CompletionStream",
+    "Conversation",
     "FallbackModel",
     "LLMAuthenticationError",
     "LLMBadRequestError",
@@ -69,6 +74,7 @@ __all__ = [
     "LedgerUnavailableError",
     "LiteLLMClient",
     "LiteLLMConfig",
+    "LoggedResponse",
     "Message",
     "ProviderError",
     "RateLimit",
@@ -80,6 +86,7 @@ if TYPE_CHECKING:
     from ._async_client import AsyncLiteLLMClient
     from ._client import LiteLLMClient
     from ._config import Budget, FallbackModel, LiteLLMConfig, RateLimit
+    from ._conversation import AsyncConversation, Conversation
     from ._exceptions import (
         Attempt,
         LedgerUnavailableError,
@@ -101,7 +108,7 @@ if TYPE_CHECKING:
     from ._response import ChatResponse
     from ._stream import AsyncCompletionStream, CompletionStream
     from ._tools import tool
-    from ._usage import UsageSummary
+    from ._usage import LoggedResponse, UsageSummary
 
 
 def __getattr__(name: str) -> Any:

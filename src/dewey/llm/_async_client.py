@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any, Literal, overload
 
 from ._client import _ClientCore
+from ._conversation import AsyncConversation, resume
 from ._embeddings import merge
 from ._request import (
     MessagesInput,
@@ -69,6 +70,11 @@ class AsyncLiteLLMClient(_ClientCore):
                     response = await run_async(self._plan(request), partial(self._complete, request))
             self._recorder.store(key, response)
             return response
+
+    def conversation(self, id: str | None = None, *, model: str | None = None,
+                     system: str | None = None) -> AsyncConversation:
+        """See :meth:`LiteLLMClient.conversation` (resuming reads the log without awaiting)."""
+        return AsyncConversation(self, *resume(self, id, model, system))
 
     async def _complete(self, request: Request, step: Step) -> ChatResponse:
         await self._aacquire(request, step)

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar, overload
 from ._catalog import Catalog
 from ._checks import config_problems
 from ._config import LiteLLMConfig
+from ._conversation import Conversation, resume
 from ._embeddings import EmbeddingPlan, merge, plan_embeddings
 from ._exceptions import LLMConfigError, LLMError
 from ._litellm import LiteLLMTransport
@@ -89,7 +90,9 @@ class _ClientCore:
                                                  self.config.cooldown_seconds)
         self._cache, self._ledger, self._limiter = _resources(self.config, response_cache,
                                                               usage_ledger, rate_limiter)
-        self._recorder = Recorder(catalog=self._catalog, ledger=self._ledger,
+        # The prompt log lives in the ledger's store, beside the rows that price it.
+        self._log = self._ledger if self.config.log else None
+        self._recorder = Recorder(catalog=self._catalog, ledger=self._ledger, log=self._log,
                                   cache=self._cache, cache_ttl=self.config.cache_ttl,
                                   pricing=Pricing(self._catalog, self.config.prices))
         self._telemetry = open_telemetry(tracer_provider, meter_provider, self._catalog)
@@ -129,6 +132,19 @@ class _ClientCore:
         if self._ledger is None:
             raise LLMConfigError("usage tracking is off: set track_usage: true to record usage")
         return list(self._ledger.summary(by="model", since=since))
+
+    def logs(self, query: str | None = None, *, model: str | None = None,
+             since: float | None = None, conversation: str | None = None,
+             limit: int | None = 3) -> list[Any]:
+        """The logged exchanges (:class:`LoggedResponse`), most recent first: those that
+        contain every word of ``query`` (full-text), answered by ``model``, since ``since``
+        (seconds since the epoch), in ``conversation``; ``limit=None`` for all of them.
+        Each carries its attempts from the usage ledger, and so its cost."""
+        if self._log is None:
+            raise LLMConfigError("the prompt log is off: set log: true and track_usage: true "
+                                 "(and unset DEWEY_LLM_LOG=0)")
+        return list(self._log.responses(query=query, model=model, since=since,
+                                        conversation=conversation, limit=limit))
 
     def close(self) -> None:
         """Flush the usage ledger, close the cache, the rate limiter and the connections."""
@@ -364,6 +380,12 @@ class LiteLLMClient(_ClientCore):
                     response = run_sync(self._plan(request), partial(self._complete, request))
             self._recorder.store(key, response)
             return response
+
+    def conversation(self, id: str | None = None, *, model: str | None = None,
+                     system: str | None = None) -> Conversation:
+        """A new :class:`Conversation` (with ``system`` first), or the logged one ``id``
+        resumed from the prompt log, with its history and model (unless ``model``)."""
+        return Conversation(self, *resume(self, id, model, system))
 
     def _complete(self, request: Request, step: Step) -> ChatResponse:
         self._acquire(request, step)

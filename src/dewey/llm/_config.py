@@ -159,7 +159,11 @@ class LiteLLMConfig(_Strict):
     usage_db: str | None = Field(default=None,
         description="Ledger: a SQLite path, postgresql://..., or none for the default file")
     usage_retention_days: float | None = Field(default=None, gt=0, le=36500,
-        description="Days ledger rows are kept; older ones are deleted, their totals kept (none: forever)")
+        description="Days ledger rows and the prompt log are kept; older ones are deleted, their totals "
+                    "kept (none: forever)")
+    log: bool = Field(default=True,
+        description="Log every completion's messages and answer beside its usage ledger rows "
+                    "(dewey-llm logs; needs track_usage)")
     budget: Budget = Field(default_factory=Budget, description="Spending limits in USD")
     rate_limits: dict[str, RateLimit] = Field(default_factory=dict,
         description="Per-model rpm/tpm limits ('*' for every model)")
@@ -375,6 +379,7 @@ _ENV_FIELDS = {
     "LITELLM_USAGE_RETENTION_DAYS": "usage_retention_days",
     "LITELLM_RATE_LIMIT_URL": "rate_limit_url",
     "LITELLM_TRANSPORT": "transport",
+    "DEWEY_LLM_LOG": "log",  # ours, not LiteLLM's: the prompt log
 }
 
 
@@ -392,7 +397,7 @@ def read_environment(environ: dict[str, str]) -> dict[str, tuple[Any, str]]:
             value = _parse_cache(raw)
         elif field == "transport":
             value = raw.strip().lower()
-        elif field == "track_usage":
+        elif field in ("track_usage", "log"):
             value = raw.strip().lower() not in ("0", "false", "no", "off")
         found[field] = (value, variable)
     return found

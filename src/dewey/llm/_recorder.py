@@ -1,4 +1,4 @@
-"""``Recorder``: what a call reports: the ledger, costs, budgets, the cache.
+"""``Recorder``: what a call reports: the ledger, costs, budgets, the prompt log, the cache.
 
 The client and its streams report through it (success, failure, an abandoned call, a
 cache hit) instead of reaching into each other: a stream holds the recorder, the
@@ -17,7 +17,14 @@ from ._exceptions import LLMConfigError, LLMError
 from ._pricing import Pricing
 from ._request import Request, check_cache_mode, estimate_tokens
 from ._resilience import Route, Step
-from ._response import ResponseData, as_dict, cached_response, usage_counts
+from ._response import (
+    ResponseData,
+    answer_text,
+    answer_tool_calls,
+    as_dict,
+    cached_response,
+    usage_counts,
+)
 
 if TYPE_CHECKING:
     from ._config import Budget
@@ -34,10 +41,11 @@ class Recorder:
     """Records a client's calls in its ledger, adds up their cost, stores answers in its cache."""
 
     def __init__(self, *, catalog: Catalog, ledger: Any, cache: Any, cache_ttl: float | None,
-                 pricing: Pricing | None = None) -> None:
+                 pricing: Pricing | None = None, log: Any = None) -> None:
         self.catalog = catalog
         self.pricing = pricing or Pricing(catalog)
         self.ledger, self.cache, self.cache_ttl = ledger, cache, cache_ttl
+        self.log = log  # the ledger the prompt log goes to (None: not logged)
         self._cost_lock = threading.Lock()
         self.total_cost = 0.0  # USD spent through this recorder (cache hits cost nothing)
         self._unpriced_warned: set[str] = set()  # models already warned about, once each
@@ -129,6 +137,8 @@ class Recorder:
         if request.trace is not None:
             request.trace.succeeded(response, cost)
         self.record(request, step, outcome, response=response, cost=cost, latency=latency)
+        if request.kind == "completion":  # a stream logs its text once read to the end
+            self.logged(request, step.route.model, response)
         return response
 
     def failed(self, request: Request, step: Step, error: LLMError, latency: float) -> None:
@@ -148,6 +158,10 @@ class Recorder:
         if request.trace is not None:
             request.trace.cache_hit(data, saved)
         self.record(request, None, "ok", response=data, cache_hit=True, saved=saved)
+        # Logged like any answer: it is what the caller saw, and a conversation goes on from it.
+        from ._providers import qualify_model
+
+        self.logged(request, qualify_model(request.model), data, cache_hit=True)
         return cached_response(data)
 
     def record(self, request: Request, step: Step | None, outcome: str, *,
@@ -171,7 +185,24 @@ class Recorder:
             prompt_tokens=usage[0], completion_tokens=usage[1], cached_tokens=usage[2],
             cost_usd=cost, saved_usd=saved, latency_s=latency, cache_hit=cache_hit,
             status_code=status, attempt=step.number if step else 1, tags=request.tags,
-            user=request.user), settles=settles)
+            user=request.user, call_id=request.call_id), settles=settles)
+
+    def logged(self, request: Request, model: str, response: Any = None, *, text: str | None = None,
+               cache_hit: bool = False) -> None:
+        """Queue the prompt log's entry of an answered completion (its ``response``, or the
+        ``text`` a stream delivered), if the client and the call log.  Never raises."""
+        if self.log is None or not request.log or request.kind == "embedding":
+            return
+        try:
+            from ._usage import LogEntry
+
+            self.log.record(LogEntry(
+                call_id=request.call_id, model=model, messages=request.messages,
+                response=answer_text(response) if text is None else text,
+                tool_calls=answer_tool_calls(response), conversation_id=request.conversation_id,
+                cache_hit=cache_hit, tags=request.tags, user=request.user))
+        except Exception:  # bookkeeping must never fail a model call
+            logger.debug("prompt log: could not queue an entry", exc_info=True)
 
     # --- the cache ----------------------------------------------------------------------------
 
@@ -208,3 +239,4 @@ class Recorder:
             # without loading LiteLLM to price it.
             entry = {**as_dict(response), COST_FIELD: self.cost_of(response)}
             self.cache.set(key, entry, self.cache_ttl)
+

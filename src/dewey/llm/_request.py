@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -52,6 +53,9 @@ class Request:
     estimate: float = 0.0  # USD held against budgets while an attempt is in flight
     hold: str | None = None  # the ledger reservation of the attempt in flight
     trace: CallTrace | None = None  # its OpenTelemetry span, when telemetry is on
+    log: bool = True  # log its messages and answer (when the client logs)
+    conversation_id: str | None = None  # the conversation it continues, in the prompt log
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # links log and ledger rows
     output: OutputSchema | None = None  # the structured answer asked for (response_format=Model)
     repairs: int = 0  # follow-up calls made so far because the answer did not validate
 
@@ -65,6 +69,7 @@ def completion_request(config: LiteLLMConfig, messages: MessagesInput, model: An
     cache = params.pop("cache", None)
     tags = _tags(params.pop("tags", ()))
     user = params.get("user")
+    log, conversation_id = _log_params(params.pop("log", True), params.pop("conversation_id", None))
     params["functions"] = normalize_functions(params.get("functions"))
     params["tools"] = normalize_tools(params.get("tools"))
     for name in ("tool_choice", "function_call"):
@@ -87,7 +92,7 @@ def completion_request(config: LiteLLMConfig, messages: MessagesInput, model: An
     # ledger name the model it stands for.
     chosen = config.resolve_alias(_model_name(model) or config.resolved_model())
     return Request("stream" if stream else "completion", chosen, payload, cache, tags, user, dicts,
-                   output=output)
+                   output=output, log=log, conversation_id=conversation_id)
 
 
 def embedding_request(config: LiteLLMConfig, texts: list[str], model: Any,
@@ -170,6 +175,16 @@ def _tags(value: Any) -> tuple[str, ...]:
     raise LLMConfigError(
         f"tags={value!r:.60} is not a list of strings: pass tags=['nightly', 'eval'] "
         "(or one tag as a string)")
+
+
+def _log_params(log: Any, conversation_id: Any) -> tuple[bool, str | None]:
+    if not isinstance(log, bool):
+        raise LLMConfigError(f"log={log!r:.60} is not a bool: pass log=False to keep this call "
+                             "out of the prompt log")
+    if conversation_id is not None and not (isinstance(conversation_id, str) and conversation_id):
+        raise LLMConfigError(f"conversation_id={conversation_id!r:.60} is not a conversation id: "
+                             "pass the id of client.conversation(), or leave it out")
+    return log, conversation_id
 
 
 # --- sendable -----------------------------------------------------------------------------

@@ -13,8 +13,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["ChatResponse", "ResponseData", "answer_text", "as_dict", "delta_text", "from_litellm",
-           "replay_chunks"]
+__all__ = ["ChatResponse", "ResponseData", "answer_text", "answer_tool_calls", "as_dict", "delta_text",
+           "from_litellm", "replay_chunks"]
 
 
 class ChatResponse(dict[str, Any]):
@@ -186,6 +186,13 @@ def answer_text(response: Any) -> str:
     if not choices:
         return ""
     return _field(_field(choices[0], "message"), "content") or ""
+
+
+def answer_tool_calls(response: Any) -> list[Any] | None:
+    """The tool calls of a complete response's first choice, as plain data (None: none)."""
+    choices = _field(response, "choices")
+    calls = _field(_field(choices[0], "message"), "tool_calls") if choices else None
+    return [dict(call) if isinstance(call, dict) else call for call in calls] if calls else None
 
 
 def _field(item: Any, name: str) -> Any:

@@ -13,7 +13,7 @@ bookkeeping of one streamed call) is ``_StreamCall``; they differ only in how th
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -97,6 +97,7 @@ class _StreamCall:
         self._usage_chunks_wanted = live is not None and "stream_options" in live.request.payload
         self._output = live.request.output if live is not None else None  # response_format=Model
         self.cost = 0.0  # USD, known once the stream has been read to its end
+        self._on_end: list[Callable[[str], None]] = []  # given the text, once read to the end
 
     def _replayed(self, response: ResponseData, request: Request) -> None:
         """Make this a replay of a cached answer, as the caller would see it live."""
@@ -115,6 +116,14 @@ class _StreamCall:
             if isinstance(hidden, dict):
                 hidden["dewey_cost"] = self.cost
         return self._response
+
+    def _ended(self) -> None:
+        """Read to the end (live or replayed): tell whoever waits for the text, once."""
+        waiting, self._on_end = self._on_end, []
+        if waiting and not self._broke:
+            text = "".join(delta_text(chunk) for chunk in self._chunks)
+            for callback in waiting:
+                callback(text)
 
     def _shown(self, chunk: Any) -> bool:
         """Keep ``chunk``; whether the caller is to see it."""
@@ -170,6 +179,7 @@ class _StreamCall:
             counted = {**_identity(self._chunks), "usage": usage}
             self.cost = live.recorder.price(counted, live.step.route.model)
             live.recorder.succeeded(live.request, live.step, counted, latency, cost=self.cost)
+            self._log(None)
             return
         response = self.response
         if response is None:
@@ -182,6 +192,17 @@ class _StreamCall:
             raise invalid_answer(live.request.model, self._output, response, errors,
                                  "a stream is not repaired")
         live.recorder.store(live.key, response)
+        self._log(response)
+
+    def _log(self, response: Any) -> None:
+        """The prompt log's entry: the assembled answer, else the text delivered (the
+        answer is assembled only when it has tool calls, which need it)."""
+        assert self._live is not None
+        live = self._live
+        if response is None and any(_has_tool_call(chunk) for chunk in self._chunks):
+            response = self.response
+        text = None if response is not None else "".join(delta_text(c) for c in self._chunks)
+        live.recorder.logged(live.request, live.step.route.model, response, text=text)
 
     def _partial(self, text: str, chunk: Any, last: Any) -> tuple[str, Any]:
         """The text so far with ``chunk``'s, and the object it holds (``last`` if unchanged)."""
@@ -232,7 +253,11 @@ class CompletionStream(_StreamCall):
 
     def __next__(self) -> Any:
         while True:
-            chunk = self._head.pop(0) if self._head else self._next()
+            try:
+                chunk = self._head.pop(0) if self._head else self._next()
+            except StopIteration:
+                self._ended()
+                raise
             if self._shown(chunk):
                 return chunk
 
@@ -315,7 +340,11 @@ class AsyncCompletionStream(_StreamCall):
 
     async def __anext__(self) -> Any:
         while True:
-            chunk = self._head.pop(0) if self._head else await self._anext()
+            try:
+                chunk = self._head.pop(0) if self._head else await self._anext()
+            except StopAsyncIteration:
+                self._ended()
+                raise
             if self._shown(chunk):
                 return chunk
 
@@ -370,6 +399,11 @@ class AsyncCompletionStream(_StreamCall):
 async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:
     for item in items:
         yield item
+
+
+def _has_tool_call(chunk: Any) -> bool:
+    choices = _field(chunk, "choices") or []
+    return bool(choices) and bool(_field(_field(choices[0], "delta"), "tool_calls"))
 
 
 def _final_usage(chunks: list[Any]) -> Any:
