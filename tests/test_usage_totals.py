@@ -318,7 +318,8 @@ def test_usage_by_tag_and_by_user_show_what_was_recorded(tmp_path: Path) -> None
     by_user = json.loads(ok(dewey(["usage", "--by", "user", "--json"], env, tmp_path)).stdout)
     assert [(r["key"], r["calls"], r["cost_usd"]) for r in by_user["by_user"]] == [
         ("ann", 2, 3.5), ("bob", 1, 0.25)]
-    assert set(by_user) == {"by_user", "total_usd"}
+    # That table alone (no by_day or by_model), and no model went unpriced.
+    assert set(by_user) == {"by_user", "total_usd", "unpriced"} and by_user["unpriced"] == []
     table = ok(dewey(["usage", "--by", "tag"], env, tmp_path)).stdout
     assert "Spend by tag" in table and "(no tag)" in table and "$1.75" in table
     assert "counts under each" in table
