@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-EXTRAS := local,redis,postgres,dev
+EXTRAS := local,redis,postgres,report,dev
 LOCK   := requirements.lock
 
 .PHONY: run test install lint bench lock clean

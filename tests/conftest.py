@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.servers.postgres",  # pg_table
     "tests.servers.redis_server",  # redis_namespace
     "tests.servers.llama_server",  # llama_server
+    "tests.servers.litellm_proxy",  # litellm_proxy
 ]
 
 TEST_KEY = "sk-test-0123456789abcdef"

@@ -129,6 +129,7 @@ def test_unusual_but_valid_requests_are_sent(make_client: Any, provider: FakePro
         name: str
 
     client = make_client()
+    provider.script("gpt-4o-mini", Reply.ok('{"name": "Oslo"}'))
     client.generate_completion("hi", response_format=City, logit_bias={"1234": -100})
     body = provider.requests[-1].json
     assert body["response_format"]["json_schema"]["schema"]["properties"] == {

@@ -138,9 +138,9 @@ def test_chat_json_with_stdin_and_a_provider_error(provider: FakeProvider,
     refused = start(["chat", "-m", "openai/gpt-4o", "hello"], env, tmp_path)
     result, failure = finish(as_json), finish(refused)
 
-    # --json: the whole response, not streamed; piped stdin is appended to the prompt.
+    # --json: the whole response, not streamed; piped stdin comes first, then the prompt.
     response = json.loads(ok(result).stdout)
-    prompt = "Summarize:\n\na long text\n"
+    prompt = "a long text\n\nSummarize:"
     assert response["choices"][0]["message"]["content"] == f"echo: {prompt}"
     assert response["usage"]["total_tokens"] > 0
     [request] = provider.requests_for(WIRE_MODEL)
@@ -261,10 +261,10 @@ def test_config_check(tmp_path: Path) -> None:
 
 # --- the command itself -------------------------------------------------------------------------
 
-SUBCOMMANDS = [[], ["chat"], ["embed"], ["models"], ["models", "list"], ["models", "show"],
+SUBCOMMANDS = [[], ["chat"], ["embed"], ["models"], ["models", "list"], ["models", "show"], ["aliases"],
                ["config"],
-               ["config", "show"], ["config", "check"], ["usage"], ["cache"], ["cache", "stats"],
-               ["cache", "clear"]]
+               ["config", "show"], ["config", "check"], ["usage"], ["logs"], ["logs", "list"],
+               ["cache"], ["cache", "stats"], ["cache", "clear"]]
 
 
 def test_help_of_every_command(tmp_path: Path) -> None:
@@ -309,7 +309,7 @@ def test_version_usage_errors_and_light_imports(tmp_path: Path) -> None:
         "import sys\n"
         "from dewey.llm._cli import main\n"
         "assert not {'litellm', 'pydantic', 'rich'} & set(sys.modules), 'heavy import'\n"
-        "for args in (['config', 'show'], ['config', 'check'], ['usage'], ['cache', 'stats']):\n"
+        "for args in (['config', 'show'], ['config', 'check'], ['usage'], ['logs'], ['cache', 'stats']):\n"
         "    assert main(args) == 0, args\n"
         "assert 'litellm' not in sys.modules, 'litellm imported'\n"
     )

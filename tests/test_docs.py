@@ -28,7 +28,8 @@ import pytest
 import yaml
 
 from dewey.llm import LiteLLMClient, LiteLLMConfig
-from tests.servers.fake_provider import FakeProvider
+from tests.servers.fake_provider import FakeProvider, Reply
+from tests.test_attachments import png
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -40,14 +41,25 @@ SNIPPET_GLOBALS: dict[str, Any] = {"messages": [{"role": "user", "content": "Hel
 # Blocks known to fail because of a bug in src/, keyed by (document, a line of the block).
 
 # Files the documented command lines read.
-CONSOLE_FILES = {
+CONSOLE_FILES: dict[str, str | bytes] = {
     "app.log": "12:00:01 GET /orders timed out after 60 s\n12:00:03 GET /orders 200 (retry)\n",
     "typo.yaml": "llm:\n  timout: 30\n",
+    "chart.png": png(4, 3),
+}
+
+# Answers scripted for the examples that need one the fake's echo cannot give (a structured
+# answer), keyed by a text of the block or command line; the same answer for every call.
+INVOICE = '{"number": "INV-7", "total": 12.5, "items": ["tea", "cake"]}'
+SCRIPTED_ANSWERS = {
+    "response_format=Invoice": INVOICE,
+    "--schema 'name str, age int, tags list[str]'": '{"name": "Rex", "age": 3, "tags": ["loyal"]}',
 }
 
 # Command lines that cannot run in a test, and why.
 SKIPPED_COMMANDS = {
     "dewey-llm chat": "starts a conversation, which needs a terminal on stdin",
+    "dewey-llm chat -c And the next one?": "continues the line before it, and each line runs on "
+                                           "its own here: tests/test_cli_logs.py runs -c",
 }
 
 
@@ -122,6 +134,12 @@ def provider_variables(provider: FakeProvider) -> dict[str, str]:
             "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_API_BASE": provider.anthropic_base}
 
 
+def script_answers(provider: FakeProvider, text: str) -> None:
+    for marker, answer in SCRIPTED_ANSWERS.items():
+        if marker in text:
+            provider.script_all(*[Reply.ok(answer)] * 10)
+
+
 # --- python -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("block", with_known_bugs(fenced_blocks("python")))
@@ -131,6 +149,7 @@ def test_python_block_runs(block: Block, provider: FakeProvider, monkeypatch: py
     # Blank lines in front keep tracebacks pointing at the document's own line numbers.
     code = compile("\n" * (block.line - 1) + block.text, str(ROOT / block.document), "exec")
     namespace: dict[str, Any] = {"__name__": "__doc__", **SNIPPET_GLOBALS}
+    script_answers(provider, block.text)
     try:
         exec(code, namespace)
     finally:
@@ -186,9 +205,13 @@ def console_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
             if " ".join(command.words) in SKIPPED_COMMANDS:
                 continue
             provider = stack.enter_context(FakeProvider())
+            script_answers(provider, command.command)
             home = tmp_path_factory.mktemp("console")
-            for name, text in CONSOLE_FILES.items():
-                (home / name).write_text(text, encoding="utf-8")
+            for name, content in CONSOLE_FILES.items():
+                if isinstance(content, bytes):
+                    (home / name).write_bytes(content)
+                else:
+                    (home / name).write_text(content, encoding="utf-8")
             # The bundled price map, as in conftest: LiteLLM would try to download one at import.
             env = {**inherited, **provider_variables(provider), "HOME": str(home),
                    "PATH": f"{bin_dir}:{os.environ['PATH']}", "COLUMNS": "200",

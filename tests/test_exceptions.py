@@ -19,6 +19,7 @@ from dewey.llm import (
     LLMConnectionError,
     LLMContextWindowError,
     LLMError,
+    LLMOutputValidationError,
     LLMRateLimitError,
     LLMResponseError,
     LLMServerError,
@@ -39,6 +40,7 @@ TREE: dict[type[LLMError], type[Exception]] = {
     LLMBadRequestError: LLMResponseError,
     LLMContextWindowError: LLMBadRequestError,
     LLMServerError: LLMResponseError,
+    LLMOutputValidationError: LLMResponseError,
 }
 
 

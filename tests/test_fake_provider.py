@@ -210,6 +210,23 @@ def test_openai_sdk_chat_and_stream(provider: FakeProvider) -> None:
     assert chunks[-1].usage.total_tokens == 12
 
 
+def test_openai_sdk_parse_reads_a_scripted_refusal(provider: FakeProvider) -> None:
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        name: str
+
+    provider.script("sdk-model", Reply.refused("I can't help with that."), Reply.ok('{"name": "Oslo"}'))
+    client = openai_client(provider)
+
+    refused = client.chat.completions.parse(model="sdk-model", messages=MESSAGES, response_format=City)
+    answered = client.chat.completions.parse(model="sdk-model", messages=MESSAGES, response_format=City)
+
+    assert refused.choices[0].message.refusal == "I can't help with that."
+    assert (refused.choices[0].message.content, refused.choices[0].message.parsed) == (None, None)
+    assert answered.choices[0].message.parsed == City(name="Oslo")
+
+
 def test_openai_sdk_legacy_functions_get_function_call(provider: FakeProvider) -> None:
     provider.script("sdk-model", Reply.tool_call("get_weather", {"city": "Oslo"}))
 

@@ -88,3 +88,19 @@ def test_a_keyless_chat_never_imports_litellm(isolated: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()  # the local model's answer
     assert result.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_structured_output_offline_under_the_local_grammar() -> None:
+    # llama.cpp turns the strict JSON schema into a grammar: a valid object, with no key.
+    from pydantic import BaseModel
+
+    class Capital(BaseModel):
+        city: str
+        country: str
+
+    with LiteLLMClient() as client:
+        response = client.generate_completion(
+            "The capital of France, as JSON.", response_format=Capital, max_tokens=40, temperature=0)
+    capital = response.choices[0].message.parsed
+    assert isinstance(capital, Capital) and capital.city.strip()
+    assert Capital.model_validate_json(response.choices[0].message.content) == capital

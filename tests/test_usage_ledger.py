@@ -24,6 +24,7 @@ from dewey.llm._exceptions import LLMBudgetExceededError, LLMConfigError
 from dewey.llm._usage import (
     Ledger,
     LedgerUnavailableError,
+    LogEntry,
     PostgresLedger,
     SQLiteLedger,
     UsageRecord,
@@ -100,8 +101,9 @@ def test_sqlite_file_is_created_in_wal_mode_with_the_documented_table(tmp_path: 
         indexes = [row[1] for row in connection.execute("PRAGMA index_list(usage)")]
     assert columns == ["id", "time", "model", "provider", "kind", "outcome", "status_code",
                        "attempt", "prompt_tokens", "completion_tokens", "cached_tokens",
-                       "cost_usd", "saved_usd", "latency_s", "cache_hit", "tags", "user_label"]
-    assert "usage_time_idx" in indexes
+                       "cost_usd", "saved_usd", "latency_s", "cache_hit", "tags", "user_label",
+                       "call_id"]
+    assert "usage_time_idx" in indexes and "usage_call_idx" in indexes
 
 
 def test_reading_a_ledger_that_does_not_exist_yet_creates_nothing(tmp_path: Path) -> None:
@@ -117,9 +119,10 @@ def test_spent_counts_records_still_queued_exactly_once(tmp_path: Path) -> None:
     # Slow the writer down to hold records in the queue: no public way to catch them there.
     write = ledger._write  # noqa: SLF001 - see above
 
-    def slow_write(rows: list[tuple[object, ...]], settled: list[str]) -> None:
+    def slow_write(rows: list[tuple[object, ...]], settled: list[str],
+                   logs: list[tuple[object, ...]]) -> None:
         gate.wait(5)
-        write(rows, settled)
+        write(rows, settled, logs)
 
     ledger._write = slow_write  # type: ignore[method-assign]  # noqa: SLF001
     for _ in range(4):
@@ -214,6 +217,8 @@ def test_records_kept_while_down_are_written_when_storage_comes_back(
     ledger.flush()
     assert len(warnings_of(caplog)) == 1
     assert ledger.spent() == pytest.approx(3.0)  # kept in memory, still counted
+    # The prompt log's texts are not: they may be large, and no budget needs them.
+    ledger.record(LogEntry("while-down", "m", [{"role": "user", "content": "hi"}], "hello"))
 
     blocker.unlink()  # storage is back
     deadline = time.monotonic() + 5
@@ -222,6 +227,8 @@ def test_records_kept_while_down_are_written_when_storage_comes_back(
         time.sleep(0.02)
     assert len(ledger.records()) == 3
     assert ledger.spent() == pytest.approx(3.0)
+    ledger.record(LogEntry("after", "m", [{"role": "user", "content": "hi"}], "hello"))
+    assert [logged.call_id for logged in ledger.responses()] == ["after"]
     ledger.close()
 
 

@@ -21,7 +21,7 @@ from dewey.llm import LiteLLMClient
 from dewey.llm._cache import SQLiteCache, open_cache
 from dewey.llm._config import Budget, LiteLLMConfig
 from dewey.llm._exceptions import LLMBudgetExceededError
-from dewey.llm._usage import Ledger, SQLiteLedger, UsageRecord, check_budget, open_ledger
+from dewey.llm._usage import Ledger, LogEntry, SQLiteLedger, UsageRecord, check_budget, open_ledger
 from tests.conftest import TEST_KEY
 from tests.hidden_params import cache_hit
 from tests.servers.fake_provider import FakeProvider
@@ -161,9 +161,12 @@ def test_retention_deletes_old_rows_and_keeps_their_totals(where: str) -> None:
         for days_ago in (10, 5, 3):
             ledger.record(usage("old", 1.0, now - days_ago * DAY, tags=("batch",), user="ann"))
         ledger.record(usage("new", 0.5, now - 3600, tags=("batch",), user="bob"))
+        for days_ago in (10, 0):  # the prompt log goes with the rows
+            ledger.record(LogEntry(f"call-{days_ago}", "m", [], "text", time=now - days_ago * DAY))
         ledger.flush()
         assert wait_until_rows(ledger, 1) == 1
         assert [r.model for r in ledger.records()] == ["new"]
+        assert [r.call_id for r in ledger.responses()] == ["call-0"]
         # Folded into the totals: budgets and reports still count the deleted rows.
         assert ledger.spent() == 3.5
         assert {s.key: (s.calls, s.cost_usd) for s in ledger.summary()} == {
@@ -285,9 +288,15 @@ def test_an_old_ledger_gets_its_totals_built_on_first_open(where: str,
         assert {s.key: (s.calls, s.cost_usd) for s in reader.summary(by="user")} == {
             "ann": (2, 1.375), "bob": (1, 0.5), "": (1, 0.0)}
         assert {s.key: s.calls for s in reader.summary(by="tag")} == {"eval": 3, "batch": 1, "": 1}
+        # The prompt log came later: its rows read as none, not as an error.
+        assert [r.call_id for r in reader.records()] == [None] * 4 and reader.responses() == []
     with open_ledger(where) as writer:  # built once: a second open adds nothing
-        writer.record(usage("claude", 1.0, 1_700_090_002.0, tags=("eval",), user="bob"))
+        writer.record(usage("claude", 1.0, 1_700_090_002.0, tags=("eval",), user="bob",
+                            call_id="call-1"))
+        writer.record(LogEntry("call-1", "claude", [{"role": "user", "content": "hi"}], "hello"))
         writer.flush()
+        [logged] = writer.responses()
+        assert (logged.prompt, logged.response, logged.cost_usd) == ("hi", "hello", 1.0)
         assert writer.spent() == 2.875
         assert {s.key: s.calls for s in writer.summary(by="tag")}["eval"] == 4
         assert by_model_from_totals(writer) == by_model_from_rows(writer)
@@ -309,7 +318,8 @@ def test_usage_by_tag_and_by_user_show_what_was_recorded(tmp_path: Path) -> None
     by_user = json.loads(ok(dewey(["usage", "--by", "user", "--json"], env, tmp_path)).stdout)
     assert [(r["key"], r["calls"], r["cost_usd"]) for r in by_user["by_user"]] == [
         ("ann", 2, 3.5), ("bob", 1, 0.25)]
-    assert set(by_user) == {"by_user", "total_usd"}
+    # That table alone (no by_day or by_model), and no model went unpriced.
+    assert set(by_user) == {"by_user", "total_usd", "unpriced"} and by_user["unpriced"] == []
     table = ok(dewey(["usage", "--by", "tag"], env, tmp_path)).stdout
     assert "Spend by tag" in table and "(no tag)" in table and "$1.75" in table
     assert "counts under each" in table

@@ -91,6 +91,7 @@ class Reply:
     chunk_delay: float = 0.0
     usage_unasked: bool = False
     vectors: int | None = None
+    refusal: str | None = None
 
     @classmethod
     def ok(
@@ -119,6 +120,16 @@ class Reply:
             chunk_delay=chunk_delay,
             usage_unasked=usage_unasked,
         )
+
+    @classmethod
+    def refused(cls, refusal: str = "I'm sorry, I cannot assist with that request.") -> Reply:
+        """A model declining a structured-output request, as OpenAI reports it: the message's
+        ``refusal`` holds why and its ``content`` is null (non-stream answers; Anthropic's
+        format has no such field and answers the text).  Shape from
+        https://platform.openai.com/docs/guides/structured-outputs#refusals and the
+        ``choices[].message.refusal`` field of the chat completion object
+        (https://platform.openai.com/docs/api-reference/chat/object)."""
+        return cls("ok", content=refusal, refusal=refusal)
 
     @classmethod
     def tool_call(cls, name: str, arguments: dict[str, Any], *, call_id: str = "call_1") -> Reply:
@@ -310,6 +321,7 @@ class _Answer:
     call_id: str
     prompt_tokens: int
     completion_tokens: int
+    refusal: str | None = None
 
     @property
     def is_tool_call(self) -> bool:
@@ -347,6 +359,7 @@ def _answer(request: _ChatRequest, reply: Reply) -> _Answer:
         call_id=reply.call_id,
         prompt_tokens=_unless_none(reply.prompt_tokens, max(request.prompt_words, 1)),
         completion_tokens=_unless_none(reply.completion_tokens, completion_words),
+        refusal=reply.refusal,
     )
 
 
@@ -403,7 +416,9 @@ class _OpenAIDialect:
         """A complete ``chat.completion`` object."""
         message: dict[str, Any] = {"role": "assistant", "content": answer.text}
         finish_reason = "stop"
-        if answer.is_tool_call and request.legacy_functions:
+        if answer.refusal is not None:
+            message = {"role": "assistant", "content": None, "refusal": answer.refusal}
+        elif answer.is_tool_call and request.legacy_functions:
             message["content"] = None
             message["function_call"] = {
                 "name": answer.tool_name,

@@ -34,4 +34,4 @@ def pg_table() -> Iterator[str]:
     yield table
     with psycopg.connect(PG_URL, autocommit=True) as connection:
         connection.execute(f"DROP TABLE IF EXISTS {table}, {table}_reservations, {table}_daily, "
-                           f"{table}_totals, {table}_tags")
+                           f"{table}_totals, {table}_tags, {table}_log")

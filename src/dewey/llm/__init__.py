@@ -40,18 +40,24 @@ _EXPORTS = {
     "LLMBadRequestError": "_exceptions",
     "LLMContextWindowError": "_exceptions",
     "LLMServerError": "_exceptions",
+    "LLMOutputValidationError": "_exceptions",
     "ProviderError": "_exceptions",
     "LedgerUnavailableError": "_exceptions",
     "UsageSummary": "_usage",
+    "LoggedResponse": "_usage",
+    "Conversation": "_conversation",
+    "AsyncConversation": "_conversation",
 }
 
 __all__ = [
     "AsyncCompletionStream",
+    "AsyncConversation",
     "AsyncLiteLLMClient",
     "Attempt",
     "Budget",
     "ChatResponse",
     "CompletionStream",
+    "Conversation",
     "FallbackModel",
     "LLMAuthenticationError",
     "LLMBadRequestError",
@@ -60,6 +66,7 @@ __all__ = [
     "LLMConnectionError",
     "LLMContextWindowError",
     "LLMError",
+    "LLMOutputValidationError",
     "LLMRateLimitError",
     "LLMResponseError",
     "LLMServerError",
@@ -67,6 +74,7 @@ __all__ = [
     "LedgerUnavailableError",
     "LiteLLMClient",
     "LiteLLMConfig",
+    "LoggedResponse",
     "Message",
     "ProviderError",
     "RateLimit",
@@ -78,6 +86,7 @@ if TYPE_CHECKING:
     from ._async_client import AsyncLiteLLMClient
     from ._client import LiteLLMClient
     from ._config import Budget, FallbackModel, LiteLLMConfig, RateLimit
+    from ._conversation import AsyncConversation, Conversation
     from ._exceptions import (
         Attempt,
         LedgerUnavailableError,
@@ -88,6 +97,7 @@ if TYPE_CHECKING:
         LLMConnectionError,
         LLMContextWindowError,
         LLMError,
+        LLMOutputValidationError,
         LLMRateLimitError,
         LLMResponseError,
         LLMServerError,
@@ -98,7 +108,7 @@ if TYPE_CHECKING:
     from ._response import ChatResponse
     from ._stream import AsyncCompletionStream, CompletionStream
     from ._tools import tool
-    from ._usage import UsageSummary
+    from ._usage import LoggedResponse, UsageSummary
 
 
 def __getattr__(name: str) -> Any:

@@ -6,9 +6,11 @@ Everything but the awaiting is ``_ClientCore``'s, shared with the sync client.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import Any, Literal, overload
 
 from ._client import _ClientCore
+from ._conversation import AsyncConversation, resume
 from ._embeddings import merge
 from ._request import (
     MessagesInput,
@@ -62,8 +64,17 @@ class AsyncLiteLLMClient(_ClientCore):
             if stream:
                 return await run_async(plan, lambda step: self._open_stream(request, step, plan, key))
             response = await run_async(plan, lambda step: self._complete(request, step))
+            while (follow_up := self._follow_up(request, response)) is not None:
+                request = follow_up  # a repair: see _ClientCore._follow_up
+                with finishing(request.trace):
+                    response = await run_async(self._plan(request), partial(self._complete, request))
             self._recorder.store(key, response)
             return response
+
+    def conversation(self, id: str | None = None, *, model: str | None = None,
+                     system: str | None = None) -> AsyncConversation:
+        """See :meth:`LiteLLMClient.conversation` (resuming reads the log without awaiting)."""
+        return AsyncConversation(self, *resume(self, id, model, system))
 
     async def _complete(self, request: Request, step: Step) -> ChatResponse:
         await self._aacquire(request, step)

@@ -162,6 +162,18 @@ class Catalog:
         value = self.entries[key].get("max_input_tokens") if key else None
         return int(value) if value else None
 
+    def supports_vision(self, model: str) -> bool | None:
+        """Whether ``model`` takes images, as its entry states; None when the map does
+        not know the model or does not say (more than a third of its chat models, some
+        of which do take images)."""
+        key = self._key(model)
+        if key is None and model.startswith("local/") and self._local is not None:
+            entry: Mapping[str, Any] = self._local(model.removeprefix("local/"))
+        else:
+            entry = self.entries[key] if key else {}
+        value = entry.get("supports_vision")
+        return value if isinstance(value, bool) else None
+
     def provider(self, model: str) -> str | None:
         """The provider LiteLLM would route ``model`` to: its known ``provider/`` prefix,
         else the map's provider of the name."""

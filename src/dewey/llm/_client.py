@@ -10,18 +10,23 @@ through the ``Transport``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any, Literal, TypeVar, overload
 
 from ._catalog import Catalog
+from ._checks import config_problems
 from ._config import LiteLLMConfig
+from ._conversation import Conversation, resume
 from ._embeddings import EmbeddingPlan, merge, plan_embeddings
 from ._exceptions import LLMConfigError, LLMError
 from ._litellm import LiteLLMTransport
 from ._llama import model_details as local_model_details
+from ._pricing import Pricing
 from ._recorder import Recorder
 from ._request import (
     MessagesInput,
@@ -37,12 +42,12 @@ from ._routing import (
     attempt_kwargs,
     endpoint_of,
     explained,
-    missing_key_error,
     request_routes,
     retry_plan,
     routes_for,
 )
 from ._stream import AsyncCompletionStream, CompletionStream, Live, open_stream
+from ._structured import invalid_answer, output_errors, repair_messages
 from ._telemetry import finishing, guarded, open_telemetry
 from ._transport import Transport
 
@@ -84,8 +89,11 @@ class _ClientCore:
                                                  self.config.cooldown_seconds)
         self._cache, self._ledger, self._limiter = _resources(self.config, response_cache,
                                                               usage_ledger, rate_limiter)
-        self._recorder = Recorder(catalog=self._catalog, ledger=self._ledger,
-                                  cache=self._cache, cache_ttl=self.config.cache_ttl)
+        # The prompt log lives in the ledger's store, beside the rows that price it.
+        self._log = self._ledger if self.config.log else None
+        self._recorder = Recorder(catalog=self._catalog, ledger=self._ledger, log=self._log,
+                                  cache=self._cache, cache_ttl=self.config.cache_ttl,
+                                  pricing=Pricing(self._catalog, self.config.prices))
         self._telemetry = open_telemetry(tracer_provider, meter_provider, self._catalog)
 
     def __repr__(self) -> str:
@@ -123,6 +131,19 @@ class _ClientCore:
         if self._ledger is None:
             raise LLMConfigError("usage tracking is off: set track_usage: true to record usage")
         return list(self._ledger.summary(by="model", since=since))
+
+    def logs(self, query: str | None = None, *, model: str | None = None,
+             since: float | None = None, conversation: str | None = None,
+             limit: int | None = 3) -> list[Any]:
+        """The logged exchanges (:class:`LoggedResponse`), most recent first: those that
+        contain every word of ``query`` (full-text), answered by ``model``, since ``since``
+        (seconds since the epoch), in ``conversation``; ``limit=None`` for all of them.
+        Each carries its attempts from the usage ledger, and so its cost."""
+        if self._log is None:
+            raise LLMConfigError("the prompt log is off: set log: true and track_usage: true "
+                                 "(and unset DEWEY_LLM_LOG=0)")
+        return list(self._log.responses(query=query, model=model, since=since,
+                                        conversation=conversation, limit=limit))
 
     def close(self) -> None:
         """Flush the usage ledger, close the cache, the rate limiter and the connections."""
@@ -249,14 +270,36 @@ class _ClientCore:
         answer: ChatResponse = self._recorder.succeeded(request, step, response, time.monotonic() - started)
         return answer
 
+    def _follow_up(self, request: Request, response: ChatResponse) -> Request | None:
+        """The call that repairs a structured answer that did not validate (None: it did),
+        or ``LLMOutputValidationError`` once ``max_repairs`` follow-ups have been made.
+
+        Not a retry: the answer arrived, was paid for and is in the ledger (its outcome
+        ``LLMOutputValidationError``).  The follow-up is a new call, with its own retry
+        plan and ledger row, whose conversation holds that answer and what is wrong with
+        it, so that the model corrects it rather than tries its luck again."""
+        errors = output_errors(response)
+        if request.output is None or not errors:
+            return None
+        if request.repairs >= self.config.max_repairs:
+            tries = request.repairs + 1
+            raise invalid_answer(request.model, request.output, response, errors,
+                                 f"{tries} {'try' if tries == 1 else 'tries'}, "
+                                 f"max_repairs={self.config.max_repairs}")
+        messages = repair_messages(request.messages, response, errors)
+        follow_up = dataclasses.replace(
+            request, payload={**request.payload, "messages": messages}, messages=messages,
+            repairs=request.repairs + 1, routes=[], estimate=0.0, hold=None, trace=None)
+        follow_up.trace = self._telemetry.start(follow_up) if self._telemetry else None
+        with guarded(follow_up.trace):
+            self._recorder.reserve(follow_up, self.config.budget)
+        return follow_up
+
     # --- checking the configuration (``dewey-llm config check``) -------------------------------
 
     def check(self) -> list[LLMError]:
-        """What would stop a call before anything is sent, for the model and each fallback
-        in turn: today, a provider key that is not set.  Nothing is sent."""
-        routes = routes_for(self.config, self.model, self._catalog)
-        return [error for error in (missing_key_error(route, self._catalog) for route in routes)
-                if error is not None]
+        """What would stop a call, or make its record wrong (``_checks``).  Nothing is sent."""
+        return config_problems(self.config, self.model, self._catalog, self._recorder.pricing)
 
     def transports(self, model: str | None = None) -> dict[str, str]:
         """Which transport (``native``, ``litellm`` or ``local``) ``model`` (default: the client's)
@@ -314,6 +357,13 @@ class LiteLLMClient(_ClientCore):
 
         ``params`` pass through to LiteLLM (temperature, max_tokens, response_format, ...),
         plus ``cache=False`` / ``cache="refresh"``, ``tags=[...]`` and ``user=...``.
+
+        ``response_format=Invoice`` (a pydantic model, dataclass, TypedDict or JSON-schema
+        dict) asks for an answer matching its strict JSON schema and validates it:
+        ``response.choices[0].message.parsed`` is the ``Invoice`` (None, with
+        ``message.refusal`` set, when the model refuses).  An answer that does not validate
+        is sent back with what is wrong, up to ``max_repairs`` times, then raises
+        ``LLMOutputValidationError``.  A stream's ``partials()`` yields the object as it fills.
         """
         request, key, cached = self._start_completion(messages, model, stream, {
             **params, "functions": functions, "function_call": function_call,
@@ -325,8 +375,18 @@ class LiteLLMClient(_ClientCore):
             if stream:
                 return run_sync(plan, lambda step: self._open_stream(request, step, plan, key))
             response = run_sync(plan, lambda step: self._complete(request, step))
+            while (follow_up := self._follow_up(request, response)) is not None:
+                request = follow_up  # a repair: see _ClientCore._follow_up
+                with finishing(request.trace):
+                    response = run_sync(self._plan(request), partial(self._complete, request))
             self._recorder.store(key, response)
             return response
+
+    def conversation(self, id: str | None = None, *, model: str | None = None,
+                     system: str | None = None) -> Conversation:
+        """A new :class:`Conversation` (with ``system`` first), or the logged one ``id``
+        resumed from the prompt log, with its history and model (unless ``model``)."""
+        return Conversation(self, *resume(self, id, model, system))
 
     def _complete(self, request: Request, step: Step) -> ChatResponse:
         self._acquire(request, step)

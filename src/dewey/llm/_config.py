@@ -14,14 +14,14 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
 
 from ._exceptions import LLMConfigError
 from ._providers import default_model
 from ._secrets import mask_secrets, register_secret
 from ._yaml import load_yaml
 
-__all__ = ["Budget", "FallbackModel", "LiteLLMConfig", "RateLimit"]
+__all__ = ["Budget", "FallbackModel", "LiteLLMConfig", "Price", "RateLimit"]
 
 # Upper bounds that keep every duration a number the clock and sleep() can use:
 # inf, nan or 1e308 seconds would overflow or wait forever.
@@ -74,6 +74,42 @@ class RateLimit(_Strict):
     tpm: int | None = Field(default=None, gt=0)
 
 
+class Price(_Strict):
+    """The price of a model the price map does not know (a proxy alias, a fine-tune, a
+    self-hosted model): USD per million tokens, or per token, or "price as" a known model.
+
+    >>> Price(input_per_million=0.15, output_per_million=0.60)  # doctest: +SKIP
+    >>> Price(price_as="claude-haiku-4-5")  # doctest: +SKIP
+    """
+
+    input_per_million: float | None = Field(default=None, ge=0)
+    output_per_million: float | None = Field(default=None, ge=0)
+    input_per_token: float | None = Field(default=None, ge=0)
+    output_per_token: float | None = Field(default=None, ge=0)
+    price_as: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Price:
+        per_million = (self.input_per_million, self.output_per_million) != (None, None)
+        per_token = (self.input_per_token, self.output_per_token) != (None, None)
+        forms = [name for name, given in (("per million", per_million), ("per token", per_token),
+                                           ("price_as", self.price_as is not None)) if given]
+        if len(forms) != 1:
+            found = f"it gives {' and '.join(forms)}" if forms else "it gives none"
+            raise ValueError(
+                f"a price is one of: input_per_million/output_per_million, "
+                f"input_per_token/output_per_token, or price_as: MODEL ({found})")
+        return self
+
+    def per_token(self) -> tuple[float, float] | None:
+        """(input, output) USD per token; None for ``price_as`` (the other model's price)."""
+        if self.price_as is not None:
+            return None
+        if self.input_per_token is not None or self.output_per_token is not None:
+            return self.input_per_token or 0.0, self.output_per_token or 0.0
+        return (self.input_per_million or 0.0) / 1e6, (self.output_per_million or 0.0) / 1e6
+
+
 CacheSetting = bool | Literal["memory", "sqlite", "redis"]
 
 
@@ -102,6 +138,8 @@ class LiteLLMConfig(_Strict):
         description="First backoff in seconds (exponential, full jitter)")
     backoff_max: float = Field(default=20.0, ge=0, le=HOUR, description="Largest backoff in seconds")
     max_retry_after: float = Field(default=60.0, ge=0, le=DAY, description="Longest Retry-After honoured, in seconds")
+    max_repairs: int = Field(default=1, ge=0, le=10,
+        description="Follow-up calls asking again when a structured answer does not validate")
     cooldown_failures: int = Field(default=5, ge=1,
         description="Retryable failures in a row that put a model in cooldown")
     cooldown_seconds: float = Field(default=30.0, ge=0, le=DAY, description="How long a model in cooldown is skipped")
@@ -121,11 +159,20 @@ class LiteLLMConfig(_Strict):
     usage_db: str | None = Field(default=None,
         description="Ledger: a SQLite path, postgresql://..., or none for the default file")
     usage_retention_days: float | None = Field(default=None, gt=0, le=36500,
-        description="Days ledger rows are kept; older ones are deleted, their totals kept (none: forever)")
+        description="Days ledger rows and the prompt log are kept; older ones are deleted, their totals "
+                    "kept (none: forever)")
+    log: bool = Field(default=True,
+        description="Log every completion's messages and answer beside its usage ledger rows "
+                    "(dewey-llm logs; needs track_usage)")
     budget: Budget = Field(default_factory=Budget, description="Spending limits in USD")
     rate_limits: dict[str, RateLimit] = Field(default_factory=dict,
         description="Per-model rpm/tpm limits ('*' for every model)")
     rate_limit_url: str | None = Field(default=None, description="redis://... to share rate limits across processes")
+    prices: dict[str, Price] = Field(default_factory=dict,
+        description="Prices of models the price map lacks: {input_per_million, output_per_million}, "
+                    "{input_per_token, output_per_token} or {price_as: MODEL}")
+    aliases: dict[str, str] = Field(default_factory=dict,
+        description="Short names for models, e.g. {fast: gpt-4o-mini}; usable wherever a model is")
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
@@ -143,6 +190,14 @@ class LiteLLMConfig(_Strict):
         for fallback in self.fallback_models:
             if isinstance(fallback, FallbackModel) and fallback.api_key is not None:
                 register_secret(fallback.api_key.get_secret_value())
+        for alias, target in self.aliases.items():
+            if not alias or not target or "*" in (alias, target):
+                raise LLMConfigError(f"aliases: {alias!r}: {target!r} is not an alias: write "
+                                     "aliases: {short-name: model}")
+            if self.resolve_alias(target) != target:
+                raise LLMConfigError(
+                    f"aliases: {alias!r} names {target!r}, which is an alias itself: name the "
+                    f"model it stands for ({self.resolve_alias(target)!r}) instead")
 
     # --- where values came from --------------------------------------------------------
 
@@ -200,8 +255,18 @@ class LiteLLMConfig(_Strict):
 
     def resolved_model(self, environ: dict[str, str] | None = None) -> str:
         """The model to call: the configured one, else one for the provider key present,
-        else the embedded local model."""
-        return self.model or default_model(environ)
+        else the embedded local model (an alias resolved)."""
+        return self.resolve_alias(self.model) if self.model else default_model(environ)
+
+    def resolve_alias(self, model: str) -> str:
+        """The model an alias stands for (matched like every model name: with or without a
+        provider prefix, see ``_model_names``); any other name as given."""
+        if not self.aliases:
+            return model
+        from ._model_names import match_name
+
+        alias = match_name(model, self.aliases)
+        return self.aliases[alias] if alias is not None else model
 
     def __repr_args__(self) -> Any:
         # Hide empty defaults to keep reprs short (secrets are masked by _Strict).
@@ -314,6 +379,7 @@ _ENV_FIELDS = {
     "LITELLM_USAGE_RETENTION_DAYS": "usage_retention_days",
     "LITELLM_RATE_LIMIT_URL": "rate_limit_url",
     "LITELLM_TRANSPORT": "transport",
+    "DEWEY_LLM_LOG": "log",  # ours, not LiteLLM's: the prompt log
 }
 
 
@@ -331,7 +397,7 @@ def read_environment(environ: dict[str, str]) -> dict[str, tuple[Any, str]]:
             value = _parse_cache(raw)
         elif field == "transport":
             value = raw.strip().lower()
-        elif field == "track_usage":
+        elif field in ("track_usage", "log"):
             value = raw.strip().lower() not in ("0", "false", "no", "off")
         found[field] = (value, variable)
     return found
@@ -395,7 +461,8 @@ def _top_key(location: list[str]) -> str:
 
 
 def _known_keys(location: list[str]) -> list[str]:
-    nested: dict[str, type[BaseModel]] = {"budget": Budget, "fallback_models": FallbackModel, "rate_limits": RateLimit}
+    nested: dict[str, type[BaseModel]] = {"budget": Budget, "fallback_models": FallbackModel,
+                                          "rate_limits": RateLimit, "prices": Price}
     for part in reversed(location[:-1]):
         if part in nested:
             return list(nested[part].model_fields)

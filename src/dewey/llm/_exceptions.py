@@ -11,7 +11,8 @@
     └── LLMResponseError          the provider answered with an error or garbage
         ├── LLMBadRequestError    400/404/422: the request itself is wrong
         │   └── LLMContextWindowError  the prompt does not fit the model
-        └── LLMServerError        5xx, or a stream cut mid-way
+        ├── LLMServerError        5xx, or a stream cut mid-way
+        └── LLMOutputValidationError  a structured answer that does not match its schema
 
 Every error carries ``model``, ``provider``, ``status_code`` and ``retry_after`` where
 known, and ``attempts``: the history of every attempt the reliability loop made.  An error
@@ -40,6 +41,7 @@ __all__ = [
     "LLMConnectionError",
     "LLMContextWindowError",
     "LLMError",
+    "LLMOutputValidationError",
     "LLMRateLimitError",
     "LLMResponseError",
     "LLMServerError",
@@ -155,6 +157,18 @@ class LLMContextWindowError(LLMBadRequestError):
 
 class LLMServerError(LLMResponseError):
     """The provider failed (5xx), or a stream broke after it had started."""
+
+
+class LLMOutputValidationError(LLMResponseError):
+    """A structured answer (``response_format=SomeModel``) did not match its schema, after
+    the repairs ``max_repairs`` allows.  ``text`` is the last answer as the model wrote it,
+    ``errors`` what is wrong with it, one line per problem."""
+
+    def __init__(self, message: str, *, text: str = "", errors: Iterable[str] = (),
+                 **details: Any) -> None:
+        super().__init__(message, **details)
+        self.text = text
+        self.errors: list[str] = list(errors)
 
 
 class ProviderError(Exception):

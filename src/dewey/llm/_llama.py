@@ -114,6 +114,7 @@ def model_details(name: str, n_ctx: int | None = None) -> dict[str, Any]:  # noq
         "cache_creation_input_token_cost": 0.0,
         "cache_read_input_token_cost": 0.0,
         "supports_function_calling": False,
+        "supports_vision": False,  # no multimodal projector is loaded: text only
         "supports_response_schema": True,  # llama.cpp turns a JSON schema into a grammar
         "mode": "chat",
         "litellm_provider": "local",

@@ -8,9 +8,13 @@ from typing import Any
 
 from ._exceptions import LLMConfigError
 
-__all__ = ["ROLES", "Message", "to_dicts"]
+__all__ = ["IMAGE_PART", "ROLES", "Message", "has_images", "to_dicts"]
 
 ROLES = ("system", "user", "assistant", "tool")
+IMAGE_PART = "image_url"
+"""The type of an OpenAI image content part: ``{"type": "image_url", "image_url": {"url": ...}}``,
+the URL an http(s) address or a ``data:image/...;base64,`` URL.  LiteLLM translates it to
+each provider's own image block."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,13 @@ def to_dicts(messages: Iterable[Message | Mapping[str, Any]] | str) -> list[dict
     if not result:
         raise LLMConfigError("messages is empty: pass at least one message")
     return result
+
+
+def has_images(messages: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether any message of ``messages`` (provider dicts) has an image content part."""
+    return any(isinstance(part, Mapping) and part.get("type") == IMAGE_PART
+               for message in messages if isinstance(message.get("content"), list)
+               for part in message["content"])
 
 
 def _check_content(content: Any, where: str) -> None:

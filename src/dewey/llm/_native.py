@@ -18,7 +18,7 @@ import json
 import os
 import ssl
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ from ._openai_wire import (
     http_error,
     malformed,
 )
+from ._pricing import COST_HEADER
 from ._response import ResponseData
 
 if TYPE_CHECKING:
@@ -92,12 +93,12 @@ class NativeTransport:
     def complete(self, kwargs: Mapping[str, Any]) -> ResponseData:
         """One chat completion."""
         request = chat_request(_resolved(kwargs), stream=False)
-        return completion(self._post(request, kwargs["model"]), kwargs["model"])
+        return _with_cost(completion, *self._post(request, kwargs["model"]), kwargs["model"])
 
     def embed(self, kwargs: Mapping[str, Any]) -> ResponseData:
         """Embeddings of ``input`` (a string or a list)."""
         request = embedding_request(_resolved(kwargs))
-        return embedding(self._post(request, kwargs["model"]), kwargs["model"])
+        return _with_cost(embedding, *self._post(request, kwargs["model"]), kwargs["model"])
 
     def stream(self, kwargs: Mapping[str, Any]) -> Iterator[ResponseData]:
         """The chunks of a streamed completion; the request is sent on the first ``next()``."""
@@ -146,11 +147,12 @@ class NativeTransport:
                 self._clients[key] = client
         return client
 
-    def _post(self, request: HTTPRequest, model: str) -> Any:
+    def _post(self, request: HTTPRequest, model: str) -> tuple[Any, str | None]:
+        """The reply's JSON and the cost a LiteLLM proxy put in its headers, if any."""
         try:
             response = self._client(request).post(
                 request.path, content=request.content, headers=request.headers, timeout=_timeout(request))
-            return _json(response, model)
+            return _json(response, model), response.headers.get(COST_HEADER)
         except httpx.HTTPError as exc:
             error = _transport_error(exc, model, request, streaming=False)
         raise error  # outside the except block: no __context__ holding the request's key
@@ -160,12 +162,12 @@ class NativeTransport:
     async def acomplete(self, kwargs: Mapping[str, Any]) -> ResponseData:
         """One chat completion."""
         request = chat_request(_resolved(kwargs), stream=False)
-        return completion(await self._apost(request, kwargs["model"]), kwargs["model"])
+        return _with_cost(completion, *await self._apost(request, kwargs["model"]), kwargs["model"])
 
     async def aembed(self, kwargs: Mapping[str, Any]) -> ResponseData:
         """Embeddings of ``input`` (a string or a list)."""
         request = embedding_request(_resolved(kwargs))
-        return embedding(await self._apost(request, kwargs["model"]), kwargs["model"])
+        return _with_cost(embedding, *await self._apost(request, kwargs["model"]), kwargs["model"])
 
     async def astream(self, kwargs: Mapping[str, Any]) -> AsyncIterator[ResponseData]:
         """The chunks of a streamed completion (awaited, as the ``Transport`` protocol
@@ -232,7 +234,7 @@ class NativeTransport:
                 self._async_clients[key] = pool
         return pool.session
 
-    async def _apost(self, request: HTTPRequest, model: str) -> Any:
+    async def _apost(self, request: HTTPRequest, model: str) -> tuple[Any, str | None]:
         import asyncio
 
         import aiohttp
@@ -245,7 +247,7 @@ class NativeTransport:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             error = _aiohttp_error(exc, model, request, streaming=False)
         else:
-            return _parsed(status, headers, body, model)
+            return _parsed(status, headers, body, model), headers.get(COST_HEADER)
         raise error
 
 
@@ -267,6 +269,16 @@ async def _closed_with_loop(session: aiohttp.ClientSession) -> AsyncGenerator[No
         yield
     finally:
         await session.close()
+
+
+def _with_cost(parse: Callable[[Any, str], ResponseData], data: Any, cost: str | None,
+               model: str) -> ResponseData:
+    """The parsed reply, with the cost the server reported in a header kept for pricing
+    (``_pricing.reported_cost``)."""
+    response = parse(data, model)
+    if cost is not None:
+        response._hidden_params["reported_cost"] = cost  # noqa: SLF001 (ResponseData keeps it out of the data)
+    return response
 
 
 def _resolved(kwargs: Mapping[str, Any]) -> dict[str, Any]:

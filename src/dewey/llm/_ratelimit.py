@@ -12,7 +12,9 @@ A request estimated at more tokens than ``tpm`` is let through alone: it is char
 whole bucket (``tpm``) instead of its real size, so it waits for a full bucket and then
 uses all of it, instead of waiting forever for capacity that can never exist.
 
-``rate_limits`` is keyed by model name; ``"*"`` gives the limits of every model not
+``rate_limits`` is keyed by model name, matched by the rule of ``_model_names`` (with or
+without a provider prefix: ``gpt-4o-mini`` limits ``openai/gpt-4o-mini`` too), and the
+names one limit matches share its buckets.  ``"*"`` gives the limits of every model not
 listed (each model still has its own buckets).  A listed model with neither ``rpm`` nor
 ``tpm`` is unlimited, even when ``"*"`` is set.
 
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._exceptions import LLMConfigError
 from ._extras import import_extra
+from ._model_names import match_name
 from ._secrets import mask_url, redact, register_url_secrets
 
 if TYPE_CHECKING:
@@ -69,33 +72,49 @@ class RateLimiter:
 
     def __init__(self, limits: Mapping[str, RateLimit], *, sleep: Sleep = time.sleep,
                  asleep: AsyncSleep = asyncio.sleep) -> None:
-        # Only real limits are kept, so the unlimited path is a single dict look-up.
-        self._limits: dict[str, _Limit | None] = {
+        self._configured: dict[str, _Limit | None] = {
             model: _Limit.of(limit) for model, limit in limits.items() if model != "*"}
         default = limits.get("*")
         self._default = _Limit.of(default) if default is not None else None
+        # Each model name called, with the buckets' name and the limit that apply to it:
+        # after the first call of a name, the hot path is a single dict look-up.
+        self._resolved: dict[str, tuple[str, _Limit] | None] = {}
         self._sleep, self._asleep = sleep, asleep
 
     def limit_for(self, model: str) -> _Limit | None:
         """The model's limits (its own, else ``"*"``), or None when it is unlimited."""
-        return self._limits.get(model, self._default)
+        found = self._bucket(model)
+        return found[1] if found is not None else None
+
+    def _bucket(self, model: str) -> tuple[str, _Limit] | None:
+        """The name of the buckets ``model`` draws from (the configured name it matches, so
+        that every way of writing it shares them) and their limit; None: unlimited."""
+        try:
+            return self._resolved[model]
+        except KeyError:
+            pass
+        name = match_name(model, self._configured)
+        limit = self._configured[name] if name is not None else self._default
+        found = None if limit is None else (name or model, limit)
+        self._resolved[model] = found  # a race computes the same value twice: harmless
+        return found
 
     def acquire(self, model: str, tokens: int = 0) -> float:
         """Block until one request of about ``tokens`` tokens fits; return seconds waited."""
-        limit = self._limits.get(model, self._default)  # limit_for, inlined: the hot path
-        if limit is None:
+        found = self._bucket(model)
+        if found is None:
             return 0.0
-        wait = self.reserve(model, limit, tokens)
+        wait = self.reserve(found[0], found[1], tokens)
         if wait > 0:
             self._sleep(wait)
         return wait
 
     async def aacquire(self, model: str, tokens: int = 0) -> float:
         """:meth:`acquire` for asyncio: waits with ``asyncio.sleep``, never blocking the loop."""
-        limit = self._limits.get(model, self._default)
-        if limit is None:
+        found = self._bucket(model)
+        if found is None:
             return 0.0
-        wait = await self.areserve(model, limit, tokens)
+        wait = await self.areserve(found[0], found[1], tokens)
         if wait > 0:
             await self._asleep(wait)
         return wait

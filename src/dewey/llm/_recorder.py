@@ -1,4 +1,4 @@
-"""``Recorder``: what a call reports: the ledger, costs, budgets, the cache.
+"""``Recorder``: what a call reports: the ledger, costs, budgets, the prompt log, the cache.
 
 The client and its streams report through it (success, failure, an abandoned call, a
 cache hit) instead of reaching into each other: a stream holds the recorder, the
@@ -14,9 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 from ._catalog import Catalog, NotPriced
 from ._exceptions import LLMConfigError, LLMError
+from ._pricing import Pricing
 from ._request import Request, check_cache_mode, estimate_tokens
 from ._resilience import Route, Step
-from ._response import ResponseData, as_dict, cached_response, usage_counts
+from ._response import (
+    ResponseData,
+    answer_text,
+    answer_tool_calls,
+    as_dict,
+    cached_response,
+    usage_counts,
+)
 
 if TYPE_CHECKING:
     from ._config import Budget
@@ -32,25 +40,33 @@ _ANSWER_TOKENS = 1024  # what a reservation assumes an answer costs when max_tok
 class Recorder:
     """Records a client's calls in its ledger, adds up their cost, stores answers in its cache."""
 
-    def __init__(self, *, catalog: Catalog, ledger: Any, cache: Any, cache_ttl: float | None) -> None:
+    def __init__(self, *, catalog: Catalog, ledger: Any, cache: Any, cache_ttl: float | None,
+                 pricing: Pricing | None = None, log: Any = None) -> None:
         self.catalog = catalog
+        self.pricing = pricing or Pricing(catalog)
         self.ledger, self.cache, self.cache_ttl = ledger, cache, cache_ttl
+        self.log = log  # the ledger the prompt log goes to (None: not logged)
         self._cost_lock = threading.Lock()
         self.total_cost = 0.0  # USD spent through this recorder (cache hits cost nothing)
+        self._unpriced_warned: set[str] = set()  # models already warned about, once each
 
     # --- costs --------------------------------------------------------------------------------
 
     def price(self, response: Any, model: str | None = None, kind: str = "completion") -> float:
-        """USD cost of a response from the catalog (0 when the model is unpriced); LiteLLM
-        prices the models the catalog's per-token formula does not."""
+        """USD cost of a response by the rule of ``_pricing``: the server's figure, else the
+        config's or the price map's price for ``model``; 0 (warned once) when unpriced."""
         model = model or str(getattr(response, "model", "") or "")
-        prompt, completion, cached = usage_counts(response)
-        try:
-            return self.catalog.token_cost(model, prompt, completion, cached)
-        except NotPriced:
-            from ._litellm import litellm_cost
-
-            return litellm_cost(response, model, kind)
+        cost = self.pricing.cost(response, model, kind)
+        if cost is not None:
+            return cost
+        if any(usage_counts(response)[:2]) and model not in self._unpriced_warned:
+            self._unpriced_warned.add(model)
+            logger.warning(
+                "%s has no price: its calls are recorded at $0, which budgets cannot count. "
+                "Price it in the config: prices: {%s: {input_per_million: ..., "
+                "output_per_million: ...}}, or {price_as: MODEL} for a model of the price map",
+                model, model)
+        return 0.0
 
     def cost_of(self, response: Any) -> float:
         """USD cost of a response a client returned (0 for a cache hit)."""
@@ -80,10 +96,13 @@ class Recorder:
             payload.get("max_tokens") or payload.get("max_completion_tokens") or _ANSWER_TOKENS)
         model, prompt = qualify_model(request.model), estimate_tokens(request, answer=0)
         try:
-            request.estimate = self.catalog.token_cost(model, prompt, answer)
+            request.estimate = self.pricing.token_cost(model, prompt, answer) or 0.0
         except NotPriced:
+            from ._litellm import litellm_cost
+
             usage = {"usage": {"prompt_tokens": prompt, "completion_tokens": answer}}
-            request.estimate = self.price(ResponseData(usage), model)
+            request.estimate = litellm_cost(ResponseData(usage), model,
+                                            "embedding" if request.kind == "embedding" else "completion")
         request.hold = check_budget(self.ledger, budget, reserve=request.estimate)
 
     def hold(self, request: Request) -> None:
@@ -95,7 +114,17 @@ class Recorder:
 
     def succeeded(self, request: Request, step: Step, response: Any, latency: float, *,
                   cost: float | None = None) -> Any:
-        """Record a successful attempt, priced (unless ``cost`` is given); the response."""
+        """Record a successful attempt, priced (unless ``cost`` is given); the response.
+
+        A structured answer is validated here, so that its row says whether it did: an
+        answer that does not is paid for all the same, and recorded as
+        ``LLMOutputValidationError``; its errors stay in ``_hidden_params`` for the client."""
+        outcome = "ok"
+        if request.output is not None:
+            from ._structured import check
+
+            if check(request.output, response):
+                outcome = "LLMOutputValidationError"
         kind = "embedding" if request.kind == "embedding" else "completion"
         if cost is None:
             cost = self.price(response, step.route.model, kind)
@@ -107,7 +136,9 @@ class Recorder:
             self.total_cost += cost
         if request.trace is not None:
             request.trace.succeeded(response, cost)
-        self.record(request, step, "ok", response=response, cost=cost, latency=latency)
+        self.record(request, step, outcome, response=response, cost=cost, latency=latency)
+        if request.kind == "completion":  # a stream logs its text once read to the end
+            self.logged(request, step.route.model, response)
         return response
 
     def failed(self, request: Request, step: Step, error: LLMError, latency: float) -> None:
@@ -127,6 +158,10 @@ class Recorder:
         if request.trace is not None:
             request.trace.cache_hit(data, saved)
         self.record(request, None, "ok", response=data, cache_hit=True, saved=saved)
+        # Logged like any answer: it is what the caller saw, and a conversation goes on from it.
+        from ._providers import qualify_model
+
+        self.logged(request, qualify_model(request.model), data, cache_hit=True)
         return cached_response(data)
 
     def record(self, request: Request, step: Step | None, outcome: str, *,
@@ -150,7 +185,24 @@ class Recorder:
             prompt_tokens=usage[0], completion_tokens=usage[1], cached_tokens=usage[2],
             cost_usd=cost, saved_usd=saved, latency_s=latency, cache_hit=cache_hit,
             status_code=status, attempt=step.number if step else 1, tags=request.tags,
-            user=request.user), settles=settles)
+            user=request.user, call_id=request.call_id), settles=settles)
+
+    def logged(self, request: Request, model: str, response: Any = None, *, text: str | None = None,
+               cache_hit: bool = False) -> None:
+        """Queue the prompt log's entry of an answered completion (its ``response``, or the
+        ``text`` a stream delivered), if the client and the call log.  Never raises."""
+        if self.log is None or not request.log or request.kind == "embedding":
+            return
+        try:
+            from ._usage import LogEntry
+
+            self.log.record(LogEntry(
+                call_id=request.call_id, model=model, messages=request.messages,
+                response=answer_text(response) if text is None else text,
+                tool_calls=answer_tool_calls(response), conversation_id=request.conversation_id,
+                cache_hit=cache_hit, tags=request.tags, user=request.user))
+        except Exception:  # bookkeeping must never fail a model call
+            logger.debug("prompt log: could not queue an entry", exc_info=True)
 
     # --- the cache ----------------------------------------------------------------------------
 
@@ -170,6 +222,14 @@ class Recorder:
             logger.info("not caching this call: %s", exc)
             return None, None
         found = None if request.cache == "refresh" else self.cache.get(key)
+        if found is not None and request.output is not None:
+            from ._structured import check
+
+            # Validated again (into message.parsed): a model's validators may have changed
+            # since it was stored.  One that no longer validates is a miss, replaced.
+            if check(request.output, found):
+                logger.info("a cached answer no longer matches %s: calling", request.output.name)
+                found = None
         return key, (self.hit(request, found) if found is not None else None)
 
     def store(self, key: str | None, response: Any) -> None:
@@ -179,3 +239,4 @@ class Recorder:
             # without loading LiteLLM to price it.
             entry = {**as_dict(response), COST_FIELD: self.cost_of(response)}
             self.cache.set(key, entry, self.cache_ttl)
+

@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._exceptions import LLMConfigError
-from ._messages import Message, to_dicts
+from ._messages import IMAGE_PART, Message, has_images, to_dicts
 from ._providers import default_embedding_model
 from ._tools import normalize_functions, normalize_tool_choice, normalize_tools
 
 if TYPE_CHECKING:
     from ._config import LiteLLMConfig
     from ._resilience import Route
+    from ._structured import OutputSchema
     from ._telemetry import CallTrace
 
 __all__ = ["CacheMode", "MessagesInput", "Request", "check_cache_mode", "check_sendable",
@@ -33,6 +35,7 @@ __all__ = ["CacheMode", "MessagesInput", "Request", "check_cache_mode", "check_s
 
 CacheMode = bool | Literal["refresh"] | None
 MessagesInput = Iterable[Message | Mapping[str, Any]] | str
+_IMAGE_TOKENS = 1600
 
 
 @dataclass
@@ -50,6 +53,11 @@ class Request:
     estimate: float = 0.0  # USD held against budgets while an attempt is in flight
     hold: str | None = None  # the ledger reservation of the attempt in flight
     trace: CallTrace | None = None  # its OpenTelemetry span, when telemetry is on
+    log: bool = True  # log its messages and answer (when the client logs)
+    conversation_id: str | None = None  # the conversation it continues, in the prompt log
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # links log and ledger rows
+    output: OutputSchema | None = None  # the structured answer asked for (response_format=Model)
+    repairs: int = 0  # follow-up calls made so far because the answer did not validate
 
     def cache_request(self) -> dict[str, Any]:
         return {"model": self.model, **self.payload}
@@ -61,6 +69,7 @@ def completion_request(config: LiteLLMConfig, messages: MessagesInput, model: An
     cache = params.pop("cache", None)
     tags = _tags(params.pop("tags", ()))
     user = params.get("user")
+    log, conversation_id = _log_params(params.pop("log", True), params.pop("conversation_id", None))
     params["functions"] = normalize_functions(params.get("functions"))
     params["tools"] = normalize_tools(params.get("tools"))
     for name in ("tool_choice", "function_call"):
@@ -69,9 +78,21 @@ def completion_request(config: LiteLLMConfig, messages: MessagesInput, model: An
     dicts = to_dicts(messages)
     payload = {**config.params, "messages": dicts,
                **{k: v for k, v in params.items() if v is not None}}
+    output = None
+    if payload.get("response_format") is not None:
+        from ._structured import output_schema
+
+        # A type (or a bare JSON schema) is sent as the strict schema it stands for, so
+        # that every transport, and the cache key, see the same plain dict.
+        output = output_schema(payload["response_format"])
+        if output is not None:
+            payload["response_format"] = output.response_format
     check_sendable(payload)
-    chosen = _model_name(model) or config.resolved_model()
-    return Request("stream" if stream else "completion", chosen, payload, cache, tags, user, dicts)
+    # An alias is resolved here, so that the cache key, the budget's estimate and the
+    # ledger name the model it stands for.
+    chosen = config.resolve_alias(_model_name(model) or config.resolved_model())
+    return Request("stream" if stream else "completion", chosen, payload, cache, tags, user, dicts,
+                   output=output, log=log, conversation_id=conversation_id)
 
 
 def embedding_request(config: LiteLLMConfig, texts: list[str], model: Any,
@@ -80,8 +101,8 @@ def embedding_request(config: LiteLLMConfig, texts: list[str], model: Any,
     cache = params.pop("cache", None)
     tags = _tags(params.pop("tags", ()))
     check_sendable({**params, "input": texts})
-    chosen = (_model_name(model) or config.embedding_model
-              or default_embedding_model(config.resolved_model()))
+    chosen = config.resolve_alias(_model_name(model) or config.embedding_model
+                                  or default_embedding_model(config.resolved_model()))
     return Request("embedding", chosen, params, cache, tags, params.get("user"))
 
 
@@ -107,10 +128,32 @@ def estimate_tokens(request: Request, answer: int | None = None) -> int:
     """A cheap token estimate for rate limits and budgets (about 4 characters a token),
     with ``answer`` tokens for the answer (default: max_tokens, else 256)."""
     payload = request.payload
-    text = json.dumps(payload.get("messages") or payload.get("input") or "", default=str)
+    messages, images = payload.get("messages"), 0
+    if messages and has_images(messages):
+        messages, images = _without_images(messages)
+    text = json.dumps(messages or payload.get("input") or "", default=str)
     if answer is None:
         answer = int(payload.get("max_tokens") or 256)
-    return len(text) // 4 + answer
+    return len(text) // 4 + images * _IMAGE_TOKENS + answer
+
+
+def _without_images(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """``messages`` without their image parts, and how many there were.
+
+    An image costs tokens by its size in pixels, not by the length of its base64 data (a
+    1 MB photo would count as 350,000 tokens): each counts as ``_IMAGE_TOKENS``, about
+    what Anthropic documents for an image at the largest size it keeps (~1.15 megapixels).
+    """
+    kept, images = [], 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = [part for part in content
+                     if not (isinstance(part, Mapping) and part.get("type") == IMAGE_PART)]
+            images += len(content) - len(parts)
+            message = {**message, "content": parts}
+        kept.append(message)
+    return kept, images
 
 
 def _model_name(value: Any) -> str | None:
@@ -132,6 +175,16 @@ def _tags(value: Any) -> tuple[str, ...]:
     raise LLMConfigError(
         f"tags={value!r:.60} is not a list of strings: pass tags=['nightly', 'eval'] "
         "(or one tag as a string)")
+
+
+def _log_params(log: Any, conversation_id: Any) -> tuple[bool, str | None]:
+    if not isinstance(log, bool):
+        raise LLMConfigError(f"log={log!r:.60} is not a bool: pass log=False to keep this call "
+                             "out of the prompt log")
+    if conversation_id is not None and not (isinstance(conversation_id, str) and conversation_id):
+        raise LLMConfigError(f"conversation_id={conversation_id!r:.60} is not a conversation id: "
+                             "pass the id of client.conversation(), or leave it out")
+    return log, conversation_id
 
 
 # --- sendable -----------------------------------------------------------------------------
@@ -213,6 +266,7 @@ def _check_response_format(value: Any) -> None:
     ):
         return
     raise LLMConfigError(
-        f"response_format={value!r:.80} is not a response format: pass "
-        "{'type': 'json_object'}, {'type': 'json_schema', 'json_schema': {'name': ..., "
-        "'schema': {...}}}, or a pydantic model class")
+        f"response_format={value!r:.80} is not a response format: pass a pydantic model, a "
+        "dataclass or a TypedDict (the answer is validated into it: message.parsed), a JSON "
+        "schema dict, {'type': 'json_object'}, or {'type': 'json_schema', 'json_schema': "
+        "{'name': ..., 'schema': {...}}}")

@@ -13,8 +13,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["ChatResponse", "ResponseData", "answer_text", "as_dict", "delta_text", "from_litellm",
-           "replay_chunks"]
+__all__ = ["ChatResponse", "ResponseData", "answer_text", "answer_tool_calls", "as_dict", "delta_text",
+           "from_litellm", "replay_chunks"]
 
 
 class ChatResponse(dict[str, Any]):
@@ -54,10 +54,10 @@ class ChatResponse(dict[str, Any]):
         return _json_copy(self)
 
     def json(self, **_: Any) -> str:
-        return json.dumps(self)
+        return json.dumps(self, default=_plain)
 
     def model_dump_json(self, **_: Any) -> str:
-        return json.dumps(self)
+        return json.dumps(self, default=_plain)
 
 
 ResponseData = ChatResponse
@@ -93,9 +93,20 @@ def as_dict(response: Any) -> dict[str, Any]:
 
 
 def _json_copy(data: dict[str, Any]) -> dict[str, Any]:
-    """A deep copy through JSON: plain data only (anything else as its ``str``)."""
-    copied: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    """A deep copy through JSON: plain data only."""
+    copied: dict[str, Any] = json.loads(json.dumps(data, default=_plain))
     return copied
+
+
+def _plain(value: Any) -> Any:
+    """A value JSON has no type for: a structured answer's object (``message.parsed``, a
+    pydantic model or dataclass) as its data; anything else as its ``str``."""
+    from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+    try:
+        return to_jsonable_python(value)
+    except PydanticSerializationError:
+        return str(value)
 
 
 def cached_response(data: dict[str, Any]) -> ResponseData:
@@ -183,6 +194,13 @@ def answer_text(response: Any) -> str:
     if not choices:
         return ""
     return _field(_field(choices[0], "message"), "content") or ""
+
+
+def answer_tool_calls(response: Any) -> list[Any] | None:
+    """The tool calls of a complete response's first choice, as plain data (None: none)."""
+    choices = _field(response, "choices")
+    calls = _field(_field(choices[0], "message"), "tool_calls") if choices else None
+    return [dict(call) if isinstance(call, dict) else call for call in calls] if calls else None
 
 
 def _field(item: Any, name: str) -> Any:

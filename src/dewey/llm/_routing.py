@@ -8,6 +8,7 @@ Pure functions over the configuration and the :class:`Catalog`: no I/O, no LiteL
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._catalog import Catalog
 from ._config import FallbackModel, LiteLLMConfig
 from ._exceptions import LLMAuthenticationError, LLMConfigError, LLMConnectionError, LLMError, LLMTimeoutError
+from ._messages import has_images
 from ._providers import key_variables, provider_named, qualify_model, reports_stream_usage
 from ._resilience import Cooldowns, Policy, RetryPlan, Route, Step
 
@@ -23,7 +25,8 @@ if TYPE_CHECKING:
     from ._request import Request
 
 __all__ = ["LITELLM_REWRITES", "attempt_kwargs", "endpoint_of", "explained", "missing_key_error",
-           "request_routes", "retry_plan", "route_for", "routes_for", "transport_for", "unknown_model_error"]
+           "no_vision_error", "request_routes", "retry_plan", "route_for", "routes_for", "transport_for",
+           "unknown_model_error"]
 
 NATIVE_PROVIDER = "openai"
 LOCAL_PROVIDER = "local"
@@ -114,7 +117,7 @@ def routes_for(config: LiteLLMConfig, model: str, catalog: Catalog, *,
         if isinstance(fallback, str):
             route = route_for(config, fallback, catalog, params)
         else:
-            route = _route_of(fallback, catalog, params)
+            route = _route_of(config, fallback, catalog, params)
         if route not in routes:
             routes.append(route)
     return routes
@@ -123,31 +126,42 @@ def routes_for(config: LiteLLMConfig, model: str, catalog: Catalog, *,
 def route_for(config: LiteLLMConfig, model: str, catalog: Catalog,
               params: Mapping[str, Any] | None = None) -> Route:
     """Credentials for a model named by string: the configured ones when it is the
-    configured model or served by the same provider (e.g. through the same proxy)."""
-    model = qualify_model(model)
+    configured model or served by the same provider (e.g. through the same proxy).
+    An alias (``aliases``) is routed as the model it stands for."""
+    model = qualify_model(config.resolve_alias(model))
     transport = transport_for(config.transport, model, catalog, params)
     if config.api_key is None and config.api_base is None:
         return Route(model, transport=transport)
-    primary = qualify_model(config.model) if config.model else None
+    primary = qualify_model(config.resolve_alias(config.model)) if config.model else None
     if primary is not None and model != primary and catalog.provider(model) != catalog.provider(primary):
         return Route(model, transport=transport)
     key = config.api_key.get_secret_value() if config.api_key else None
     return Route(model, key, config.api_base, config.api_version, transport=transport)
 
 
-def _route_of(fallback: FallbackModel, catalog: Catalog, params: Mapping[str, Any] | None) -> Route:
+def _route_of(config: LiteLLMConfig, fallback: FallbackModel, catalog: Catalog,
+              params: Mapping[str, Any] | None) -> Route:
     key = fallback.api_key.get_secret_value() if fallback.api_key else None
-    model = qualify_model(fallback.model)
+    model = qualify_model(config.resolve_alias(fallback.model))
     return Route(model, key, fallback.api_base, fallback.api_version, fallback.timeout,
                  transport_for(fallback.transport, model, catalog, params))
 
 
 def request_routes(config: LiteLLMConfig, request: Request, catalog: Catalog) -> list[Route]:
-    """The routes for ``request``: its model's, then its fallbacks'."""
+    """The routes for ``request``: its model's, then its fallbacks'; for a request with
+    images, only those of models that may take them (:func:`no_vision_error` if the
+    model asked for does not)."""
     # Vectors from different models are not comparable: embeddings never fall back.
     given = {name: value for name, value in request.payload.items() if value is not None}
-    return routes_for(config, request.model, catalog, fallbacks=request.kind != "embedding",
-                      params=given)
+    routes = routes_for(config, request.model, catalog, fallbacks=request.kind != "embedding",
+                        params=given)
+    if has_images(request.messages):
+        # Only a model the map says takes no images is refused: one it does not know (a
+        # self-hosted vision model) or says nothing about is the provider's to answer.
+        if catalog.supports_vision(routes[0].model) is False:
+            raise no_vision_error(routes[0].model, catalog)
+        routes = [route for route in routes if catalog.supports_vision(route.model) is not False]
+    return routes
 
 
 def retry_plan(config: LiteLLMConfig, request: Request, cooldowns: Cooldowns, catalog: Catalog) -> RetryPlan:
@@ -201,6 +215,21 @@ def unknown_model_error(model: str, catalog: Catalog) -> LLMConfigError:
         f"LiteLLM knows. For a server that speaks the OpenAI API (vLLM, Ollama, LM Studio, "
         f"a proxy), name the model 'openai/{model}' and set api_base to the server's URL.",
         model=model)
+
+
+def no_vision_error(model: str, catalog: Catalog) -> LLMConfigError:
+    """The error for images sent to a model that takes none, raised before anything is
+    sent: the provider would refuse the request (a 400) and charge nothing, but only
+    after the call was made, and its words vary from one provider to the next."""
+    provider = catalog.provider(model)
+    bare = model.split("/", 1)[-1]
+    seeing = [name for name in catalog.models(provider) if catalog.supports_vision(name)]
+    close = difflib.get_close_matches(bare, seeing, n=2, cutoff=0.0)
+    hint = f", such as {' or '.join(repr(name) for name in close)}" if close else ""
+    return LLMConfigError(
+        f"{model} does not take images (LiteLLM's model map says supports_vision: false): "
+        f"send them to a model that does{hint}, or leave the images out", model=model,
+        provider=provider)
 
 
 def missing_key_error(route: Route, catalog: Catalog,

@@ -13,12 +13,13 @@ bookkeeping of one streamed call) is ``_StreamCall``; they differ only in how th
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ._exceptions import LLMError, LLMServerError, LLMTimeoutError
+from ._exceptions import LLMConfigError, LLMError, LLMServerError, LLMTimeoutError
 from ._response import ResponseData, delta_text, replay_chunks
+from ._structured import invalid_answer, output_errors
 
 if TYPE_CHECKING:
     from ._recorder import Recorder
@@ -94,13 +95,16 @@ class _StreamCall:
         self._broke = self._finished = False
         self._response: Any = None
         self._usage_chunks_wanted = live is not None and "stream_options" in live.request.payload
+        self._output = live.request.output if live is not None else None  # response_format=Model
         self.cost = 0.0  # USD, known once the stream has been read to its end
+        self._on_end: list[Callable[[str], None]] = []  # given the text, once read to the end
 
     def _replayed(self, response: ResponseData, request: Request) -> None:
         """Make this a replay of a cached answer, as the caller would see it live."""
         options = request.payload.get("stream_options") or {}
         self._usage_chunks_wanted = bool(options.get("include_usage"))
         self._response = response
+        self._output = request.output
 
     @property
     def response(self) -> Any:
@@ -112,6 +116,14 @@ class _StreamCall:
             if isinstance(hidden, dict):
                 hidden["dewey_cost"] = self.cost
         return self._response
+
+    def _ended(self) -> None:
+        """Read to the end (live or replayed): tell whoever waits for the text, once."""
+        waiting, self._on_end = self._on_end, []
+        if waiting and not self._broke:
+            text = "".join(delta_text(chunk) for chunk in self._chunks)
+            for callback in waiting:
+                callback(text)
 
     def _shown(self, chunk: Any) -> bool:
         """Keep ``chunk``; whether the caller is to see it."""
@@ -161,19 +173,50 @@ class _StreamCall:
         live = self._live
         latency = time.monotonic() - live.started
         usage = _final_usage(self._chunks)
-        if usage is not None and live.key is None:
+        if usage is not None and live.key is None and self._output is None:
             # The provider counted the tokens: price them without assembling the whole
             # answer (stream_chunk_builder costs more than the rest of our work together).
             counted = {**_identity(self._chunks), "usage": usage}
             self.cost = live.recorder.price(counted, live.step.route.model)
             live.recorder.succeeded(live.request, live.step, counted, latency, cost=self.cost)
+            self._log(None)
             return
         response = self.response
         if response is None:
             return
-        live.recorder.succeeded(live.request, live.step, response, latency)
+        live.recorder.succeeded(live.request, live.step, response, latency)  # validates it
         self.cost = live.recorder.cost_of(response)
+        errors = output_errors(response)
+        if self._output is not None and errors:
+            # Not repaired: its text has been delivered, and a second answer would follow it.
+            raise invalid_answer(live.request.model, self._output, response, errors,
+                                 "a stream is not repaired")
         live.recorder.store(live.key, response)
+        self._log(response)
+
+    def _log(self, response: Any) -> None:
+        """The prompt log's entry: the assembled answer, else the text delivered (the
+        answer is assembled only when it has tool calls, which need it)."""
+        assert self._live is not None
+        live = self._live
+        if response is None and any(_has_tool_call(chunk) for chunk in self._chunks):
+            response = self.response
+        text = None if response is not None else "".join(delta_text(c) for c in self._chunks)
+        live.recorder.logged(live.request, live.step.route.model, response, text=text)
+
+    def _partial(self, text: str, chunk: Any, last: Any) -> tuple[str, Any]:
+        """The text so far with ``chunk``'s, and the object it holds (``last`` if unchanged)."""
+        piece = delta_text(chunk)
+        if not piece or self._output is None:
+            return text, last
+        text += piece
+        current = self._output.partial(text)
+        return text, last if current is None or current == last else current
+
+    def _check_partials(self) -> None:
+        if self._output is None:
+            raise LLMConfigError("partials() is for a structured answer: pass "
+                                 "response_format=SomeModel with stream=True")
 
     def _abandon(self) -> None:
         """A stream left before its end is recorded as abandoned (the provider may still
@@ -210,7 +253,11 @@ class CompletionStream(_StreamCall):
 
     def __next__(self) -> Any:
         while True:
-            chunk = self._head.pop(0) if self._head else self._next()
+            try:
+                chunk = self._head.pop(0) if self._head else self._next()
+            except StopIteration:
+                self._ended()
+                raise
             if self._shown(chunk):
                 return chunk
 
@@ -234,6 +281,19 @@ class CompletionStream(_StreamCall):
     def text(self) -> str:
         """Read the whole stream and return the text it delivered."""
         return "".join(delta_text(chunk) for chunk in self)
+
+    def partials(self) -> Iterator[Any]:
+        """Read the stream, yielding the structured answer (``response_format=Model``) each
+        time it fills further: a copy of the model with every field optional, None until
+        filled (for a target that is not a pydantic model, its JSON data so far).  At the
+        end ``response.choices[0].message.parsed`` is the validated object."""
+        self._check_partials()
+        text, last = "", None
+        for chunk in self:
+            text, current = self._partial(text, chunk, last)
+            if current is not last:
+                last = current
+                yield current
 
     def close(self) -> None:
         """Stop reading. A stream left before its end is recorded as abandoned (the
@@ -280,7 +340,11 @@ class AsyncCompletionStream(_StreamCall):
 
     async def __anext__(self) -> Any:
         while True:
-            chunk = self._head.pop(0) if self._head else await self._anext()
+            try:
+                chunk = self._head.pop(0) if self._head else await self._anext()
+            except StopAsyncIteration:
+                self._ended()
+                raise
             if self._shown(chunk):
                 return chunk
 
@@ -305,6 +369,16 @@ class AsyncCompletionStream(_StreamCall):
         """Read the whole stream and return the text it delivered."""
         return "".join([delta_text(chunk) async for chunk in self])
 
+    async def apartials(self) -> AsyncIterator[Any]:
+        """:meth:`CompletionStream.partials`, for ``async for``."""
+        self._check_partials()
+        text, last = "", None
+        async for chunk in self:
+            text, current = self._partial(text, chunk, last)
+            if current is not last:
+                last = current
+                yield current
+
     async def aclose(self) -> None:
         """Stop reading; see :meth:`CompletionStream.close`."""
         await self._aclose_iterator()
@@ -325,6 +399,11 @@ class AsyncCompletionStream(_StreamCall):
 async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:
     for item in items:
         yield item
+
+
+def _has_tool_call(chunk: Any) -> bool:
+    choices = _field(chunk, "choices") or []
+    return bool(choices) and bool(_field(_field(choices[0], "delta"), "tool_calls"))
 
 
 def _final_usage(chunks: list[Any]) -> Any:

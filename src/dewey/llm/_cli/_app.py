@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import LLMConfigError, LLMError
-from . import _cache_cmd, _chat, _config_cmd, _embed, _models, _usage_cmd
+from . import _aliases_cmd, _cache_cmd, _chat, _config_cmd, _embed, _logs_cmd, _models, _usage_cmd
 from ._output import group_help
 
 __all__ = ["build_parser", "main"]
@@ -227,6 +227,6 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=_Formatter, parents=[common])
         return sub
 
-    for module in (_chat, _embed, _models, _config_cmd, _usage_cmd, _cache_cmd):
+    for module in (_chat, _embed, _models, _aliases_cmd, _config_cmd, _usage_cmd, _logs_cmd, _cache_cmd):
         module.add(commands, command)
     return parser

@@ -1,7 +1,9 @@
 """``dewey-llm chat``: ask a model, stream its answer, or hold a conversation.
 
-The prompt is the argument, or stdin when it is piped (appended to the argument when
-both are given); without one on a terminal, a conversation starts that keeps its history.
+The prompt is the argument, or stdin when it is piped (stdin first, then the argument,
+when both are given: ``llm``'s order); without one on a terminal, a conversation starts
+that keeps its history.  ``-a`` attaches images (_attachments).  Every run is a
+conversation in the prompt log: ``-c`` continues the latest, ``--cid`` one.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 from .._exceptions import LLMError
+from ._attachments import user_content
 from ._output import (
     NewCommand,
     decoded,
@@ -29,6 +32,8 @@ from ._output import (
 
 if TYPE_CHECKING:
     from .._client import LiteLLMClient
+    from .._config import LiteLLMConfig
+    from .._conversation import Conversation
 
 __all__ = ["add", "converse", "stream_answer"]
 
@@ -42,17 +47,26 @@ def add(commands: Any, command: NewCommand) -> None:
         commands, "chat", "ask a model; streams the answer (interactive without a prompt)",
         "Send a prompt to the configured model (or -m MODEL) and stream the answer to stdout as "
         "it arrives.\n\nThe prompt is the argument, or stdin when it is piped; with both, stdin "
-        "is appended to the prompt.  Without a prompt on a terminal, starts a conversation that "
+        "comes first, then a blank line and the argument (as with `llm`: the material first, "
+        "then the question about it).  -a attaches an image (a "
+        "file or an http(s) URL; repeat it for more) for models that take images.  Without "
+        "a prompt on a terminal, starts a conversation that "
         "keeps its history: type 'exit', 'quit' or Ctrl-D to leave, '!reset' to forget the "
         "conversation.",
         ('dewey-llm chat "Explain exponential backoff in two sentences"',
          'cat error.log | dewey-llm chat -s "You are a terse SRE" "What went wrong?"',
-         "dewey-llm chat -m gpt-4o --json --max-tokens 50 \"Say hi\""))
+         'dewey-llm chat -m gpt-4o-mini -a screenshot.png "What does this error dialog say?"',
+         "dewey-llm chat -m gpt-4o --json --max-tokens 50 \"Say hi\"",
+         "dewey-llm chat --schema 'name str, age int, tags list[str]' \"Invent a dog\"",
+         'dewey-llm chat -c "And in one word?"'))
     parser.add_argument("prompt", nargs="?", metavar="PROMPT",
                         help="the prompt (default: stdin when piped; none on a terminal starts "
                              "a conversation)")
     parser.add_argument("-m", "--model", metavar="MODEL",
                         help="model to ask (default: the configured model)")
+    parser.add_argument("-a", "--attachment", action="append", default=[], metavar="FILE",
+                        help="an image to send with the prompt: a file or an http(s) URL "
+                             "(repeatable; the model must take images)")
     parser.add_argument("-s", "--system", metavar="SYSTEM", help="a system message to send first")
     parser.add_argument("-t", "--temperature", type=float, metavar="T",
                         help="sampling temperature, e.g. 0 for the most deterministic answer")
@@ -64,6 +78,19 @@ def add(commands: Any, command: NewCommand) -> None:
                         help="print the answer once it is complete instead of as it arrives")
     parser.add_argument("--no-cache", action="store_true",
                         help="neither read nor write the response cache for this call")
+    schemas = parser.add_mutually_exclusive_group()
+    schemas.add_argument("--schema", metavar="SCHEMA",
+                         help="answer with a JSON object of this schema, printed as JSON: "
+                              "'name str, age int, tags list[str]', a file schema.json, or "
+                              "module:Model (a pydantic model)")
+    schemas.add_argument("--schema-multi", metavar="SCHEMA",
+                         help="as --schema, for a JSON list of such objects")
+    parser.add_argument("-c", "--continue", dest="resume", action="store_true",
+                        help="continue the latest logged conversation (its history and model)")
+    parser.add_argument("--cid", metavar="ID",
+                        help="continue the conversation ID (see `dewey-llm logs list`)")
+    parser.add_argument("--no-log", action="store_true",
+                        help="keep this exchange out of the prompt log")
     # Converse even when stdin is not a terminal (tests, `script`, expect): undocumented.
     parser.add_argument("--interactive", action="store_true", help=argparse.SUPPRESS)
     parser.set_defaults(handler=_chat, parser=parser)
@@ -73,39 +100,75 @@ def _chat(args: argparse.Namespace) -> int:
     prompt = None if args.prompt is None else utf8(args.prompt, "the prompt")
     if args.system is not None:
         utf8(args.system, "--system")
-    interactive = args.interactive or (prompt is None and is_tty(sys.stdin))
+    interactive = args.interactive or (prompt is None and not args.attachment and is_tty(sys.stdin))
     if not interactive and not is_tty(sys.stdin):
         piped = decoded(sys.stdin.buffer.read(), "stdin")
         if piped.strip():
-            prompt = f"{prompt}\n\n{piped}" if prompt else piped
-    if prompt is None and not interactive:
+            prompt = f"{piped.rstrip()}\n\n{prompt}" if prompt else piped
+    if prompt is None and not interactive and not args.attachment:
         args.parser.error("no prompt: give one as an argument or on stdin")
-    if interactive and (args.json or args.no_stream):
-        args.parser.error("--json and --no-stream need a prompt (a conversation always streams)")
+    schema = args.schema or args.schema_multi
+    if interactive and (args.json or args.no_stream or args.attachment or schema):
+        args.parser.error("--json, --no-stream, -a and --schema need a prompt (a conversation "
+                          "always streams, and sends text only)")
+    content = user_content(prompt, args.attachment)  # files read (or refused) before any call
+    if args.system is not None and (args.resume or args.cid):
+        args.parser.error("--system starts a conversation; -c and --cid continue one with its own")
     config = load_config()
     params: dict[str, Any] = {"temperature": args.temperature, "max_tokens": args.max_tokens}
     if args.no_cache:
         params["cache"] = False
+    if args.no_log:
+        params["log"] = False
+    if schema:
+        from ._schema import schema_of
+
+        params["response_format"] = schema_of(schema, many=args.schema_multi is not None)
     with make_client(config) as client:
-        note_local_model(config, args.model)
+        chat = _conversation(client, config, args)
+        model = chat.model
+        params["conversation_id"] = chat.id
+        note_local_model(config, model)
         if interactive:
-            return converse(client, model=args.model, system=args.system, params=params,
-                            first=prompt)
-        messages = [*_start(args.system), {"role": "user", "content": prompt}]
+            return converse(client, model=model, system=args.system, params=params,
+                            first=prompt, history=chat.messages)
+        messages = [*chat.messages, {"role": "user", "content": content}]
         if args.json:
             from .._response import as_dict
 
-            response = client.generate_completion(messages, args.model, **params)
+            response = client.generate_completion(messages, model, **params)
             write(json.dumps(as_dict(response), indent=2, ensure_ascii=False) + "\n")
+        elif schema:
+            from ._schema import answer_data
+
+            response = client.generate_completion(messages, model, **params)
+            data = answer_data(response, many=args.schema_multi is not None)
+            write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         elif args.no_stream:
             from .._response import answer_text
 
-            response = client.generate_completion(messages, args.model, **params)
+            response = client.generate_completion(messages, model, **params)
             text = answer_text(response)
             write(text if text.endswith("\n") else text + "\n")
         else:
-            stream_answer(client, messages, args.model, params)
+            stream_answer(client, messages, model, params)
     return 0
+
+
+def _conversation(client: LiteLLMClient, config: LiteLLMConfig,
+                  args: argparse.Namespace) -> Conversation:
+    """The conversation this run continues (-c, --cid), else a new one."""
+    cid = args.cid
+    if args.resume and cid is None:
+        from .._exceptions import LLMConfigError
+        from .._usage import open_ledger
+
+        with open_ledger(config.usage_db) as ledger:
+            cid = ledger.latest_conversation()
+        if cid is None:
+            raise LLMConfigError("-c: no conversation in the prompt log yet: start one with "
+                                 '`dewey-llm chat "..."` (with logging on)')
+    return client.conversation(cid, model=args.model, system=args.system)
 
 
 def _start(system: str | None) -> list[dict[str, Any]]:
@@ -137,8 +200,10 @@ def stream_answer(client: LiteLLMClient, messages: list[dict[str, Any]], model: 
 
 def converse(client: LiteLLMClient, *, model: str | None = None, system: str | None = None,
              params: dict[str, Any] | None = None, first: str | None = None,
-             read: Callable[[str], str] = input, out: IO[str] | None = None) -> int:
-    """An interactive conversation that keeps its history; returns the exit code.
+             read: Callable[[str], str] = input, out: IO[str] | None = None,
+             history: list[dict[str, Any]] | None = None) -> int:
+    """An interactive conversation that keeps its history (from ``history``, a resumed
+    one's); returns the exit code.
 
     ``read`` is called with the prompt ``"> "`` for each line (``input`` by default: line
     editing on a terminal); EOF, ``exit`` or ``quit`` leave, ``!reset`` forgets the history.
@@ -152,7 +217,7 @@ def converse(client: LiteLLMClient, *, model: str | None = None, system: str | N
     shown = model or client.model
     notes.print(f"Chatting with {shown}. Type 'exit' or Ctrl-D to leave, "
                 f"'{RESET_WORD}' to start over.", style="dim", highlight=False)
-    history = _start(system)
+    history = _start(system) if history is None else list(history)
     pending = first
     while True:
         if pending is not None:
@@ -172,6 +237,10 @@ def converse(client: LiteLLMClient, *, model: str | None = None, system: str | N
             return 0
         if text == RESET_WORD:
             history = _start(system)
+            if "conversation_id" in params:  # logged as a conversation of its own
+                from .._conversation import new_id
+
+                params["conversation_id"] = new_id()
             notes.print("(conversation forgotten)", style="dim", highlight=False)
             continue
         messages = [*history, {"role": "user", "content": line}]

@@ -1,7 +1,8 @@
 """``dewey-llm usage``: what the recorded calls cost, by day and by model, or by tag or user.
 
-The report itself (tables, chart, JSON) is the library's ``_usage._report``; this module
-owns the command's options and opens and closes the ledger.
+The report itself (tables, chart, JSON) is the library's ``_usage._report``, the HTML
+page ``_usage._html``; this module owns the command's options and opens and closes the
+ledger.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ def add(commands: Any, command: NewCommand) -> None:
         "Report what the recorded calls cost: spend by day and by model, as tables and a chart, "
         "or by tag, user, model or day alone (--by), from the usage ledger (usage_db).",
         ("dewey-llm usage", "dewey-llm usage --since 7d --model gpt-4o-mini",
-         "dewey-llm usage --by tag --since 30d", "dewey-llm usage --since 2026-11-01 --json"))
+         "dewey-llm usage --by tag --since 30d", "dewey-llm usage --since 2026-11-01 --json",
+         "dewey-llm usage --since 30d --html report.html"))
     usage.add_argument("--since", metavar="WHEN",
                        help="only calls since WHEN: a duration (30m, 24h, 7d, 2w), a UTC date "
                             "(2026-11-01) or an ISO datetime; default: all recorded calls")
@@ -30,18 +32,49 @@ def add(commands: Any, command: NewCommand) -> None:
                        help="one table of spend per tag, user, model or day (a call with "
                             "several tags counts under each); default: by day and by model")
     usage.add_argument("--json", action="store_true", help="print the report as JSON")
+    usage.add_argument("--html", metavar="FILE",
+                       help="write the report to FILE as one HTML page of charts (spend per "
+                            "day by model against the budgets, tokens, cache savings, errors "
+                            "and retries, spend by tag and user) that opens without a "
+                            "network; needs pip install 'dewey-llm[report]'")
     usage.set_defaults(handler=_usage)
 
 
 def _usage(args: argparse.Namespace) -> int:
+    from .._catalog import Catalog
+    from .._exceptions import LLMConfigError
+    from .._llama import model_details
+    from .._pricing import Pricing
     from .._usage import open_ledger, parse_since, render_usage
 
+    if args.html is not None and (args.json or args.by):
+        raise LLMConfigError("--html writes every table and chart to its file: leave out "
+                             "--json and --by (use them in a command of their own)")
     since = parse_since(args.since) if args.since else None
     config = load_config()
+    pricing = Pricing(Catalog(local=model_details), config.prices)
     ledger = open_ledger(config.usage_db)
     try:
-        render_usage(ledger, since=since, model=args.model, as_json=args.json,
-                     console=stdout_console(), by=args.by)
+        if args.html is not None:
+            _write_html(ledger, args, since, config)
+        else:
+            render_usage(ledger, since=since, model=args.model, as_json=args.json,
+                         console=stdout_console(), by=args.by, is_priced=pricing.is_priced)
     finally:
         ledger.close()
     return 0
+
+
+def _write_html(ledger: Any, args: argparse.Namespace, since: float | None, config: Any) -> None:
+    from .._exceptions import LLMConfigError
+    from .._usage import usd
+    from .._usage._html import write_usage_html
+
+    try:
+        data = write_usage_html(ledger, args.html, since=since, model=args.model,
+                                budget=config.budget)
+    except OSError as error:
+        raise LLMConfigError(f"cannot write --html {args.html!r}: {error.strerror or error}; "
+                             "give a path in a directory you can write to") from None
+    calls = sum(row["calls"] for row in data["by_day"])
+    print(f"wrote {args.html}: {calls:,} calls, {usd(data['total_usd'])}")

@@ -1,4 +1,5 @@
-"""The usage ledger: one row per model call, read by ``dewey-llm usage`` and by budgets.
+"""The usage ledger: one row per model call, read by ``dewey-llm usage`` and by budgets;
+and the prompt log beside it (``_log``), read by ``dewey-llm logs`` and conversations.
 
 Records go to SQLite (the default, ``~/.local/share/dewey-llm/usage.db``) or PostgreSQL
 (shared by processes and machines, so that a budget holds across all of them), written in
@@ -19,6 +20,7 @@ from .._secrets import mask_url
 from ._budgets import RESERVATION_TTL, check_budget
 from ._format import usd
 from ._ledger import MAX_PENDING, Ledger
+from ._log import ConversationSummary, LogEntry, LoggedResponse
 from ._postgres import PostgresLedger, postgres_ledger
 from ._records import UsageRecord, UsageSummary
 from ._report import parse_since, render_usage
@@ -27,8 +29,11 @@ from ._sqlite import SQLiteLedger, default_ledger_path
 __all__ = [
     "MAX_PENDING",
     "RESERVATION_TTL",
+    "ConversationSummary",
     "Ledger",
     "LedgerUnavailableError",
+    "LogEntry",
+    "LoggedResponse",
     "PostgresLedger",
     "SQLiteLedger",
     "UsageRecord",

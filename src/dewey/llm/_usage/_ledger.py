@@ -24,6 +24,7 @@ from .._exceptions import LedgerUnavailableError, LLMConfigError
 from .._secrets import redact
 from ._budgets import Reservations
 from ._format import describe
+from ._log import LogEntry, PromptLog, to_log_row
 from ._records import COLUMN_LIST, UsageRecord, UsageSummary, from_row, money, number, to_row
 from ._storage import Storage
 from ._totals import BY, DAY, spent_sql, summarize
@@ -40,12 +41,15 @@ _READ_RETRY = 5.0  # after a failed read, reads fail fast for this long (no 3 s 
 _COMMIT_WAIT = 1.0  # longest spent() waits for a commit in progress
 PRUNE_BATCH = 5000  # rows deleted per retention transaction: never a long write lock
 
+Entry = UsageRecord | LogEntry  # what the writer's queue holds
 
-class Ledger(Reservations, Storage):
+
+class Ledger(Reservations, PromptLog, Storage):
     """Records usage without ever blocking or failing a call, and answers what was spent.
 
     Subclasses implement storage (see :class:`Storage`); reservations come from
-    :class:`Reservations`; this class owns the queue, the writer thread, retries, and the
+    :class:`Reservations`, reading the prompt log from :class:`PromptLog`; this class owns
+    the queue (usage records and prompt log entries), the writer thread, retries, and the
     SQL shared by both engines.
 
     ``spent()`` adds the records not yet committed to the stored total.  So that a batch
@@ -75,8 +79,8 @@ class Ledger(Reservations, Storage):
     def _init_state(self) -> None:
         self._lock = threading.Condition()  # guards everything below; never held during I/O
         self._commit_lock = threading.Lock()  # see the class docstring
-        self._pending: deque[tuple[int, UsageRecord]] = deque()
-        self._inflight: list[tuple[int, UsageRecord]] = []  # taken by the writer, not committed
+        self._pending: deque[tuple[int, Entry]] = deque()
+        self._inflight: list[tuple[int, Entry]] = []  # taken by the writer, not committed
         self._queued = 0  # sequence number of the last record queued
         self._done = 0  # ... of the last record written, dropped, or given up on for now
         self._generation = 0  # bumped after each write: cached totals are stale
@@ -103,16 +107,21 @@ class Ledger(Reservations, Storage):
 
     # --- writing ---------------------------------------------------------------------------
 
-    def record(self, record: UsageRecord, *, settles: str | None = None) -> None:
-        """Queue ``record`` for the writer thread. Never blocks on I/O, never raises.
+    def record(self, record: Entry, *, settles: str | None = None) -> None:
+        """Queue ``record`` (a usage record, or a prompt log entry) for the writer thread.
+        Never blocks on I/O, never raises.
 
         ``settles`` names the reservation (from :meth:`reserve`) this record replaces."""
         try:
             self._check_fork()
             with self._lock:
-                hold = self._count_own(record, settles)
+                hold = self._count_own(record, settles) if isinstance(record, UsageRecord) else None
                 if self._closing:
                     logger.debug("usage ledger %s is closed: record dropped", self.location)
+                    return
+                if self._failures and isinstance(record, LogEntry):
+                    # Storage is down: the usage records wait in memory (budgets count
+                    # them), the prompt log's texts, which may be large, do not.
                     return
                 full = len(self._pending) + len(self._inflight) >= self._max_pending
                 if not full:
@@ -195,7 +204,7 @@ class Ledger(Reservations, Storage):
         except Exception:  # a bug, not an outage: say so loudly rather than stop silently
             logger.exception("usage ledger %s: the writer thread stopped", self.location)
 
-    def _next_batch(self) -> list[tuple[int, UsageRecord]] | None:
+    def _next_batch(self) -> list[tuple[int, Entry]] | None:
         with self._lock:
             while True:
                 wait = self._retry_at - time.monotonic()
@@ -224,20 +233,23 @@ class Ledger(Reservations, Storage):
         oldest = self._pending[0][1].time
         return LINGER - (time.time() - oldest)
 
-    def _write_batch(self, batch: list[tuple[int, UsageRecord]]) -> None:
+    def _write_batch(self, batch: list[tuple[int, Entry]]) -> None:
         with self._lock:
             settled = [self._settling[n].id for n, _ in batch if n in self._settling]
-        rows = []
+        rows, logs = [], []
         for _, item in batch:
             try:
-                rows.append(to_row(item))
+                if isinstance(item, LogEntry):
+                    logs.append(to_log_row(item))
+                else:
+                    rows.append(to_row(item))
             except Exception:  # a malformed record is dropped, not retried forever
                 logger.debug("usage ledger: malformed record dropped: %r", item, exc_info=True)
         try:
-            if rows or settled:
-                self._write(rows, settled)
+            if rows or settled or logs:
+                self._write(rows, settled, logs)
             with self._commit_lock:
-                if rows or settled:
+                if rows or settled or logs:
                     self._commit()
                 recovered = self._settle(batch, retry=False)
         except Exception as error:
@@ -257,7 +269,7 @@ class Ledger(Reservations, Storage):
         if recovered:
             logger.info("usage ledger %s is available again", self.location)
 
-    def _settle(self, batch: list[tuple[int, UsageRecord]], *, retry: bool) -> bool:
+    def _settle(self, batch: list[tuple[int, Entry]], *, retry: bool) -> bool:
         """Take ``batch`` out of flight: done, or back in the queue to ``retry`` later.
         Returns whether this write ended an outage."""
         with self._lock:
@@ -285,7 +297,7 @@ class Ledger(Reservations, Storage):
         """Seconds until the next retention pass (None: no retention)."""
         return None if self._retention is None else self._prune_at - time.monotonic()
 
-    def _prune_soon_if_old(self, batch: list[tuple[int, UsageRecord]]) -> None:
+    def _prune_soon_if_old(self, batch: list[tuple[int, Entry]]) -> None:
         """Records older than the retention when written (backfills, tests) are deleted
         at once, not at the next pass a minute later."""
         if self._retention is not None:
@@ -333,7 +345,8 @@ class Ledger(Reservations, Storage):
         """The cost of the records not yet committed, and a stored total still valid."""
         with self._lock:
             queued = sum(money(item.cost_usd) for _, item in (*self._inflight, *self._pending)
-                         if since is None or number(item.time) >= since)
+                         if isinstance(item, UsageRecord)
+                         and (since is None or number(item.time) >= since))
             cached = self._spent_cache.get(since)
             if (cached is not None and cached[0] == self._generation
                     and time.monotonic() - cached[1] < self._spent_ttl):
@@ -363,6 +376,16 @@ class Ledger(Reservations, Storage):
                           f'ORDER BY "time" DESC, id DESC LIMIT {self._mark}',
                           [*params, int(limit)])
         return [from_row(row) for row in rows]
+
+    def retries(self, *, since: float | None = None, model: str | None = None) -> dict[str, int]:
+        """Retries per model: attempts after the first at the same model.  Counted from the
+        rows, which the running totals do not sum: rows deleted by retention are not."""
+        self.flush()
+        where, params = self._where(since, model)
+        where += (" AND " if where else " WHERE ") + "attempt > 1"
+        rows = self._read(f"SELECT model, COUNT(*) FROM {self._table}{where} GROUP BY model",
+                          params)
+        return {str(name): int(count) for name, count in rows}
 
     def _where(self, since: float | None, model: str | None) -> tuple[str, list[Any]]:
         clauses: list[str] = []

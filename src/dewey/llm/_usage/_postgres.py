@@ -13,6 +13,7 @@ from .._exceptions import LLMConfigError
 from .._extras import import_extra
 from .._secrets import mask_url, register_url_secrets
 from ._ledger import MAX_PENDING, Ledger
+from ._log import POSTGRES_DOCUMENT, log_insert_sql, postgres_log_schema
 from ._records import insert_sql
 from ._totals import NO_TAGS, fold, rebuild_sql, schema, upserts
 
@@ -33,7 +34,7 @@ CREATE TABLE IF NOT EXISTS {table} (
     kind TEXT NOT NULL, outcome TEXT NOT NULL, status_code BIGINT, attempt BIGINT,
     prompt_tokens BIGINT, completion_tokens BIGINT, cached_tokens BIGINT,
     cost_usd DOUBLE PRECISION, saved_usd DOUBLE PRECISION, latency_s DOUBLE PRECISION,
-    cache_hit INTEGER, tags TEXT, user_label TEXT
+    cache_hit INTEGER, tags TEXT, user_label TEXT, call_id TEXT
 )
 """
 
@@ -76,6 +77,8 @@ class PostgresLedger(Ledger):
         connection.execute(f"CREATE TABLE IF NOT EXISTS {self._table}_reservations "
                            "(id TEXT PRIMARY KEY, cost_usd DOUBLE PRECISION, expires DOUBLE PRECISION)")
         self._ensure_totals(connection)
+        for statement in postgres_log_schema(self._table):
+            connection.execute(statement)
         connection.commit()
 
     def _ensure_totals(self, connection: psycopg.Connection[Any]) -> None:
@@ -93,15 +96,17 @@ class PostgresLedger(Ledger):
             connection.execute(statement)
 
     def _migrate_for_reads(self, reader: psycopg.Connection[Any]) -> None:
-        """Build the totals of a table written before they existed, so that reports and
-        budgets read right before this process writes anything."""
-        old = reader.execute("SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NULL",
-                             (self._table, f"{self._table}_daily")).fetchone()
+        """Build the totals (and the prompt log's call_id) of a table written before they
+        existed, so that reports and budgets read right before this process writes anything."""
+        old = reader.execute("SELECT to_regclass(%s) IS NOT NULL AND (to_regclass(%s) IS NULL "
+                             "OR to_regclass(%s) IS NULL)",
+                             (self._table, f"{self._table}_daily", f"{self._table}_log")).fetchone()
         if old is not None and old[0]:
             with self._connect(autocommit=False) as connection:
                 self._create_table(connection)
 
-    def _write(self, rows: list[tuple[Any, ...]], settled: list[str]) -> None:
+    def _write(self, rows: list[tuple[Any, ...]], settled: list[str],
+               logs: list[tuple[Any, ...]]) -> None:
         try:
             if self._writer is None or self._writer.closed:
                 connection = self._connect(autocommit=False)
@@ -111,6 +116,8 @@ class PostgresLedger(Ledger):
             with self._writer.cursor() as cursor:
                 if rows:
                     cursor.executemany(insert_sql(self._table, "%s"), rows)
+                if logs:
+                    cursor.executemany(log_insert_sql(self._table, "%s"), logs)
                 for sql, params in upserts(self._table, "%s", fold(rows)):
                     cursor.executemany(sql, params)
                 cursor.execute(f"DELETE FROM {self._table}_reservations "
@@ -124,10 +131,12 @@ class PostgresLedger(Ledger):
             if self._writer is None or self._writer.closed:
                 self._writer = self._connect(autocommit=False)
                 self._create_table(self._writer)
+            deleted = 0
             with self._writer.cursor() as cursor:
-                cursor.execute(f'DELETE FROM {self._table} WHERE id IN (SELECT id FROM {self._table} '
-                               'WHERE "time" < %s ORDER BY "time" LIMIT %s)', (cutoff, limit))
-                deleted = cursor.rowcount
+                for table in (self._table, f"{self._table}_log"):  # the log goes with its rows
+                    cursor.execute(f'DELETE FROM {table} WHERE id IN (SELECT id FROM {table} '
+                                   'WHERE "time" < %s ORDER BY "time" LIMIT %s)', (cutoff, limit))
+                    deleted = max(deleted, cursor.rowcount)
             self._writer.commit()
         except BaseException:
             self._close_writer()
@@ -164,6 +173,9 @@ class PostgresLedger(Ledger):
             with self._connect(autocommit=False) as connection:  # first use: create the tables
                 self._create_table(connection)
             self._query(sql, params, fetch=False)
+
+    def _search(self, query: str) -> tuple[str, list[Any]]:
+        return f"{POSTGRES_DOCUMENT} @@ plainto_tsquery('english', %s)", [query]
 
     def _transient(self, error: Exception) -> bool:
         import psycopg

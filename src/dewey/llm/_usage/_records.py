@@ -16,7 +16,7 @@ _INT64 = 2**63 - 1
 
 COLUMNS = ("time", "model", "provider", "kind", "outcome", "status_code", "attempt",
            "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "saved_usd",
-           "latency_s", "cache_hit", "tags", "user_label")
+           "latency_s", "cache_hit", "tags", "user_label", "call_id")
 # "time" is a type name in Postgres: quote every column so one statement fits both engines.
 COLUMN_LIST = ", ".join(f'"{name}"' for name in COLUMNS)
 
@@ -41,6 +41,7 @@ class UsageRecord:
     tags: tuple[str, ...] = ()
     user: str | None = None
     time: float = field(default_factory=time.time)  # unix seconds (UTC)
+    call_id: str | None = None  # the attempts of one call share it, and so does its log entry
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def to_row(record: UsageRecord) -> tuple[Any, ...]:
         number(record.cost_usd), number(record.saved_usd), number(record.latency_s),
         # Each tag once: a call counts once under each of its tags.
         int(bool(record.cache_hit)), json.dumps(list(dict.fromkeys(str(tag) for tag in tags))),
-        _text(record.user),
+        _text(record.user), _text(record.call_id),
     )
 
 
@@ -103,7 +104,7 @@ def from_row(row: Sequence[Any]) -> UsageRecord:
     """The record of a row read in ``COLUMNS`` order."""
     (when, model, provider, kind, outcome, status_code, attempt, prompt_tokens,
      completion_tokens, cached_tokens, cost_usd, saved_usd, latency_s, cache_hit, tags,
-     user) = row
+     user, call_id) = row
     try:
         tag_list = json.loads(tags) if tags else []
     except ValueError:
@@ -115,5 +116,5 @@ def from_row(row: Sequence[Any]) -> UsageRecord:
         saved_usd=float(saved_usd or 0.0), latency_s=float(latency_s or 0.0),
         cache_hit=bool(cache_hit), status_code=None if status_code is None else int(status_code),
         attempt=int(attempt or 1), tags=tuple(str(tag) for tag in tag_list), user=user,
-        time=float(when),
+        time=float(when), call_id=call_id,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
     from ._ledger import Ledger
 
-__all__ = ["BY", "parse_since", "render_usage"]
+__all__ = ["BY", "as_json", "parse_since", "render_usage", "scope_text", "usage_document", "usage_tables"]
 
 # --by: the table's title, its key's header, and how a call without that key is shown.
 BY = {"day": ("Spend by day", "Day (UTC)", ""), "model": ("Spend by model", "Model", ""),
@@ -67,32 +68,38 @@ def parse_since(text: str, *, now: float | None = None) -> float:
 
 
 def render_usage(ledger: Ledger, *, since: float | None, model: str | None, as_json: bool,
-                 console: Console, by: str | None = None) -> None:
+                 console: Console, by: str | None = None,
+                 is_priced: Callable[[str], bool] | None = None) -> None:
     """Print spend by day and by model (tables and a cost-per-day chart), or one JSON document
     ``{"by_day": [...], "by_model": [...], "total_usd": ...}``.
 
     ``by`` ("day", "model", "user" or "tag") prints that table alone (``{"by_tag": [...],
     "total_usd": ...}``).  A call with several tags counts under each, so the tags' rows
-    may add up to more than the total, which counts every call once."""
+    may add up to more than the total, which counts every call once.
+
+    With ``is_priced``, the models whose calls used tokens but were recorded at $0 and
+    that have no price are listed as unpriced (``"unpriced": [...]``): their spend is missing."""
     if by is not None and by not in BY:
         raise LLMConfigError(f"--by {by!r} is not supported: use --by tag, user, model or day")
-    by_day = ledger.summary(by="day", since=since, model=model)  # the daily totals: cheap
-    keys = ["day", "model"] if by is None else [by]
-    tables = {key: by_day if key == "day" else ledger.summary(by=key, since=since, model=model)
-              for key in keys}
-    total = sum(row.cost_usd for row in by_day)
+    tables, total = usage_tables(ledger, ("day", "model") if by is None else (by,),
+                                 since=since, model=model)
+    unpriced = []
+    if is_priced is not None:
+        by_model = tables.get("model") or ledger.summary(by="model", since=since, model=model)
+        unpriced = [row.key for row in by_model if not row.cost_usd and row.key
+                    and row.prompt_tokens + row.completion_tokens and not is_priced(row.key)]
     if as_json:
-        document: dict[str, Any] = {f"by_{key}": [_as_json(row) for row in rows]
-                                    for key, rows in tables.items()}
-        document["total_usd"] = round(total, _USD_DIGITS)
+        document = usage_document(tables, total)
+        if is_priced is not None:
+            document["unpriced"] = unpriced
         # out(), not print(): no wrapping or markup, so the output stays valid JSON.
         console.out(json.dumps(document, indent=2), highlight=False)
         return
 
     from rich.text import Text
 
-    scope = _scope(since, model)
-    if not by_day:
+    scope = scope_text(since, model)
+    if not any(tables.values()):  # every call counts in each table
         console.print(Text(f"No usage recorded{scope} in {ledger.location}."))
         return
     console.print(Text(f"Usage{scope} - {usd(total)} in total ({ledger.location})", style="bold"))
@@ -106,10 +113,31 @@ def render_usage(ledger: Ledger, *, since: float | None, model: str | None, as_j
         console.print(_table(title, header, shown, console.width, totals=_totals(rows)))
     if by == "tag":
         console.print(Text("A call with several tags counts under each of them."))
+    if unpriced:
+        console.print(Text(f"Unpriced, recorded at $0 (their spend is missing): {', '.join(unpriced)}. "
+                           "Price them under prices: in the config.", style="yellow"))
     if "day" in tables:
         console.print(Text("Cost per day", style="bold"))
-        for line in _chart(by_day, console.width):
+        for line in _chart(tables["day"], console.width):
             console.print(Text(line), no_wrap=True, overflow="crop")
+
+
+def usage_tables(ledger: Ledger, keys: Sequence[str], *, since: float | None,
+                 model: str | None) -> tuple[dict[str, list[UsageSummary]], float]:
+    """The summaries ``by`` each of ``keys``, and the total spend (each call once): what
+    ``usage --json`` prints and ``usage --html`` draws."""
+    by_day = ledger.summary(by="day", since=since, model=model)  # the daily totals: cheap
+    tables = {key: by_day if key == "day" else ledger.summary(by=key, since=since, model=model)
+              for key in keys}
+    return tables, sum(row.cost_usd for row in by_day)
+
+
+def usage_document(tables: dict[str, list[UsageSummary]], total: float) -> dict[str, Any]:
+    """``{"by_day": [...], "by_model": [...], "total_usd": ...}`` of ``usage_tables``."""
+    document: dict[str, Any] = {f"by_{key}": [as_json(row) for row in rows]
+                                for key, rows in tables.items()}
+    document["total_usd"] = round(total, _USD_DIGITS)
+    return document
 
 
 # Columns in the order they are given up when the terminal is too narrow for all of them.
@@ -201,7 +229,8 @@ def _totals(rows: list[UsageSummary]) -> UsageSummary:
         sum(r.saved_usd for r in rows))
 
 
-def _scope(since: float | None, model: str | None) -> str:
+def scope_text(since: float | None, model: str | None) -> str:
+    """" since 2026-11-01 09:30 UTC for gpt-4o": what a report covers ("" for everything)."""
     parts = []
     if since is not None:
         parts.append(f" since {datetime.fromtimestamp(since, timezone.utc):%Y-%m-%d %H:%M} UTC")
@@ -210,7 +239,7 @@ def _scope(since: float | None, model: str | None) -> str:
     return "".join(parts)
 
 
-def _as_json(row: UsageSummary) -> dict[str, Any]:
+def as_json(row: UsageSummary) -> dict[str, Any]:
     document = asdict(row)
     document["cost_usd"] = round(row.cost_usd, _USD_DIGITS)
     document["saved_usd"] = round(row.saved_usd, _USD_DIGITS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import LLMConfigError
 from ._ledger import MAX_PENDING, Ledger
+from ._log import log_insert_sql, sqlite_log_schema
 from ._records import insert_sql
 from ._totals import NO_TAGS, fold, rebuild_sql, schema, upserts
 
@@ -25,7 +27,7 @@ CREATE TABLE IF NOT EXISTS usage (
     id INTEGER PRIMARY KEY, "time" REAL NOT NULL, model TEXT NOT NULL, provider TEXT,
     kind TEXT NOT NULL, outcome TEXT NOT NULL, status_code INTEGER, attempt INTEGER,
     prompt_tokens INTEGER, completion_tokens INTEGER, cached_tokens INTEGER, cost_usd REAL,
-    saved_usd REAL, latency_s REAL, cache_hit INTEGER, tags TEXT, user_label TEXT
+    saved_usd REAL, latency_s REAL, cache_hit INTEGER, tags TEXT, user_label TEXT, call_id TEXT
 );
 CREATE INDEX IF NOT EXISTS usage_time_idx ON usage ("time");
 CREATE TABLE IF NOT EXISTS usage_reservations (id TEXT PRIMARY KEY, cost_usd REAL, expires REAL);
@@ -62,6 +64,9 @@ class SQLiteLedger(Ledger):
                 _use_wal(connection)
                 connection.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL
                 connection.executescript(_SQLITE_SCHEMA)
+            _add_call_id(connection)
+            if create:
+                _create_log(connection, self._table)
             self._ensure_totals(connection)
         except BaseException:
             connection.close()
@@ -104,12 +109,14 @@ class SQLiteLedger(Ledger):
             connection.rollback()
             raise
 
-    def _write(self, rows: list[tuple[Any, ...]], settled: list[str]) -> None:
+    def _write(self, rows: list[tuple[Any, ...]], settled: list[str],
+               logs: list[tuple[Any, ...]]) -> None:
         try:
             if self._writer is None:
                 self._writer = self._connect(create=True)
             # sqlite3 opens a transaction before the first INSERT; _commit ends it.
             self._writer.executemany(insert_sql(self._table, "?"), rows)
+            self._writer.executemany(log_insert_sql(self._table, "?"), logs)
             for sql, params in upserts(self._table, "?", fold(rows)):
                 self._writer.executemany(sql, params)
             self._writer.executemany("DELETE FROM usage_reservations WHERE id = ?",
@@ -123,9 +130,11 @@ class SQLiteLedger(Ledger):
         try:
             if self._writer is None:
                 self._writer = self._connect(create=True)
-            deleted = self._writer.execute(
-                f'DELETE FROM {self._table} WHERE id IN (SELECT id FROM {self._table} '
+            # The prompt log goes with the rows that priced it.
+            deleted = max(self._writer.execute(
+                f'DELETE FROM {table} WHERE id IN (SELECT id FROM {table} '
                 'WHERE "time" < ? ORDER BY "time" LIMIT ?)', (cutoff, limit)).rowcount
+                for table in (self._table, f"{self._table}_log"))
             self._writer.commit()
         except BaseException:
             self._close_writer()
@@ -160,6 +169,18 @@ class SQLiteLedger(Ledger):
                 self._reader.rollback()
                 raise
 
+    def _search(self, query: str) -> tuple[str, list[Any]]:
+        words = query.split()
+        if not self._read("SELECT 1 FROM sqlite_master WHERE name = ?", [f"{self._table}_log_fts"]):
+            # A SQLite built without FTS5: every word, as a substring, without an index.
+            escaped = ["%" + re.sub(r"([\\%_])", r"\\\1", word) + "%" for word in words]
+            return (" AND ".join(["(prompt LIKE ? ESCAPE '\\' OR response LIKE ? ESCAPE '\\')"]
+                                 * len(words)), [w for word in escaped for w in (word, word)])
+        # Each word quoted: the user's text is words to find, not FTS5 query syntax.
+        quoted = " ".join('"' + word.replace('"', '""') + '"' for word in words)
+        return (f"id IN (SELECT rowid FROM {self._table}_log_fts WHERE "
+                f"{self._table}_log_fts MATCH ?)", [quoted])
+
     def _transient(self, error: Exception) -> bool:
         import sqlite3
 
@@ -172,6 +193,33 @@ def default_ledger_path() -> Path:
     data_home = os.environ.get("XDG_DATA_HOME")
     base = Path(data_home).expanduser() if data_home else Path.home() / ".local" / "share"
     return base / "dewey-llm" / "usage.db"
+
+
+def _create_log(connection: sqlite3.Connection, table: str) -> None:
+    """The prompt log's table and, where SQLite has FTS5 (nearly every build), its index."""
+    import sqlite3
+
+    for statement in sqlite_log_schema(table):
+        try:
+            connection.execute(statement)
+        except sqlite3.OperationalError as exc:
+            if "fts5" not in str(exc):
+                raise
+            return  # no FTS5: the index and its triggers are left out, searches use LIKE
+
+
+def _add_call_id(connection: sqlite3.Connection) -> None:
+    """The ``call_id`` column, in a file written before the prompt log existed (readers
+    too: they select it)."""
+    import sqlite3
+
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(usage)")}
+    if columns and "call_id" not in columns:
+        try:
+            connection.execute("ALTER TABLE usage ADD COLUMN call_id TEXT")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):  # another process added it meanwhile
+                raise
 
 
 def _use_wal(connection: sqlite3.Connection) -> None:

@@ -41,10 +41,12 @@ class Storage(ABC):
         self._read_lock = threading.Lock()
 
     @abstractmethod
-    def _write(self, rows: list[tuple[Any, ...]], settled: list[str]) -> None:
-        """Insert ``rows`` (in ``COLUMNS`` order), delete the reservations ``settled`` and
-        expired ones, in a transaction left open for ``_commit``; writer thread only.  On
-        failure, roll back and raise."""
+    def _write(self, rows: list[tuple[Any, ...]], settled: list[str],
+               logs: list[tuple[Any, ...]]) -> None:
+        """Insert ``rows`` (in ``COLUMNS`` order) and the prompt log's ``logs`` (in
+        ``LOG_COLUMNS`` order), delete the reservations ``settled`` and expired ones, in a
+        transaction left open for ``_commit``; writer thread only.  On failure, roll back
+        and raise."""
 
     @abstractmethod
     def _execute(self, sql: str, params: Sequence[Any]) -> None:

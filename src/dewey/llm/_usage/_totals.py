@@ -142,7 +142,7 @@ def fold(rows: Iterable[Sequence[Any]]) -> Folded:
     """The totals of ``rows`` (in ``COLUMNS`` order, as ``to_row`` makes them), per table."""
     folded: Folded = {suffix: {} for suffix in KEYS}
     for row in rows:
-        when, model, _, _, outcome, *_, cache_hit, tags, user = row
+        when, model, _, _, outcome, *_, cache_hit, tags, user, _ = row  # the last: call_id
         prompt, completion, cost, saved = row[7], row[8], row[10], row[11]
         day = day_of(when)
         values = [1, int(outcome != "ok"), int(cache_hit), prompt, completion, cost, saved]

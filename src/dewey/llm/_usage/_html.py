@@ -1,0 +1,222 @@
+"""``dewey-llm usage --html``: the usage report as one HTML file of charts and tables.
+
+The figures are those ``usage --json`` prints (``_report.usage_tables``; spend per day
+of one model is ``usage --by day --model M --json``), written into the page three times:
+drawn by Plotly, shown in tables, and kept whole as JSON (``<script id="usage-data">``).
+Plotly's JavaScript is embedded once, so the file opens without a network.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from datetime import date
+from importlib import import_module
+from itertools import accumulate
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._extras import import_extra
+from ._format import usd
+from ._report import BY, as_json, scope_text, usage_document, usage_tables
+
+if TYPE_CHECKING:
+    from .._config import Budget
+    from ._ledger import Ledger
+
+__all__ = ["report_data", "usage_html", "write_usage_html"]
+
+NEEDED_FOR = "dewey-llm usage --html"
+CHART_HEIGHT = "420px"
+# (budget field, the label of its line); daily on the spend per day, the others on the
+# cumulative spend.
+_BUDGETS = (("daily_usd", "daily budget"), ("monthly_usd", "monthly budget"),
+            ("total_usd", "total budget"))
+# The tables' columns: (header, field); "retries" only in the table by model.
+_COLUMNS = (("Calls", "calls"), ("Errors", "errors"), ("Retries", "retries"),
+            ("Cache hits", "cache_hits"), ("Tokens in", "prompt_tokens"),
+            ("Tokens out", "completion_tokens"), ("Cost", "cost_usd"), ("Saved", "saved_usd"))
+# A dollar axis: "$0.00012", not Plotly's SI "120µ".
+_USD = {"title": {"text": "USD"}, "tickformat": "$.2~g", "rangemode": "tozero"}
+_DAY_MS = 86_400_000
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+section { margin-bottom: 2.5em; }
+table { border-collapse: collapse; margin: .5em 0 1.5em; }
+th, td { padding: .25em .75em; border-bottom: 1px solid #ddd; }
+td.number, th.number { text-align: right; font-variant-numeric: tabular-nums; }
+.note { color: #666; }
+"""
+
+
+def write_usage_html(ledger: Ledger, path: str | Path, *, since: float | None,
+                     model: str | None, budget: Budget | None = None) -> dict[str, Any]:
+    """Write the report of the calls since ``since`` (to ``model``) to ``path``; returns
+    its figures (``report_data``)."""
+    data = report_data(ledger, since=since, model=model)
+    page = usage_html(data, budget=budget, scope=scope_text(since, model), location=ledger.location)
+    Path(path).write_text(page, encoding="utf-8")
+    return data
+
+
+def report_data(ledger: Ledger, *, since: float | None, model: str | None) -> dict[str, Any]:
+    """``usage --json`` with the tables by tag and user too, and per model its spend per
+    day (``by_day_and_model``) and its retries (``retries_by_model``)."""
+    tables, total = usage_tables(ledger, ("day", "model", "tag", "user"), since=since,
+                                 model=model)
+    data = usage_document(tables, total)
+    data["by_day_and_model"] = {
+        row.key: [as_json(day) for day in ledger.summary(by="day", since=since, model=row.key)]
+        for row in tables["model"]}
+    data["retries_by_model"] = ledger.retries(since=since, model=model)
+    return data
+
+
+def usage_html(data: dict[str, Any], *, budget: Budget | None = None, scope: str = "",
+               location: str = "") -> str:
+    """The page of ``report_data``: charts, tables, and the figures as JSON."""
+    import_extra("plotly", extra="report", needed_for=NEEDED_FOR)  # missing: say which extra
+    go = import_module("plotly.graph_objects")
+    plotly_js = import_module("plotly.offline").get_plotlyjs()
+    limits = {name: getattr(budget, name, None) for name, _ in _BUDGETS}
+    data = {**data, "budget": limits}
+    sections = [_chart(chart_id, title, figure)
+                for chart_id, title, figure in _figures(go, data, limits)]
+    retries = data["retries_by_model"]
+    tables = [_table(key, data[f"by_{key}"], retries if key == "model" else None)
+              for key in ("model", "tag", "user", "day")]
+    # "<" escaped: no "</script>" in a tag or user name can end the JSON early.
+    figures = json.dumps(data, sort_keys=True).replace("<", "\\u003c")
+    title, total = f"dewey-llm usage{scope}", data["total_usd"]
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>", f"<style>{_STYLE}</style>",
+        f"<script>{plotly_js}</script>", "</head>", "<body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p>Total spend <strong id="total-usd" data-value="{json.dumps(total)}">{usd(total)}'
+        "</strong>" + (f' <span class="note">({html.escape(location)})</span>' if location else "")
+        + "</p>",
+        *sections, '<section id="tables"><h2>Figures</h2>', *tables,
+        '<p class="note">A call with several tags counts under each of them. Retries are '
+        "counted from the ledger's rows: those deleted by usage_retention_days are not.</p>",
+        "</section>",
+        f'<script type="application/json" id="usage-data">{figures}</script>',
+        "</body>", "</html>", ""])
+
+
+def _figures(go: Any, data: dict[str, Any],
+             limits: dict[str, float | None]) -> list[tuple[str, str, Any]]:
+    """``(id, title, plotly figure)`` of each chart."""
+    by_day = data["by_day"]
+    days = [row["key"] for row in by_day]
+
+    spend = go.Figure([go.Bar(name=name, x=[row["key"] for row in rows],
+                              y=[row["cost_usd"] for row in rows])
+                       for name, rows in data["by_day_and_model"].items()])
+    spend.update_layout(barmode="stack", yaxis=_USD)
+    _budget_lines(spend, limits, ("daily_usd",))
+
+    costs = [row["cost_usd"] for row in by_day]
+    cumulative = go.Figure([
+        go.Scatter(name="this month", x=days, y=_month_to_date(days, costs),
+                   mode="lines+markers"),
+        go.Scatter(name="whole report", x=days, y=list(accumulate(costs)), mode="lines+markers"),
+    ])
+    cumulative.update_layout(yaxis=_USD)
+    _budget_lines(cumulative, limits, ("monthly_usd", "total_usd"))
+
+    tokens = go.Figure([go.Bar(name=label, x=days, y=[row[field] for row in by_day])
+                        for label, field in (("tokens in", "prompt_tokens"),
+                                             ("tokens out", "completion_tokens"))])
+    tokens.update_layout(barmode="stack", yaxis_title="tokens")
+
+    cache = go.Figure([go.Bar(name="saved by cache hits", x=days,
+                              y=[row["saved_usd"] for row in by_day],
+                              customdata=[row["cache_hits"] for row in by_day],
+                              hovertemplate="%{x}: %{y} USD saved by %{customdata} hits")])
+    cache.update_layout(yaxis=_USD, showlegend=True)
+
+    models = [row["key"] for row in data["by_model"]]
+    retries = data["retries_by_model"]
+    errors = go.Figure([
+        go.Bar(name="errors", x=models, y=[row["errors"] for row in data["by_model"]]),
+        go.Bar(name="retries", x=models, y=[retries.get(name, 0) for name in models]),
+    ])
+    errors.update_layout(barmode="group", yaxis_title="attempts")
+
+    for figure in (spend, cumulative, tokens, cache):
+        _days_axis(figure, days)
+    charts = [("chart-spend", "Spend per day by model", spend),
+              ("chart-cumulative", "Cumulative spend and budgets", cumulative),
+              ("chart-tokens", "Tokens per day", tokens),
+              ("chart-cache", "Cache savings per day", cache),
+              ("chart-errors", "Errors and retries by model", errors)]
+    for key in ("tag", "user"):
+        missing = BY[key][2]
+        rows = data[f"by_{key}"]
+        figure = go.Figure([go.Bar(name="spend", orientation="h",
+                                   x=[row["cost_usd"] for row in rows],
+                                   y=[row["key"] or missing for row in rows])])
+        figure.update_layout(xaxis=_USD, yaxis_autorange="reversed")
+        charts.append((f"chart-{key}", f"Spend by {key}", figure))
+    return charts
+
+
+def _days_axis(figure: Any, days: list[str]) -> None:
+    """Whole days on the x axis: one tick a day for up to a month (else Plotly picks), never
+    the hours Plotly shows between two days."""
+    figure.update_xaxes(type="date", tickformat="%Y-%m-%d",
+                        dtick=_DAY_MS if len(days) < 2 or _span(days) <= 31 else None)
+
+
+def _span(days: list[str]) -> int:
+    try:
+        return (date.fromisoformat(days[-1]) - date.fromisoformat(days[0])).days
+    except ValueError:
+        return 0
+
+
+def _budget_lines(figure: Any, limits: dict[str, float | None], names: tuple[str, ...]) -> None:
+    for name, label in _BUDGETS:
+        limit = limits.get(name)
+        if name in names and limit is not None:
+            figure.add_hline(y=limit, line_dash="dash", line_color="#d62728",
+                             annotation_text=f"{label} {usd(limit)}")
+
+
+def _month_to_date(days: list[str], costs: list[float]) -> list[float]:
+    """The spend of each day's month up to that day (within the report's period)."""
+    totals: list[float] = []
+    for index, (day, cost) in enumerate(zip(days, costs, strict=True)):
+        same_month = index > 0 and days[index - 1][:7] == day[:7]
+        totals.append((totals[-1] if same_month else 0.0) + cost)
+    return totals
+
+
+def _chart(chart_id: str, title: str, figure: Any) -> str:
+    figure.update_layout(margin={"t": 30})
+    div = figure.to_html(full_html=False, include_plotlyjs=False, div_id=chart_id,
+                         default_height=CHART_HEIGHT, config={"displaylogo": False})
+    return f'<section><h2>{html.escape(title)}</h2>{div}</section>'
+
+
+def _table(key: str, rows: list[dict[str, Any]], retries: dict[str, int] | None) -> str:
+    """A table of ``rows`` with each figure in ``data-value`` as well (exact, as in JSON)."""
+    title, header, missing = BY[key]
+    columns = [(name, field) for name, field in _COLUMNS if field != "retries" or retries]
+    head = "".join(f'<th class="number">{name}</th>' for name, _ in columns)
+    body = []
+    for row in rows:
+        values = {**row, "retries": (retries or {}).get(row["key"], 0)}
+        cells = "".join(_cell(field, values[field]) for _, field in columns)
+        body.append(f'<tr data-key="{html.escape(row["key"])}">'
+                    f"<td>{html.escape(row['key'] or missing)}</td>{cells}</tr>")
+    return (f'<h3>{html.escape(title)}</h3><table id="by-{key}"><thead><tr>'
+            f"<th>{html.escape(header)}</th>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def _cell(field: str, value: float) -> str:
+    text = usd(value) if field.endswith("_usd") else f"{value:,}"
+    return f'<td class="number" data-field="{field}" data-value="{json.dumps(value)}">{text}</td>'
+
