@@ -204,4 +204,5 @@ def answer_tool_calls(response: Any) -> list[Any] | None:
 
 
 def _field(item: Any, name: str) -> Any:
-    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+    # dict.get: these read plain values out (text, tool calls), so nothing needs wrapping.
+    return dict.get(item, name) if isinstance(item, dict) else getattr(item, name, None)
