@@ -1,7 +1,7 @@
 """dewey-llm on its native transport against raw clients, side by side: issue 13's goals.
 
     python bench/bench_transports.py [--calls 300] [--async-calls 1000] [--concurrency 50]
-                                     [--cli-runs 10] [--markdown]
+                                     [--cli-runs 10] [--baseline-src ../main/src]
 
 Starts ``bench/fast_server.py`` in its own process and measures, in one run:
 
@@ -210,8 +210,13 @@ def _importtime(command: list[str], env: dict[str, str]) -> tuple[bool, list[tup
     return imported, sorted(top, reverse=True)[:6]
 
 
-def bench_cli(base: str, runs: int) -> list[tuple[str, float, float, float, bool, list[tuple[float, str]]]]:
+def bench_cli(base: str, runs: int, baseline_src: str | None = None,
+              ) -> list[tuple[str, float, float, float, bool, list[tuple[float, str]]]]:
+    """Each command ``runs`` times; with ``baseline_src`` (another tree's ``src``, e.g. the
+    main branch's) each run of this tree alternates with one of that tree, so that the
+    machine's load weighs on both alike."""
     rows = []
+    trees = {"": SRC, " (baseline)": baseline_src} if baseline_src else {"": SRC}
     with tempfile.TemporaryDirectory() as home:
         env = _cli_env(base, Path(home))
         commands = {"dewey-llm chat --no-cache hi": ["chat", "--no-cache", "hi"],
@@ -219,12 +224,17 @@ def bench_cli(base: str, runs: int) -> list[tuple[str, float, float, float, bool
                     "python -c pass": None}
         for label, args in commands.items():
             command = [sys.executable, "-m", "dewey.llm", *args] if args else [sys.executable, "-c", "pass"]
-            _run_measured(command, env)  # warm the OS file cache
-            samples = [_run_measured(command, env) for _ in range(runs)]
-            imported, top = _importtime(command, env) if args else (False, [])
-            rows.append((label, statistics.median(s[0] for s in samples),
-                         statistics.median(s[1] for s in samples), max(s[2] for s in samples),
-                         imported, top))
+            envs = {suffix: {**env, "PYTHONPATH": src} for suffix, src in trees.items()} if args else {"": env}
+            samples: dict[str, list[tuple[float, float, float]]] = {suffix: [] for suffix in envs}
+            for tree_env in envs.values():
+                _run_measured(command, tree_env)  # warm the OS file cache and write bytecode
+            for _ in range(runs):
+                for suffix, tree_env in envs.items():
+                    samples[suffix].append(_run_measured(command, tree_env))
+            for suffix, got in samples.items():
+                imported, top = _importtime(command, envs[suffix]) if args else (False, [])
+                rows.append((label + suffix, statistics.median(s[0] for s in got),
+                             statistics.median(s[1] for s in got), max(s[2] for s in got), imported, top))
     return rows
 
 
@@ -236,10 +246,12 @@ def main() -> None:
     parser.add_argument("--async-calls", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--cli-runs", type=int, default=10)
+    parser.add_argument("--baseline-src", help="another tree's src/ (e.g. the main branch's): its cold "
+                                               "CLI rows are measured alternately with this tree's")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         base = stack.enter_context(fast_server())
-        cli = bench_cli(base, args.cli_runs)
+        cli = bench_cli(base, args.cli_runs, args.baseline_src)
         completion = bench_completion(base, args.calls)
         stream = bench_stream(base, args.calls)
         rates = asyncio.run(bench_async(base, args.async_calls, args.concurrency))

@@ -21,6 +21,7 @@ import litellm
 import openai
 import pytest
 
+from dewey.llm import ChatResponse
 from dewey.llm._exceptions import (
     LLMConnectionError,
     LLMError,
@@ -28,10 +29,12 @@ from dewey.llm._exceptions import (
     LLMServerError,
     LLMTimeoutError,
 )
+from dewey.llm._litellm import LiteLLMTransport
 from dewey.llm._litellm_errors import from_provider_error
 from dewey.llm._native import NativeTransport
 from dewey.llm._openai_wire import assemble
 from tests.conftest import TEST_KEY
+from tests.hidden_params import hidden_params
 from tests.servers.canned import CannedServer, serve_canned
 from tests.servers.fake_provider import FakeProvider, Recorded, Reply
 
@@ -341,6 +344,36 @@ def test_stream_matches_litellm_chunk_by_chunk(case: str, provider: FakeProvider
     got = [_plain(chunk) for chunk in native.stream(_completion_kwargs(provider, **extra))]
     assert _last_request(provider) == expected_request
     assert got == expected
+
+
+@pytest.mark.parametrize("case", ["text_with_usage", "tool_call", "legacy_function"])
+def test_litellm_transport_chunks_are_chat_responses_equal_to_native(case: str, provider: FakeProvider,
+                                                                     native: NativeTransport) -> None:
+    """One response type for every path: LiteLLM's chunks are converted at its boundary,
+    keeping what users read (deltas, tool-call pieces, usage, ``_hidden_params``)."""
+    reply, extra = STREAMS[case]
+    provider.script("gpt-4o-mini", reply, reply)
+    through = list(LiteLLMTransport().stream(_completion_kwargs(provider, **extra)))
+    got = [_plain(chunk) for chunk in native.stream(_completion_kwargs(provider, **extra))]
+    assert {type(chunk) for chunk in through} == {ChatResponse}
+    assert [_litellm_chunk(chunk) for chunk in through] == got
+    assert all(hidden_params(chunk)["custom_llm_provider"] == "openai" for chunk in through)
+    if case == "tool_call":
+        call = next(c for c in through if c.choices and c.choices[0].delta.tool_calls).choices[0].delta.tool_calls[0]
+        assert call.function.name == "get_weather"
+        assert through[-1].usage.completion_tokens > 0
+
+
+def test_async_litellm_transport_chunks_are_chat_responses(provider: FakeProvider) -> None:
+    reply, extra = STREAMS["text_with_usage"]
+    provider.script("gpt-4o-mini", reply)
+
+    async def read() -> list[Any]:
+        return [chunk async for chunk in await LiteLLMTransport().astream(_completion_kwargs(provider, **extra))]
+
+    chunks = asyncio.run(read())
+    assert {type(chunk) for chunk in chunks} == {ChatResponse}
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices) == "one two three"
 
 
 @pytest.mark.parametrize("case", ["text_with_usage", "tool_call"])

@@ -46,6 +46,22 @@ def test_attributes_and_items_read_the_same_data() -> None:
         _ = response["missing"]
 
 
+def test_a_key_named_like_a_method_does_not_hide_the_method() -> None:
+    response = ResponseData({"items": [1, 2], "json": "text", "data": [{"embedding": [0.5]}]})
+    assert sorted(response.items()) == [("data", [{"embedding": [0.5]}]), ("items", [1, 2]), ("json", "text")]
+    assert json.loads(response.json())["json"] == "text" and response["items"] == [1, 2]
+    assert response.data[0].embedding == [0.5]  # not a method: the key
+
+
+def test_what_a_read_wrapped_is_read_again_as_is() -> None:
+    response = ResponseData(stored())
+    first = response.choices[0].message
+    assert response.choices[0].message is first and response["choices"] is response.choices
+    first.content = "changed"
+    assert response.model_dump()["choices"][0]["message"]["content"] == "changed"
+    assert json.loads(response.json()) == response.model_dump()
+
+
 def test_setting_an_attribute_sets_the_key() -> None:
     response = ResponseData(stored())
     response.model = "gpt-4o"

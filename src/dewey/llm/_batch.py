@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -83,6 +82,8 @@ def run_threads(call: Callable[[T], R], items: Sequence[T], *, concurrency: int,
 async def run_async(call: Callable[[T], Awaitable[R]], items: Sequence[T], *, concurrency: int,
                     return_exceptions: bool, progress: bool, label: str) -> list[R | LLMError]:
     """``run_threads`` for coroutines: at most ``concurrency`` calls in flight."""
+    import asyncio  # here: `dewey-llm embed` batches with threads and does not pay its import
+
     _check(concurrency)
     gate = asyncio.Semaphore(concurrency)
     with _progress(len(items), progress, label) as advance:

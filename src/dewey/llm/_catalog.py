@@ -76,6 +76,7 @@ class Catalog:
         self._local = local
         self._path = Path(path) if path else None
         self._entries: dict[str, dict[str, Any]] | None = None
+        self._aliases: frozenset[str] = frozenset()  # names of alias_of rows, read with the entries
         self._providers: frozenset[str] | None = None
 
     # --- reading --------------------------------------------------------------------------
@@ -84,10 +85,19 @@ class Catalog:
     def entries(self) -> dict[str, dict[str, Any]]:
         """Every entry of the map (plus ``extra``), read on first use."""
         if self._entries is None:
-            entries = _expand_aliases(_read_json(self._path or _litellm_file(_MAP_FILE)))
+            raw = _read_json(self._path or _litellm_file(_MAP_FILE))
+            self._aliases = frozenset(name for name, entry in raw.items()
+                                      if isinstance(entry, dict) and isinstance(entry.get("alias_of"), str))
+            entries = _expand_aliases(raw)
             entries.update(self._extra)
             self._entries = entries
         return self._entries
+
+    def is_alias(self, model: str) -> bool:
+        """Whether the map's row for ``model`` is another row's alias (``alias_of``):
+        LiteLLM sends a call to an alias under the name of the row it points to."""
+        key = self._key(model)
+        return key is not None and key in self._aliases
 
     @property
     def loaded(self) -> bool:
@@ -232,7 +242,10 @@ def _expand_aliases(raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     A row ``{"alias_of": "x"}`` is served as row ``x``; a row's ``aliases`` list adds names
     for it (never replacing a real row); neither key is kept.
     """
+    # Only the few rows with alias keys are copied: copying all ~2,600 cost a cold CLI call
+    # as much as parsing the file.
     entries = {name: {k: v for k, v in entry.items() if k not in ("alias_of", "aliases")}
+               if "alias_of" in entry or "aliases" in entry else entry
                for name, entry in raw.items() if isinstance(entry, dict) and name not in _RESERVED_KEYS}
     pointers = {name: entry["alias_of"] for name, entry in raw.items()
                 if isinstance(entry, dict) and isinstance(entry.get("alias_of"), str)}

@@ -10,7 +10,6 @@ through the ``Transport``.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import threading
@@ -249,6 +248,8 @@ class _ClientCore:
     async def _aattempt(self, request: Request, step: Step,
                         send: Callable[[Transport, dict[str, Any]], Awaitable[T]]) -> tuple[T, float]:
         """:meth:`_attempt`, awaited."""
+        import asyncio  # here, not at the top: a sync process (the CLI) does not pay its import
+
         transport = self._begin(request, step)
         started = time.monotonic()
         try:

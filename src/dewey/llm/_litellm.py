@@ -66,8 +66,8 @@ def litellm_cost(response: Any, model: str | None, kind: str) -> float:
 
 class LiteLLMTransport:
     """Sends requests through LiteLLM; maps its exceptions to ``LLMError`` and its
-    responses to :class:`ResponseData` (the one type every path returns).  Stream chunks
-    stay LiteLLM's: converting each would cost more than the rest of a chunk's way."""
+    responses and stream chunks to :class:`ResponseData` (the one type every path
+    returns; a chunk's conversion costs a small part of LiteLLM's own work on it)."""
 
     name = "litellm"
 
@@ -84,11 +84,11 @@ class LiteLLMTransport:
     async def acomplete(self, kwargs: dict[str, Any]) -> ResponseData:
         return from_litellm(await _acall(litellm().acompletion, kwargs))
 
-    def stream(self, kwargs: dict[str, Any]) -> Iterator[Any]:
+    def stream(self, kwargs: dict[str, Any]) -> Iterator[ResponseData]:
         chunks = _call(litellm().completion, {**kwargs, "stream": True})
         return _Chunks(iter(chunks), kwargs["model"])
 
-    async def astream(self, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+    async def astream(self, kwargs: dict[str, Any]) -> AsyncIterator[ResponseData]:
         chunks = await _acall(litellm().acompletion, {**kwargs, "stream": True})
         return _AsyncChunks(chunks.__aiter__(), kwargs["model"])
 
@@ -99,7 +99,8 @@ class LiteLLMTransport:
         return from_litellm(await _acall(litellm().aembedding, self._without_sdk_retries(kwargs, True)))
 
     def assemble(self, chunks: list[Any], messages: list[dict[str, Any]]) -> ResponseData | None:
-        built = litellm().stream_chunk_builder(chunks, messages=messages)
+        originals = [getattr(chunk, _ORIGINAL, chunk) for chunk in chunks]
+        built = litellm().stream_chunk_builder(originals, messages=messages)
         return from_litellm(built) if built is not None else None
 
     def _without_sdk_retries(self, kwargs: dict[str, Any], is_async: bool) -> dict[str, Any]:
@@ -122,7 +123,8 @@ class LiteLLMTransport:
 
 
 class _Chunks:
-    """A LiteLLM stream whose failures arrive as ``LLMError``."""
+    """A LiteLLM stream whose chunks arrive as :class:`ResponseData` (``_hidden_params``
+    kept) and its failures as ``LLMError``."""
 
     def __init__(self, iterator: Iterator[Any], model: str) -> None:
         self._iterator, self._model = iterator, model
@@ -130,15 +132,17 @@ class _Chunks:
     def __iter__(self) -> _Chunks:
         return self
 
-    def __next__(self) -> Any:
+    def __next__(self) -> ResponseData:
         try:
-            return next(self._iterator)
+            chunk = next(self._iterator)
         except StopIteration:
             raise
         except Exception as exc:
             if _provider_quirks.ended_cleanly(exc):  # [DONE] without a finish_reason: complete
                 raise StopIteration from None
             error = from_provider_error(exc, model=self._model)
+        else:
+            return _converted(chunk)
         raise error  # out of the except block: exc must not become its __context__
 
     def close(self) -> None:
@@ -156,21 +160,36 @@ class _AsyncChunks:
     def __aiter__(self) -> _AsyncChunks:
         return self
 
-    async def __anext__(self) -> Any:
+    async def __anext__(self) -> ResponseData:
         try:
-            return await self._iterator.__anext__()
+            chunk = await self._iterator.__anext__()
         except StopAsyncIteration:
             raise
         except Exception as exc:
             if _provider_quirks.ended_cleanly(exc):  # [DONE] without a finish_reason: complete
                 raise StopAsyncIteration from None
             error = from_provider_error(exc, model=self._model)
+        else:
+            return _converted(chunk)
         raise error  # out of the except block: exc must not become its __context__
 
     async def aclose(self) -> None:
         close = getattr(self._iterator, "aclose", None)
         if close is not None:
             await close()
+
+
+_ORIGINAL = "_litellm_chunk"
+
+
+def _converted(chunk: Any) -> ResponseData:
+    """A LiteLLM stream chunk as :class:`ResponseData`, holding on to the original (an
+    attribute, out of the data) for :meth:`LiteLLMTransport.assemble`:
+    ``stream_chunk_builder`` reads what LiteLLM keeps out of a chunk's data, such as the
+    usage a provider sent unasked, which it holds back in ``_hidden_params``."""
+    converted = from_litellm(chunk)
+    object.__setattr__(converted, _ORIGINAL, chunk)
+    return converted
 
 
 def _provider(model: str, api_base: str | None) -> str | None:

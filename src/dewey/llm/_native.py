@@ -14,9 +14,9 @@ aiohttp (bench/bench_native.py, bench/bench_transports.py).  No retries here: th
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
+import ssl
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -42,6 +42,8 @@ from ._pricing import COST_HEADER
 from ._response import ResponseData
 
 if TYPE_CHECKING:
+    import asyncio
+
     import aiohttp
 
 __all__ = ["NativeTransport"]
@@ -111,8 +113,12 @@ class NativeTransport:
                     raise http_error(response.status_code, response.headers, response.read(), model)
                 reader = EventReader(model)
                 for line in response.iter_lines():
-                    yield from reader.feed(line)
-                yield from reader.flush()
+                    chunk = reader.feed(line)
+                    if chunk is not None:
+                        yield chunk
+                chunk = reader.flush()
+                if chunk is not None:
+                    yield chunk
                 _check_finished(reader, model)
         except httpx.HTTPError as exc:
             error = _transport_error(exc, model, request, streaming=True)
@@ -137,7 +143,7 @@ class NativeTransport:
             client = self._clients.get(key)
             if client is None:
                 client = httpx.Client(base_url=request.api_base, headers=_headers(request),
-                                      limits=_LIMITS, timeout=_DEFAULT_TIMEOUT)
+                                      limits=_LIMITS, timeout=_DEFAULT_TIMEOUT, verify=_verify(request))
                 self._clients[key] = client
         return client
 
@@ -169,6 +175,8 @@ class NativeTransport:
         return self._achunks(chat_request(_resolved(kwargs), stream=True), kwargs["model"])
 
     async def _achunks(self, request: HTTPRequest, model: str) -> AsyncIterator[ResponseData]:
+        import asyncio
+
         import aiohttp
 
         session = await self._session(request)
@@ -184,10 +192,12 @@ class NativeTransport:
                     # Split on b"\n" before decoding: it is never part of a UTF-8 sequence.
                     *lines, rest = (rest + data).split(b"\n")
                     for line in lines:
-                        for chunk in reader.feed(line.rstrip(b"\r").decode()):
+                        chunk = reader.feed(line.rstrip(b"\r").decode())
+                        if chunk is not None:
                             yield chunk
-                for chunk in [*reader.feed(rest.rstrip(b"\r").decode()), *reader.flush()]:
-                    yield chunk
+                for chunk in (reader.feed(rest.rstrip(b"\r").decode()), reader.flush()):
+                    if chunk is not None:
+                        yield chunk
                 _check_finished(reader, model)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             error = _aiohttp_error(exc, model, request, streaming=True)
@@ -196,6 +206,8 @@ class NativeTransport:
 
     async def aclose(self) -> None:
         """Close the pools of the running event loop, and the sync ones."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         with self._lock:
             pools = [pool for pool in self._async_clients.values() if pool.loop is loop]
@@ -207,6 +219,8 @@ class NativeTransport:
     async def _session(self, request: HTTPRequest) -> aiohttp.ClientSession:
         # A session belongs to the event loop it was made in: each loop, e.g. each
         # asyncio.run(), gets a pool of its own.
+        import asyncio
+
         loop = asyncio.get_running_loop()
         key = (request.api_base, request.api_key)
         with self._lock:
@@ -221,6 +235,8 @@ class NativeTransport:
         return pool.session
 
     async def _apost(self, request: HTTPRequest, model: str) -> tuple[Any, str | None]:
+        import asyncio
+
         import aiohttp
 
         try:
@@ -283,6 +299,17 @@ def _headers(request: HTTPRequest) -> dict[str, str]:
     return headers
 
 
+def _verify(request: HTTPRequest) -> ssl.SSLContext | bool:
+    """How the sync pool checks TLS: as httpx does by default for ``https://``; for a
+    plain ``http://`` base (a local server), a context that is never used, made without
+    loading the CA bundle (50-150 ms per pool, most of a cold CLI call's work).  It still
+    requires a certificate and trusts no CA: were TLS ever spoken through it, it would
+    refuse, never skip the check."""
+    if request.api_base.startswith("https://"):
+        return True
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
 def _new_session(request: HTTPRequest) -> aiohttp.ClientSession:
     import aiohttp  # only for async calls: a sync process does not pay its import
 
@@ -338,6 +365,8 @@ def _transport_error(exc: httpx.HTTPError, model: str, request: HTTPRequest, *,
 
 def _aiohttp_error(exc: BaseException, model: str, request: HTTPRequest, *, streaming: bool) -> LLMError:
     """:func:`_transport_error` for aiohttp's exceptions (which hold the request too)."""
+    import asyncio
+
     import aiohttp
 
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,19 +211,20 @@ def _delta(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def chunk(data: Any, model: str) -> ResponseData:
-    """A ``chat.completion.chunk`` event as a stream chunk."""
+    """A ``chat.completion.chunk`` event as a stream chunk, its choices and deltas
+    :class:`ResponseData` already (a stream's reader reads each several times)."""
     data = _checked(data, model, "choices", "a chat completion chunk")
-    choices = [{"finish_reason": choice.get("finish_reason"), "index": choice.get("index", 0),
-                "delta": _delta(choice.get("delta") or {}), "logprobs": choice.get("logprobs")}
+    choices = [ResponseData(finish_reason=choice.get("finish_reason"), index=choice.get("index", 0),
+                            delta=ResponseData(_delta(choice.get("delta") or {})), logprobs=choice.get("logprobs"))
                for choice in data["choices"]]
-    result = {**data, "choices": choices, "provider_specific_fields": None}
+    result = ResponseData(data, choices=choices, provider_specific_fields=None)
     if choices:  # unlike a completion or a usage chunk, LiteLLM's always has this key
         result.setdefault("system_fingerprint", None)
     if data.get("usage") is not None:
         usage = result["usage"] = _usage(data["usage"])
         if isinstance(usage["prompt_tokens_details"], dict):  # LiteLLM's stream spells them all out
             usage["prompt_tokens_details"] = {**dict.fromkeys(_PROMPT_TOKEN_KINDS), **usage["prompt_tokens_details"]}
-    return ResponseData(result)
+    return result
 
 
 def embedding(data: Any, model: str) -> ResponseData:
@@ -296,24 +297,27 @@ class EventReader:
         self._data: list[str] = []
         self._event = ""
 
-    def feed(self, line: str) -> Iterator[ResponseData]:
-        """The chunk that ``line`` (one line of the body, without its newline) completes."""
+    def feed(self, line: str) -> ResponseData | None:
+        """The chunk that ``line`` (one line of the body, without its newline) completes,
+        if it completes one.  (Not a generator: this runs for every line of every stream.)"""
         if not line:
-            yield from self.flush()
-        elif line.startswith("data:"):
+            return self.flush()
+        if line.startswith("data:"):
             self._data.append(line[5:].removeprefix(" "))
         elif line.startswith("event:"):
             self._event = line[6:].strip()
+        return None
 
-    def flush(self) -> Iterator[ResponseData]:
+    def flush(self) -> ResponseData | None:
         """The pending event as a chunk (also for a body whose last event has no blank line)."""
-        data, event = "\n".join(self._data), self._event
+        data = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
+        event = self._event
         self._data, self._event = [], ""
         if not data or self.done:
-            return
+            return None
         if data.strip() == "[DONE]":
             self.done = True
-            return
+            return None
         try:
             payload = json.loads(data)
         except ValueError:
@@ -321,8 +325,9 @@ class EventReader:
         if event == "error":
             raise error_in_reply(self.model, payload.get("error", payload) if isinstance(payload, dict) else payload)
         result = chunk(payload, self.model)
-        self.finished = self.finished or any(c["finish_reason"] for c in result["choices"])
-        yield result
+        if not self.finished:
+            self.finished = any(choice["finish_reason"] for choice in result["choices"])
+        return result
 
 
 # --------------------------------------------------------------------------- errors

@@ -187,11 +187,15 @@ class Recorder:
             status_code=status, attempt=step.number if step else 1, tags=request.tags,
             user=request.user, call_id=request.call_id), settles=settles)
 
+    def logs(self, request: Request) -> bool:
+        """Whether ``request``'s answer goes to the prompt log (the client's and the call's say)."""
+        return self.log is not None and request.log and request.kind != "embedding"
+
     def logged(self, request: Request, model: str, response: Any = None, *, text: str | None = None,
                cache_hit: bool = False) -> None:
         """Queue the prompt log's entry of an answered completion (its ``response``, or the
         ``text`` a stream delivered), if the client and the call log.  Never raises."""
-        if self.log is None or not request.log or request.kind == "embedding":
+        if not self.logs(request):
             return
         try:
             from ._usage import LogEntry

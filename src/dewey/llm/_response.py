@@ -29,7 +29,7 @@ class ChatResponse(dict[str, Any]):
 
     def __getattr__(self, name: str) -> Any:
         try:
-            return _wrap(self[name])
+            return self[name]
         except KeyError:
             if name == "_hidden_params":  # made on first use, kept out of the data
                 hidden: dict[str, Any] = {}
@@ -41,10 +41,14 @@ class ChatResponse(dict[str, Any]):
         self[name] = value
 
     def __getitem__(self, key: str) -> Any:
-        return _wrap(dict.__getitem__(self, key))
+        value = dict.__getitem__(self, key)
+        wrapped = _wrap(value)
+        if wrapped is not value:  # kept, so that the next read (a stream reads each chunk
+            dict.__setitem__(self, key, wrapped)  # several times) neither copies nor wraps
+        return wrapped
 
     def get(self, key: str, default: Any = None) -> Any:
-        return _wrap(dict.get(self, key, default))
+        return self[key] if key in self else _wrap(default)
 
     def model_dump(self, **_: Any) -> dict[str, Any]:
         return _json_copy(self)
@@ -60,11 +64,15 @@ ResponseData = ChatResponse
 """The name the code used before the type was public; the same class."""
 
 
+class _Wrapped(list[Any]):
+    """A list whose items were wrapped already: read again, it is returned as it is."""
+
+
 def _wrap(value: Any) -> Any:
     if isinstance(value, dict) and not isinstance(value, ResponseData):
         return ResponseData(value)
-    if isinstance(value, list):
-        return [_wrap(item) for item in value]
+    if isinstance(value, list) and not isinstance(value, _Wrapped):
+        return _Wrapped([_wrap(item) for item in value])
     return value
 
 
@@ -196,4 +204,5 @@ def answer_tool_calls(response: Any) -> list[Any] | None:
 
 
 def _field(item: Any, name: str) -> Any:
-    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+    # dict.get: these read plain values out (text, tool calls), so nothing needs wrapping.
+    return dict.get(item, name) if isinstance(item, dict) else getattr(item, name, None)

@@ -37,16 +37,49 @@ LiteLLM for it (OpenAI itself, and any server named ``openai/<model>`` with api_
 # Models of provider openai whose requests LiteLLM rewrites in ways NativeTransport does
 # not mirror (it mirrors only max_tokens -> max_completion_tokens for the reasoning
 # models): under `auto` their calls go through LiteLLM, so that `auto` never changes what
-# a server receives or which error a call ends in.  (pattern matched at the start of the
-# name without ``openai/``, what LiteLLM does; litellm/llms/openai/chat/*_transformation.py.)
+# a server receives or which error a call ends in.  (Searched in the name without
+# ``openai/``, as LiteLLM does: litellm/llms/openai/chat/*_transformation.py.)
+# tests/test_native_rules.py proves these rules over every chat model of provider openai
+# in the price map.
 LITELLM_REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"o\d"), "o-series: sends system messages as user messages unless the price map "
-                         "says the model takes them (o3, o3-mini, o4-mini); refuses a temperature other than 1"),
-    (re.compile(r"gpt-5"), "gpt-5 family: refuses or drops a temperature the model does not take"),
+    (re.compile(r"^o\d"), "o-series: sends system messages as user messages unless the price map "
+                          "says the model takes them (o3, o3-mini, o4-mini); refuses a temperature other than 1"),
+    (re.compile(r"gpt-[56]"), "gpt-5 and gpt-6 families (anywhere in the name, LiteLLM's "
+                              "GPT_REASONING_SERIES_MARKERS): max_tokens sent as max_completion_tokens; "
+                              "refuses sampling parameters the model does not take"),
 )
-# LiteLLM leaves ``user`` out for a model outside OpenAI's catalog (a vLLM or proxy
-# model; tests/test_native.py pins it): such a call with ``user`` goes through LiteLLM.
-_DROPPED_OUTSIDE_CATALOG = frozenset({"user"})
+# Arguments LiteLLM treats per model, for the models it sends unchanged otherwise
+# (litellm/llms/openai/chat/gpt_transformation.py, OpenAIGPTConfig): a call that gives
+# one goes through LiteLLM where it would be left out or refused (nothing sent).
+_LEFT_OUT_OUTSIDE_CATALOG = frozenset({"user"})  # sent only for a model of OpenAI's catalog
+_REFUSED_IN_CATALOG = frozenset({"reasoning_effort"})  # forwarded for others (a proxy's alias may take it)
+_REFUSED = frozenset({"verbosity"})  # by every model outside the reasoning families
+_NO_RESPONSE_FORMAT = frozenset({"gpt-4", "gpt-3.5-turbo-16k"})
+_CATALOG_PROVIDERS = frozenset({"openai", "text-completion-openai"})
+
+
+def _in_openai_catalog(name: str, catalog: Catalog) -> bool:
+    """Whether LiteLLM counts ``name`` (without ``openai/``) as a model of OpenAI's own
+    catalog: a row of the map of provider openai, not a fine-tune's base row
+    (``ft:gpt-4o``), as litellm/__init__.py's ``open_ai_chat_completion_models`` is built."""
+    entry = catalog.entries.get(name)
+    finetune_row = name.startswith("ft:") and name.count(":") == 1
+    return entry is not None and entry.get("litellm_provider") in _CATALOG_PROVIDERS and not finetune_row
+
+
+def _litellm_changes(name: str, params: Mapping[str, Any], catalog: Catalog) -> bool:
+    """Whether LiteLLM would send a call of model ``name`` with ``params`` otherwise than
+    NativeTransport does, or refuse it before sending."""
+    if any(pattern.search(name) for pattern, _ in LITELLM_REWRITES) or catalog.is_alias(name):
+        return True  # an alias row is sent as the row it names
+    if _REFUSED.intersection(params) or isinstance(params.get("response_format"), type):
+        return True  # a pydantic class LiteLLM turns into a JSON schema
+    if "response_format" in params and name in _NO_RESPONSE_FORMAT:
+        return True
+    in_catalog = _in_openai_catalog(name, catalog)
+    if in_catalog and _REFUSED_IN_CATALOG.intersection(params):
+        return True
+    return not in_catalog and bool(_LEFT_OUT_OUTSIDE_CATALOG.intersection(params))
 
 
 def transport_for(setting: str, model: str, catalog: Catalog, params: Mapping[str, Any] | None = None) -> str:
@@ -72,14 +105,7 @@ def transport_for(setting: str, model: str, catalog: Catalog, params: Mapping[st
         return "native"
     if provider != NATIVE_PROVIDER:
         return "litellm"
-    name = model.removeprefix("openai/")
-    if any(pattern.match(name) for pattern, _ in LITELLM_REWRITES):
-        return "litellm"
-    if not catalog.knows(model) and _DROPPED_OUTSIDE_CATALOG.intersection(params):
-        return "litellm"
-    if isinstance(params.get("response_format"), type):  # LiteLLM turns a pydantic class into a schema
-        return "litellm"
-    return "native"
+    return "litellm" if _litellm_changes(model.removeprefix("openai/"), params, catalog) else "native"
 
 
 def routes_for(config: LiteLLMConfig, model: str, catalog: Catalog, *,

@@ -199,6 +199,8 @@ class _StreamCall:
         answer is assembled only when it has tool calls, which need it)."""
         assert self._live is not None
         live = self._live
+        if not live.recorder.logs(live.request):
+            return  # nothing to join the text for
         if response is None and any(_has_tool_call(chunk) for chunk in self._chunks):
             response = self.response
         text = None if response is not None else "".join(delta_text(c) for c in self._chunks)
@@ -424,4 +426,5 @@ def _identity(chunks: list[Any]) -> dict[str, Any]:
 
 
 def _field(chunk: Any, name: str) -> Any:
-    return chunk.get(name) if isinstance(chunk, dict) else getattr(chunk, name, None)
+    # dict.get: read for the stream's own bookkeeping, a chunk's parts need no wrapping.
+    return dict.get(chunk, name) if isinstance(chunk, dict) else getattr(chunk, name, None)

@@ -34,6 +34,11 @@ PROG = "dewey-llm"
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``dewey-llm`` with ``argv`` (default: the process arguments); return the exit code."""
+    # pydantic looks for plugins by scanning every installed distribution's entry points
+    # when the configuration's models are built: 10-25 ms of a cold call here.  No code
+    # of the user's runs in this process for a plugin to observe; PYDANTIC_DISABLE_PLUGINS=""
+    # (set, empty) brings them back.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
