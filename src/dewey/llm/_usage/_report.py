@@ -127,7 +127,7 @@ def usage_document(tables: dict[str, list[UsageSummary]], total: float) -> dict[
 
 # Columns in the order they are given up when the terminal is too narrow for all of them.
 _COLUMNS = (("Cost", "cost_usd"), ("Calls", "calls"), ("Tokens in", "prompt_tokens"),
-            ("Tokens out", "completion_tokens"), ("Errors", "errors"),
+            ("Tokens out", "completion_tokens"), ("Errors", "errors"), ("Retries", "retries"),
             ("Cache hits", "cache_hits"), ("Saved", "saved_usd"))
 
 
@@ -162,8 +162,8 @@ def _table(title: str, key_header: str, rows: list[UsageSummary], width: int, *,
     return table
 
 
-_DISPLAY_ORDER = ("calls", "errors", "cache_hits", "prompt_tokens", "completion_tokens",
-                  "cost_usd", "saved_usd")
+_DISPLAY_ORDER = ("calls", "errors", "retries", "cache_hits", "prompt_tokens",
+                  "completion_tokens", "cost_usd", "saved_usd")
 
 
 def _cell(value: float) -> str:
@@ -211,7 +211,7 @@ def _totals(rows: list[UsageSummary]) -> UsageSummary:
         "total", sum(r.calls for r in rows), sum(r.errors for r in rows),
         sum(r.cache_hits for r in rows), sum(r.prompt_tokens for r in rows),
         sum(r.completion_tokens for r in rows), sum(r.cost_usd for r in rows),
-        sum(r.saved_usd for r in rows))
+        sum(r.saved_usd for r in rows), sum(r.retries for r in rows))
 
 
 def scope_text(since: float | None, model: str | None) -> str:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .._exceptions import LLMConfigError
 from ._ledger import MAX_PENDING, Ledger
 from ._records import insert_sql
-from ._totals import NO_TAGS, fold, rebuild_sql, schema, upserts
+from ._totals import NO_TAGS, fold, fold_retries, rebuild_sql, retries_migration, schema, upserts
 
 if TYPE_CHECKING:
     import sqlite3
@@ -70,15 +70,11 @@ class SQLiteLedger(Ledger):
 
     def _ensure_totals(self, connection: sqlite3.Connection) -> None:
         """Create the totals tables; in a file written before they existed, build them from
-        its rows first (once: the write lock makes other processes wait, then see them)."""
+        its rows first, and in one written before they counted retries, count those (once:
+        the write lock makes other processes wait, then see them)."""
         import sqlite3
 
-        def missing() -> bool:
-            found = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                       "AND name IN ('usage', 'usage_daily')").fetchall()
-            return {"usage"} == {name for name, in found}
-
-        if not missing():
+        if self._outdated(connection) is None:
             return  # up to date, or no ledger in this file yet
         for attempt in range(100):
             try:
@@ -91,18 +87,41 @@ class SQLiteLedger(Ledger):
                     raise
                 time.sleep(0.05)
         try:
-            if missing():
-                if connection.execute("SELECT 1 FROM usage LIMIT 1").fetchone():
-                    self._migrating()
+            outdated = self._outdated(connection)
+            if outdated is not None and connection.execute(
+                    f"SELECT 1 FROM {self._table} LIMIT 1").fetchone():
+                self._migrating(outdated)
+            if outdated == "totals":
                 for statement in schema(self._table, integer="INTEGER", real="REAL"):
                     connection.execute(statement)
                 for statement in rebuild_sql(self._table, day_sql=self._day_sql,
                                              tags_from=f", json_each({NO_TAGS}) AS tag"):
                     connection.execute(statement)
+            elif outdated == "retries":
+                alters, select = retries_migration(self._table, integer="INTEGER",
+                                                   day_sql=self._day_sql)
+                for statement in alters:
+                    connection.execute(statement)
+                found = fold_retries(connection.execute(select).fetchall())
+                for sql, params in upserts(self._table, "?", found):
+                    connection.executemany(sql, params)
             connection.commit()
         except BaseException:
             connection.rollback()
             raise
+
+    def _outdated(self, connection: sqlite3.Connection) -> str | None:
+        """What a file written by an earlier version lacks: "totals" (the tables), "retries"
+        (their column), or None (up to date, or no ledger in this file yet)."""
+        found = {name for name, in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)",
+            (self._table, f"{self._table}_daily"))}
+        if self._table not in found:
+            return None
+        if f"{self._table}_daily" not in found:
+            return "totals"
+        columns = {row[1] for row in connection.execute(f"PRAGMA table_info({self._table}_daily)")}
+        return None if "retries" in columns else "retries"
 
     def _write(self, rows: list[tuple[Any, ...]], settled: list[str]) -> None:
         try:
