@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from dewey.llm._usage import Ledger, open_ledger
+from dewey.llm._usage import Ledger, SQLiteLedger, open_ledger
 from tests.servers.fake_provider import FakeProvider, Reply
 from tests.servers.postgres import PG_URL, needs_postgres
 from tests.test_cli import cli_env, dewey_all, ok
@@ -172,3 +172,17 @@ def test_an_old_ledger_without_totals_gets_its_retries_with_them(where: str) -> 
         assert {row.key: (row.calls, row.retries) for row in ledger.summary()} == {
             "gpt-4o": (2, 0), "claude": (2, 1)}
         assert retries(ledger, "tag") == {"eval": 1, "batch": 0, "": 0}
+
+
+def test_reading_while_the_writer_creates_the_file_never_waits_for_it(tmp_path: Path) -> None:
+    # The reader brings a file it sees half created up to date (BEGIN IMMEDIATE) while
+    # holding the commit lock; the writer, having just finished, holds the write lock
+    # for its first batch and waits for that commit lock.  Waiting on the write lock
+    # deadlocked them (500 s, then "database is locked"); the reader looks again instead.
+    for trial in range(20):
+        with SQLiteLedger(tmp_path / f"{trial}" / "usage.db") as ledger:
+            ledger.record(usage(cost=1.0))
+            reads_until = time.monotonic() + 0.3  # past the writer's first commit
+            while time.monotonic() < reads_until:
+                assert ledger.spent() == 1.0
+            assert [row.calls for row in ledger.summary()] == [1]

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 __all__ = ["SQLiteLedger", "default_ledger_path"]
 
 _BUSY_TIMEOUT = 5.0  # seconds to wait for another process's write lock
+_MIGRATION_WAIT = 600.0  # seconds to wait for another connection's migration of an old file
+_POLL = 0.05  # seconds between looks while waiting for it
 
 _SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
@@ -72,20 +74,8 @@ class SQLiteLedger(Ledger):
         """Create the totals tables; in a file written before they existed, build them from
         its rows first, and in one written before they counted retries, count those (once:
         the write lock makes other processes wait, then see them)."""
-        import sqlite3
-
-        if self._outdated(connection) is None:
+        if not self._lock_if_outdated(connection):
             return  # up to date, or no ledger in this file yet
-        for attempt in range(100):
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as exc:
-                # While another connection switches the file to WAL, this reports "locked"
-                # at once, without waiting for the busy timeout.
-                if "locked" not in str(exc) or attempt == 99:
-                    raise
-                time.sleep(0.05)
         try:
             outdated = self._outdated(connection)
             if outdated is not None and connection.execute(
@@ -109,6 +99,32 @@ class SQLiteLedger(Ledger):
         except BaseException:
             connection.rollback()
             raise
+
+    def _lock_if_outdated(self, connection: sqlite3.Connection) -> bool:
+        """Whether the file is outdated, with its write lock taken (BEGIN IMMEDIATE) if so.
+
+        Looks again every ``_POLL`` rather than waiting on the write lock: a reader gets
+        here holding ``_commit_lock`` (in ``spent()``), which this ledger's writer may be
+        waiting for with the write lock held, having just brought the file up to date."""
+        import sqlite3
+
+        deadline = time.monotonic() + _MIGRATION_WAIT
+        connection.execute(f"PRAGMA busy_timeout = {int(_POLL * 1000)}")
+        try:
+            while True:
+                try:
+                    if self._outdated(connection) is None:
+                        return False
+                    connection.execute("BEGIN IMMEDIATE")
+                    return True
+                except sqlite3.OperationalError as exc:
+                    # Also reported at once, without the busy timeout, while another
+                    # connection switches the file to WAL.
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                time.sleep(_POLL)
+        finally:
+            connection.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT * 1000)}")
 
     def _outdated(self, connection: sqlite3.Connection) -> str | None:
         """What a file written by an earlier version lacks: "totals" (the tables), "retries"
