@@ -487,7 +487,7 @@ def test_render_usage_json_and_empty(tmp_path: Path) -> None:
         assert [row["key"] for row in document["by_model"]] == ["claude-3"]
         assert document["by_day"][0] == {
             "key": "2026-11-15", "calls": 3, "errors": 1, "cache_hits": 1, "prompt_tokens": 100,
-            "completion_tokens": 0, "cost_usd": 1.0, "saved_usd": 0.5}
+            "completion_tokens": 0, "cost_usd": 1.0, "saved_usd": 0.5, "retries": 0}
 
         console = Console(record=True, width=100)
         render_usage(ledger, since=None, model="nothing", as_json=False, console=console)

@@ -8,6 +8,7 @@ ledger.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from ._output import NewCommand, load_config, stdout_console
@@ -56,7 +57,7 @@ def _usage(args: argparse.Namespace) -> int:
     ledger = open_ledger(config.usage_db)
     try:
         if args.html is not None:
-            _write_html(ledger, args, since, config)
+            _write_html(ledger, args, since, config, pricing.is_priced)
         else:
             render_usage(ledger, since=since, model=args.model, as_json=args.json,
                          console=stdout_console(), by=args.by, is_priced=pricing.is_priced)
@@ -65,14 +66,15 @@ def _usage(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_html(ledger: Any, args: argparse.Namespace, since: float | None, config: Any) -> None:
+def _write_html(ledger: Any, args: argparse.Namespace, since: float | None, config: Any,
+                is_priced: Callable[[str], bool]) -> None:
     from .._exceptions import LLMConfigError
     from .._usage import usd
     from .._usage._html import write_usage_html
 
     try:
         data = write_usage_html(ledger, args.html, since=since, model=args.model,
-                                budget=config.budget)
+                                budget=config.budget, is_priced=is_priced)
     except OSError as error:
         raise LLMConfigError(f"cannot write --html {args.html!r}: {error.strerror or error}; "
                              "give a path in a directory you can write to") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from datetime import date
 from importlib import import_module
 from itertools import accumulate
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._extras import import_extra
 from ._format import usd
-from ._report import BY, as_json, scope_text, usage_document, usage_tables
+from ._report import BY, as_json, scope_text, unpriced_models, usage_document, usage_tables
 
 if TYPE_CHECKING:
     from .._config import Budget
@@ -32,7 +33,7 @@ CHART_HEIGHT = "420px"
 # cumulative spend.
 _BUDGETS = (("daily_usd", "daily budget"), ("monthly_usd", "monthly budget"),
             ("total_usd", "total budget"))
-# The tables' columns: (header, field); "retries" only in the table by model.
+# The tables' columns: (header, field).
 _COLUMNS = (("Calls", "calls"), ("Errors", "errors"), ("Retries", "retries"),
             ("Cache hits", "cache_hits"), ("Tokens in", "prompt_tokens"),
             ("Tokens out", "completion_tokens"), ("Cost", "cost_usd"), ("Saved", "saved_usd"))
@@ -50,25 +51,28 @@ td.number, th.number { text-align: right; font-variant-numeric: tabular-nums; }
 
 
 def write_usage_html(ledger: Ledger, path: str | Path, *, since: float | None,
-                     model: str | None, budget: Budget | None = None) -> dict[str, Any]:
+                     model: str | None, budget: Budget | None = None,
+                     is_priced: Callable[[str], bool] | None = None) -> dict[str, Any]:
     """Write the report of the calls since ``since`` (to ``model``) to ``path``; returns
     its figures (``report_data``)."""
-    data = report_data(ledger, since=since, model=model)
+    data = report_data(ledger, since=since, model=model, is_priced=is_priced)
     page = usage_html(data, budget=budget, scope=scope_text(since, model), location=ledger.location)
     Path(path).write_text(page, encoding="utf-8")
     return data
 
 
-def report_data(ledger: Ledger, *, since: float | None, model: str | None) -> dict[str, Any]:
+def report_data(ledger: Ledger, *, since: float | None, model: str | None,
+                is_priced: Callable[[str], bool] | None = None) -> dict[str, Any]:
     """``usage --json`` with the tables by tag and user too, and per model its spend per
-    day (``by_day_and_model``) and its retries (``retries_by_model``)."""
+    day (``by_day_and_model``)."""
     tables, total = usage_tables(ledger, ("day", "model", "tag", "user"), since=since,
                                  model=model)
     data = usage_document(tables, total)
+    if is_priced is not None:
+        data["unpriced"] = unpriced_models(ledger, tables, is_priced, since=since, model=model)
     data["by_day_and_model"] = {
         row.key: [as_json(day) for day in ledger.summary(by="day", since=since, model=row.key)]
         for row in tables["model"]}
-    data["retries_by_model"] = ledger.retries(since=since, model=model)
     return data
 
 
@@ -82,9 +86,7 @@ def usage_html(data: dict[str, Any], *, budget: Budget | None = None, scope: str
     data = {**data, "budget": limits}
     sections = [_chart(chart_id, title, figure)
                 for chart_id, title, figure in _figures(go, data, limits)]
-    retries = data["retries_by_model"]
-    tables = [_table(key, data[f"by_{key}"], retries if key == "model" else None)
-              for key in ("model", "tag", "user", "day")]
+    tables = [_table(key, data[f"by_{key}"]) for key in ("model", "tag", "user", "day")]
     # "<" escaped: no "</script>" in a tag or user name can end the JSON early.
     figures = json.dumps(data, sort_keys=True).replace("<", "\\u003c")
     title, total = f"dewey-llm usage{scope}", data["total_usd"]
@@ -96,9 +98,10 @@ def usage_html(data: dict[str, Any], *, budget: Budget | None = None, scope: str
         f'<p>Total spend <strong id="total-usd" data-value="{json.dumps(total)}">{usd(total)}'
         "</strong>" + (f' <span class="note">({html.escape(location)})</span>' if location else "")
         + "</p>",
+        *_unpriced(data.get("unpriced") or []),
         *sections, '<section id="tables"><h2>Figures</h2>', *tables,
-        '<p class="note">A call with several tags counts under each of them. Retries are '
-        "counted from the ledger's rows: those deleted by usage_retention_days are not.</p>",
+        '<p class="note">Calls count attempts: a call retried once is two calls, one of '
+        "them a retry. A call with several tags counts under each of them.</p>",
         "</section>",
         f'<script type="application/json" id="usage-data">{figures}</script>',
         "</body>", "</html>", ""])
@@ -137,11 +140,8 @@ def _figures(go: Any, data: dict[str, Any],
     cache.update_layout(yaxis=_USD, showlegend=True)
 
     models = [row["key"] for row in data["by_model"]]
-    retries = data["retries_by_model"]
-    errors = go.Figure([
-        go.Bar(name="errors", x=models, y=[row["errors"] for row in data["by_model"]]),
-        go.Bar(name="retries", x=models, y=[retries.get(name, 0) for name in models]),
-    ])
+    errors = go.Figure([go.Bar(name=name, x=models, y=[row[name] for row in data["by_model"]])
+                        for name in ("errors", "retries")])
     errors.update_layout(barmode="group", yaxis_title="attempts")
 
     for figure in (spend, cumulative, tokens, cache):
@@ -200,15 +200,23 @@ def _chart(chart_id: str, title: str, figure: Any) -> str:
     return f'<section><h2>{html.escape(title)}</h2>{div}</section>'
 
 
-def _table(key: str, rows: list[dict[str, Any]], retries: dict[str, int] | None) -> str:
+def _unpriced(models: list[str]) -> list[str]:
+    """A warning naming the models recorded at $0 for want of a price (none: nothing)."""
+    if not models:
+        return []
+    names = ", ".join(html.escape(name) for name in models)
+    return [f'<p class="note" id="unpriced">Unpriced, recorded at $0 (their spend is missing '
+            f"from these figures): {names}. Price them under <code>prices:</code> in the "
+            "config.</p>"]
+
+
+def _table(key: str, rows: list[dict[str, Any]]) -> str:
     """A table of ``rows`` with each figure in ``data-value`` as well (exact, as in JSON)."""
     title, header, missing = BY[key]
-    columns = [(name, field) for name, field in _COLUMNS if field != "retries" or retries]
-    head = "".join(f'<th class="number">{name}</th>' for name, _ in columns)
+    head = "".join(f'<th class="number">{name}</th>' for name, _ in _COLUMNS)
     body = []
     for row in rows:
-        values = {**row, "retries": (retries or {}).get(row["key"], 0)}
-        cells = "".join(_cell(field, values[field]) for _, field in columns)
+        cells = "".join(_cell(field, row[field]) for _, field in _COLUMNS)
         body.append(f'<tr data-key="{html.escape(row["key"])}">'
                     f"<td>{html.escape(row['key'] or missing)}</td>{cells}</tr>")
     return (f'<h3>{html.escape(title)}</h3><table id="by-{key}"><thead><tr>'

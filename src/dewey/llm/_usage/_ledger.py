@@ -1,4 +1,4 @@
-"""The ledger's engine-neutral part: a queue, the background writer, and the shared SQL.
+"""The ledger's engine-neutral part: a queue, the background writer, and retention.
 
 ``Ledger.record`` runs on the hot path of every call, so it only appends to an in-memory
 queue; one daemon thread per ledger writes the queue in batches to storage, with the
@@ -6,6 +6,7 @@ running totals that budgets and reports read (``_totals``), and deletes the rows
 than the retention, a bounded batch at a time.  When storage
 is unavailable the ledger logs one warning, keeps up to ``MAX_PENDING`` records in memory
 and retries with backoff: a model call is never slowed down or failed by its bookkeeping.
+What was spent is read by ``_reads``.
 """
 
 from __future__ import annotations
@@ -16,18 +17,15 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
 
-from .._exceptions import LedgerUnavailableError, LLMConfigError
 from .._secrets import redact
 from ._budgets import Reservations
 from ._format import describe
 from ._log import LogEntry, PromptLog, to_log_row
-from ._records import COLUMN_LIST, UsageRecord, UsageSummary, from_row, money, number, to_row
+from ._reads import Reads
+from ._records import UsageRecord, number, to_row
 from ._storage import Storage
-from ._totals import BY, DAY, spent_sql, summarize
+from ._totals import DAY
 
 __all__ = ["MAX_PENDING", "Ledger"]
 
@@ -37,27 +35,22 @@ MAX_PENDING = 10_000  # records kept in memory while storage is slow or down
 BATCH_SIZE = 500
 LINGER = 0.1  # seconds the writer waits to batch records into one commit
 _MAX_BACKOFF = 30.0  # seconds between write attempts while storage is down
-_READ_RETRY = 5.0  # after a failed read, reads fail fast for this long (no 3 s connect each call)
-_COMMIT_WAIT = 1.0  # longest spent() waits for a commit in progress
 PRUNE_BATCH = 5000  # rows deleted per retention transaction: never a long write lock
 
 Entry = UsageRecord | LogEntry  # what the writer's queue holds
 
 
-class Ledger(Reservations, PromptLog, Storage):
+class Ledger(Reads, Reservations, PromptLog, Storage):
     """Records usage without ever blocking or failing a call, and answers what was spent.
 
-    Subclasses implement storage (see :class:`Storage`); reservations come from
-    :class:`Reservations`, reading the prompt log from :class:`PromptLog`; this class owns
-    the queue (usage records and prompt log entries), the writer thread, retries, and the
-    SQL shared by both engines.
+    Subclasses implement storage (see :class:`Storage`); reads (``spent``, ``summary``,
+    ``records``) come from :class:`Reads`, reservations from :class:`Reservations`, reading
+    the prompt log from :class:`PromptLog`; this class owns the queue (usage records and
+    prompt log entries), the writer thread, its retries, and retention.  A commit and the
+    removal of its records from memory happen together under ``_commit_lock``, so that
+    ``spent()`` counts a batch once (see :class:`Reads`).
 
-    ``spent()`` adds the records not yet committed to the stored total.  So that a batch
-    is never counted twice (in the database and in memory) nor missed, a commit and the
-    removal of its records from memory happen together under ``_commit_lock``, which a
-    ``spent()`` that must read the database holds around its query (waiting at most
-    ``_COMMIT_WAIT``; if a commit hangs longer it goes ahead and may over-count, which errs
-    on the side of the budget).
+    :class:`Reads` comes first: it provides the reads :class:`Reservations` declares.
     """
 
     location: str  # a path, or a URL with its password masked
@@ -321,114 +314,6 @@ class Ledger(Reservations, PromptLog, Storage):
         more = deleted >= PRUNE_BATCH
         self._prune_at = time.monotonic() + (0.0 if more else self._prune_every)
 
-    # --- reading -----------------------------------------------------------------------------
-
-    def spent(self, since: float | None = None) -> float:
-        """Total ``cost_usd`` of the records with ``time >= since``, queued ones included."""
-        self._check_fork()
-        queued, cached = self._snapshot(since)
-        if cached is not None:
-            return cached + queued
-        with self._no_commits():
-            queued, _ = self._snapshot(since)
-            generation = self._generation
-            total, params = self._spent_sql(since)
-            rows = self._read(f"SELECT {total}", params)
-        stored = float(rows[0][0] or 0.0) if rows else 0.0
-        if self._spent_ttl > 0:
-            if len(self._spent_cache) > 64:
-                self._spent_cache.clear()
-            self._spent_cache[since] = (generation, time.monotonic(), stored)
-        return stored + queued
-
-    def _snapshot(self, since: float | None) -> tuple[float, float | None]:
-        """The cost of the records not yet committed, and a stored total still valid."""
-        with self._lock:
-            queued = sum(money(item.cost_usd) for _, item in (*self._inflight, *self._pending)
-                         if isinstance(item, UsageRecord)
-                         and (since is None or number(item.time) >= since))
-            cached = self._spent_cache.get(since)
-            if (cached is not None and cached[0] == self._generation
-                    and time.monotonic() - cached[1] < self._spent_ttl):
-                return queued, cached[2]
-            return queued, None
-
-    def _spent_sql(self, since: float | None) -> tuple[str, list[Any]]:
-        return spent_sql(self._table, self._mark, since)
-
-    def summary(self, *, by: str = "model", since: float | None = None,
-                model: str | None = None) -> list[UsageSummary]:
-        """Totals per model, user or tag (most expensive first), or per UTC day (oldest
-        first), read from the running totals.  A call with several tags counts under each
-        of them; calls without a user or tag are under ""."""
-        if by not in BY:
-            raise LLMConfigError(f"summary(by={by!r}) is not supported: use by='model', "
-                                 "by='user', by='tag' or by='day'")
-        self.flush()
-        return summarize(self._read, self._table, self._mark, by=by, since=since, model=model)
-
-    def records(self, *, since: float | None = None, model: str | None = None,
-                limit: int = 1000) -> list[UsageRecord]:
-        """The most recent records first."""
-        self.flush()
-        where, params = self._where(since, model)
-        rows = self._read(f'SELECT {COLUMN_LIST} FROM {self._table}{where} '
-                          f'ORDER BY "time" DESC, id DESC LIMIT {self._mark}',
-                          [*params, int(limit)])
-        return [from_row(row) for row in rows]
-
-    def retries(self, *, since: float | None = None, model: str | None = None) -> dict[str, int]:
-        """Retries per model: attempts after the first at the same model.  Counted from the
-        rows, which the running totals do not sum: rows deleted by retention are not."""
-        self.flush()
-        where, params = self._where(since, model)
-        where += (" AND " if where else " WHERE ") + "attempt > 1"
-        rows = self._read(f"SELECT model, COUNT(*) FROM {self._table}{where} GROUP BY model",
-                          params)
-        return {str(name): int(count) for name, count in rows}
-
-    def _where(self, since: float | None, model: str | None) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if since is not None:
-            clauses.append(f'"time" >= {self._mark}')
-            params.append(float(since))
-        if model is not None:
-            clauses.append(f"model = {self._mark}")
-            params.append(model)
-        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
-
-    def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        self._check_fork()
-        if self._reads_down():
-            raise LedgerUnavailableError(
-                f"usage ledger {self.location} is unavailable (it failed moments ago). "
-                f"{self._hint}")
-        try:
-            return self._query(sql, params)
-        except Exception as exc:
-            self._reads_failed()
-            raise LedgerUnavailableError(
-                f"cannot read usage ledger {self.location}: {describe(exc)}. {self._hint}"
-            ) from exc
-
-    def _reads_down(self) -> bool:
-        return time.monotonic() < self._read_down_until
-
-    def _reads_failed(self) -> None:
-        # Reads fail fast for a while: no connect timeout on each call while storage is down.
-        self._read_down_until = time.monotonic() + _READ_RETRY
-
-    @contextmanager
-    def _no_commits(self) -> Iterator[None]:
-        """Hold off commits (see the class docstring) for at most ``_COMMIT_WAIT``."""
-        locked = self._commit_lock.acquire(timeout=_COMMIT_WAIT)
-        try:
-            yield
-        finally:
-            if locked:
-                self._commit_lock.release()
-
     # --- shared helpers ------------------------------------------------------------------------
 
     def _warn_once(self, key: str, message: str) -> None:
@@ -443,11 +328,14 @@ class Ledger(Reservations, PromptLog, Storage):
         of their own; returns how many.  Writer thread only."""
         raise NotImplementedError
 
-    def _migrating(self) -> None:
-        """Say why the first open of a ledger of an earlier version takes a while."""
+    def _migrating(self, outdated: str) -> None:
+        """Say why the first open of a ledger of an earlier version takes a while:
+        ``outdated`` is "totals" (none yet) or "retries" (totals without them)."""
+        what = ("building its running totals" if outdated == "totals"
+                else "counting the retries in its running totals")
         self._warn_once("migrate", (
-            f"usage ledger {self.location}: building its running totals from the rows an "
-            "earlier version wrote (once; this can take minutes for millions of rows)"))
+            f"usage ledger {self.location}: {what} from the rows an earlier version wrote "
+            "(once; this can take minutes for millions of rows)"))
 
     def _check_fork(self) -> None:
         # A forked child inherits the queue but not the writer thread, and must not touch

@@ -15,7 +15,7 @@ from .._secrets import mask_url, register_url_secrets
 from ._ledger import MAX_PENDING, Ledger
 from ._log import POSTGRES_DOCUMENT, log_insert_sql, postgres_log_schema
 from ._records import insert_sql
-from ._totals import NO_TAGS, fold, rebuild_sql, schema, upserts
+from ._totals import NO_TAGS, fold, fold_retries, rebuild_sql, retries_migration, schema, upserts
 
 if TYPE_CHECKING:
     import psycopg
@@ -83,25 +83,50 @@ class PostgresLedger(Ledger):
 
     def _ensure_totals(self, connection: psycopg.Connection[Any]) -> None:
         """Create the totals tables; for a table written before they existed, build them
-        from its rows first.  Called under the advisory lock, so this happens once."""
-        daily = connection.execute("SELECT to_regclass(%s)", (f"{self._table}_daily",)).fetchone()
-        if daily is not None and daily[0] is not None:
+        from its rows first, and for one written before they counted retries, count those.
+        Called under the advisory lock, so this happens once."""
+        outdated = self._outdated(connection)
+        if outdated is None:
             return
         if connection.execute(f"SELECT 1 FROM {self._table} LIMIT 1").fetchone():
-            self._migrating()
-        for statement in schema(self._table, integer="BIGINT", real="DOUBLE PRECISION"):
+            self._migrating(outdated)
+        if outdated == "totals":
+            for statement in schema(self._table, integer="BIGINT", real="DOUBLE PRECISION"):
+                connection.execute(statement)
+            tags = f"CROSS JOIN LATERAL jsonb_array_elements_text(({NO_TAGS})::jsonb) AS tag(value)"
+            for statement in rebuild_sql(self._table, day_sql=self._day_sql, tags_from=tags):
+                connection.execute(statement)
+            return
+        # ALTER TABLE locks each totals table until the commit, so a writer's upsert waits
+        # and the SELECT counts the rows of the batches committed before it: each once.
+        alters, select = retries_migration(self._table, integer="BIGINT", day_sql=self._day_sql)
+        for statement in alters:
             connection.execute(statement)
-        tags = f"CROSS JOIN LATERAL jsonb_array_elements_text(({NO_TAGS})::jsonb) AS tag(value)"
-        for statement in rebuild_sql(self._table, day_sql=self._day_sql, tags_from=tags):
-            connection.execute(statement)
+        found = fold_retries(connection.execute(select).fetchall())
+        with connection.cursor() as cursor:
+            for sql, params in upserts(self._table, "%s", found):
+                cursor.executemany(sql, params)
+
+    def _outdated(self, connection: psycopg.Connection[Any]) -> str | None:
+        """What a table written by an earlier version lacks: "totals" (the tables), "retries"
+        (their column), or None (up to date, or no table yet)."""
+        daily = f"{self._table}_daily"
+        row = connection.execute(
+            "SELECT to_regclass(%s) IS NOT NULL, to_regclass(%s) IS NOT NULL, EXISTS (SELECT 1 "
+            "FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'retries' "
+            "AND NOT attisdropped)", (self._table, daily, daily)).fetchone()
+        table, totals, retries = row if row is not None else (False, False, False)
+        if not table:
+            return None
+        return "totals" if not totals else None if retries else "retries"
 
     def _migrate_for_reads(self, reader: psycopg.Connection[Any]) -> None:
-        """Build the totals (and the prompt log's call_id) of a table written before they
-        existed, so that reports and budgets read right before this process writes anything."""
-        old = reader.execute("SELECT to_regclass(%s) IS NOT NULL AND (to_regclass(%s) IS NULL "
-                             "OR to_regclass(%s) IS NULL)",
-                             (self._table, f"{self._table}_daily", f"{self._table}_log")).fetchone()
-        if old is not None and old[0]:
+        """Build the totals (or their retries) and the prompt log's call_id of a table written
+        before they existed, so that reports and budgets read right before this process
+        writes anything."""
+        log = reader.execute("SELECT to_regclass(%s) IS NULL AND to_regclass(%s) IS NOT NULL",
+                             (f"{self._table}_log", self._table)).fetchone()
+        if self._outdated(reader) is not None or (log is not None and log[0]):
             with self._connect(autocommit=False) as connection:
                 self._create_table(connection)
 

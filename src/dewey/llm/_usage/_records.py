@@ -46,9 +46,13 @@ class UsageRecord:
 
 @dataclass(frozen=True)
 class UsageSummary:
-    """One row of :meth:`Ledger.summary`: the totals of one model or one UTC day."""
+    """One row of :meth:`Ledger.summary`: the totals of one model, user, tag or UTC day.
 
-    key: str  # the model, or the day "YYYY-MM-DD" (UTC)
+    ``calls`` counts attempts (a call retried once is two), ``errors`` the failed ones, and
+    ``retries`` the attempts after the first at the same model (``attempt > 1``; a
+    fallback model's first attempt is not a retry)."""
+
+    key: str  # the model, user, tag, or the day "YYYY-MM-DD" (UTC)
     calls: int
     errors: int
     cache_hits: int
@@ -56,6 +60,7 @@ class UsageSummary:
     completion_tokens: int
     cost_usd: float
     saved_usd: float
+    retries: int = 0  # last, with a default: positional construction stays as it was
 
 
 def insert_sql(table: str, mark: str) -> str:

@@ -83,11 +83,7 @@ def render_usage(ledger: Ledger, *, since: float | None, model: str | None, as_j
         raise LLMConfigError(f"--by {by!r} is not supported: use --by tag, user, model or day")
     tables, total = usage_tables(ledger, ("day", "model") if by is None else (by,),
                                  since=since, model=model)
-    unpriced = []
-    if is_priced is not None:
-        by_model = tables.get("model") or ledger.summary(by="model", since=since, model=model)
-        unpriced = [row.key for row in by_model if not row.cost_usd and row.key
-                    and row.prompt_tokens + row.completion_tokens and not is_priced(row.key)]
+    unpriced = unpriced_models(ledger, tables, is_priced, since=since, model=model)
     if as_json:
         document = usage_document(tables, total)
         if is_priced is not None:
@@ -132,6 +128,18 @@ def usage_tables(ledger: Ledger, keys: Sequence[str], *, since: float | None,
     return tables, sum(row.cost_usd for row in by_day)
 
 
+def unpriced_models(ledger: Ledger, tables: dict[str, list[UsageSummary]],
+                    is_priced: Callable[[str], bool] | None, *, since: float | None,
+                    model: str | None) -> list[str]:
+    """The models whose calls used tokens but were recorded at $0 and that have no price
+    (none when ``is_priced`` is not given): their spend is missing from the figures."""
+    if is_priced is None:
+        return []
+    by_model = tables.get("model") or ledger.summary(by="model", since=since, model=model)
+    return [row.key for row in by_model if not row.cost_usd and row.key
+            and row.prompt_tokens + row.completion_tokens and not is_priced(row.key)]
+
+
 def usage_document(tables: dict[str, list[UsageSummary]], total: float) -> dict[str, Any]:
     """``{"by_day": [...], "by_model": [...], "total_usd": ...}`` of ``usage_tables``."""
     document: dict[str, Any] = {f"by_{key}": [as_json(row) for row in rows]
@@ -142,7 +150,7 @@ def usage_document(tables: dict[str, list[UsageSummary]], total: float) -> dict[
 
 # Columns in the order they are given up when the terminal is too narrow for all of them.
 _COLUMNS = (("Cost", "cost_usd"), ("Calls", "calls"), ("Tokens in", "prompt_tokens"),
-            ("Tokens out", "completion_tokens"), ("Errors", "errors"),
+            ("Tokens out", "completion_tokens"), ("Errors", "errors"), ("Retries", "retries"),
             ("Cache hits", "cache_hits"), ("Saved", "saved_usd"))
 
 
@@ -177,8 +185,8 @@ def _table(title: str, key_header: str, rows: list[UsageSummary], width: int, *,
     return table
 
 
-_DISPLAY_ORDER = ("calls", "errors", "cache_hits", "prompt_tokens", "completion_tokens",
-                  "cost_usd", "saved_usd")
+_DISPLAY_ORDER = ("calls", "errors", "retries", "cache_hits", "prompt_tokens",
+                  "completion_tokens", "cost_usd", "saved_usd")
 
 
 def _cell(value: float) -> str:
@@ -226,7 +234,7 @@ def _totals(rows: list[UsageSummary]) -> UsageSummary:
         "total", sum(r.calls for r in rows), sum(r.errors for r in rows),
         sum(r.cache_hits for r in rows), sum(r.prompt_tokens for r in rows),
         sum(r.completion_tokens for r in rows), sum(r.cost_usd for r in rows),
-        sum(r.saved_usd for r in rows))
+        sum(r.saved_usd for r in rows), sum(r.retries for r in rows))
 
 
 def scope_text(since: float | None, model: str | None) -> str:

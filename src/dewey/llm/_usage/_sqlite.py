@@ -13,7 +13,7 @@ from .._exceptions import LLMConfigError
 from ._ledger import MAX_PENDING, Ledger
 from ._log import log_insert_sql, sqlite_log_schema
 from ._records import insert_sql
-from ._totals import NO_TAGS, fold, rebuild_sql, schema, upserts
+from ._totals import NO_TAGS, fold, fold_retries, rebuild_sql, retries_migration, schema, upserts
 
 if TYPE_CHECKING:
     import sqlite3
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 __all__ = ["SQLiteLedger", "default_ledger_path"]
 
 _BUSY_TIMEOUT = 5.0  # seconds to wait for another process's write lock
+_MIGRATION_WAIT = 600.0  # seconds to wait for another connection's migration of an old file
+_POLL = 0.05  # seconds between looks while waiting for it
 
 _SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
@@ -75,39 +77,72 @@ class SQLiteLedger(Ledger):
 
     def _ensure_totals(self, connection: sqlite3.Connection) -> None:
         """Create the totals tables; in a file written before they existed, build them from
-        its rows first (once: the write lock makes other processes wait, then see them)."""
-        import sqlite3
-
-        def missing() -> bool:
-            found = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                       "AND name IN ('usage', 'usage_daily')").fetchall()
-            return {"usage"} == {name for name, in found}
-
-        if not missing():
+        its rows first, and in one written before they counted retries, count those (once:
+        the write lock makes other processes wait, then see them)."""
+        if not self._lock_if_outdated(connection):
             return  # up to date, or no ledger in this file yet
-        for attempt in range(100):
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as exc:
-                # While another connection switches the file to WAL, this reports "locked"
-                # at once, without waiting for the busy timeout.
-                if "locked" not in str(exc) or attempt == 99:
-                    raise
-                time.sleep(0.05)
         try:
-            if missing():
-                if connection.execute("SELECT 1 FROM usage LIMIT 1").fetchone():
-                    self._migrating()
+            outdated = self._outdated(connection)
+            if outdated is not None and connection.execute(
+                    f"SELECT 1 FROM {self._table} LIMIT 1").fetchone():
+                self._migrating(outdated)
+            if outdated == "totals":
                 for statement in schema(self._table, integer="INTEGER", real="REAL"):
                     connection.execute(statement)
                 for statement in rebuild_sql(self._table, day_sql=self._day_sql,
                                              tags_from=f", json_each({NO_TAGS}) AS tag"):
                     connection.execute(statement)
+            elif outdated == "retries":
+                alters, select = retries_migration(self._table, integer="INTEGER",
+                                                   day_sql=self._day_sql)
+                for statement in alters:
+                    connection.execute(statement)
+                found = fold_retries(connection.execute(select).fetchall())
+                for sql, params in upserts(self._table, "?", found):
+                    connection.executemany(sql, params)
             connection.commit()
         except BaseException:
             connection.rollback()
             raise
+
+    def _lock_if_outdated(self, connection: sqlite3.Connection) -> bool:
+        """Whether the file is outdated, with its write lock taken (BEGIN IMMEDIATE) if so.
+
+        Looks again every ``_POLL`` rather than waiting on the write lock: a reader gets
+        here holding ``_commit_lock`` (in ``spent()``), which this ledger's writer may be
+        waiting for with the write lock held, having just brought the file up to date."""
+        import sqlite3
+
+        deadline = time.monotonic() + _MIGRATION_WAIT
+        connection.execute(f"PRAGMA busy_timeout = {int(_POLL * 1000)}")
+        try:
+            while True:
+                try:
+                    if self._outdated(connection) is None:
+                        return False
+                    connection.execute("BEGIN IMMEDIATE")
+                    return True
+                except sqlite3.OperationalError as exc:
+                    # Also reported at once, without the busy timeout, while another
+                    # connection switches the file to WAL.
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                time.sleep(_POLL)
+        finally:
+            connection.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT * 1000)}")
+
+    def _outdated(self, connection: sqlite3.Connection) -> str | None:
+        """What a file written by an earlier version lacks: "totals" (the tables), "retries"
+        (their column), or None (up to date, or no ledger in this file yet)."""
+        found = {name for name, in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)",
+            (self._table, f"{self._table}_daily"))}
+        if self._table not in found:
+            return None
+        if f"{self._table}_daily" not in found:
+            return "totals"
+        columns = {row[1] for row in connection.execute(f"PRAGMA table_info({self._table}_daily)")}
+        return None if "retries" in columns else "retries"
 
     def _write(self, rows: list[tuple[Any, ...]], settled: list[str],
                logs: list[tuple[Any, ...]]) -> None:

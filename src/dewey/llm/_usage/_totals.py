@@ -12,6 +12,11 @@ Three tables sit beside the rows, updated in the transaction that writes them:
 A day is ``int(time / 86400)`` (UTC) in Python and in both engines' SQL, so totals built
 from rows (``rebuild_sql``, the migration of a ledger written before totals existed) equal
 totals kept as rows were written (``upserts``).  Rows deleted by retention stay counted.
+
+A retry is an attempt after the first at the same model: a row with ``attempt > 1`` (the
+recorder writes the retry plan's ``Step.number``, 1 for the first attempt at a model, so
+a fallback model's first attempt is not a retry).  Totals written before ``retries`` was
+one of their measures get it from the rows still there (``retries_migration``, once).
 """
 
 from __future__ import annotations
@@ -24,14 +29,14 @@ from typing import Any
 from ._records import UsageSummary
 
 __all__ = ["BY", "DAY", "KEYS", "MEASURES", "NO_TAGS", "add_partial", "day_of", "day_text",
-           "fold", "partial_rows", "rebuild_sql", "schema", "spent_sql", "split_since",
-           "summaries", "summarize", "totals_query", "upserts"]
+           "fold", "fold_retries", "partial_rows", "rebuild_sql", "retries_migration", "schema",
+           "spent_sql", "split_since", "summaries", "summarize", "totals_query", "upserts"]
 
 DAY = 86400
 _MAX_DAY = 2**62  # a day number both engines can store, whatever a record's time says
 # Columns of every totals table, in UsageSummary's order.
 MEASURES = ("calls", "errors", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd",
-            "saved_usd")
+            "saved_usd", "retries")
 # The key columns of each totals table, by its suffix.
 KEYS = {"daily": ("day", "model"), "totals": ("day", "model", "user_label"),
         "tags": ("day", "model", "tag")}
@@ -45,6 +50,10 @@ Folded = dict[str, dict[tuple[Any, ...], Measures]]  # table suffix -> key -> me
 
 # SQL: a row's tags as a JSON list, with one "" when it has none (as ``_tags`` counts it).
 NO_TAGS = "CASE WHEN tags IS NULL OR tags IN ('', '[]') THEN '[\"\"]' ELSE tags END"
+# SQL: the MEASURES of a group of rows, as ``fold`` counts them.
+_SUMS = ("COUNT(*), SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END), SUM(cache_hit), "
+         "SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd), SUM(saved_usd), "
+         "SUM(CASE WHEN attempt > 1 THEN 1 ELSE 0 END)")
 
 
 def day_of(when: float) -> int:
@@ -142,18 +151,35 @@ def fold(rows: Iterable[Sequence[Any]]) -> Folded:
     """The totals of ``rows`` (in ``COLUMNS`` order, as ``to_row`` makes them), per table."""
     folded: Folded = {suffix: {} for suffix in KEYS}
     for row in rows:
-        when, model, _, _, outcome, *_, cache_hit, tags, user, _ = row  # the last: call_id
+        when, model, _, _, outcome, _, attempt, *_, cache_hit, tags, user, _ = row  # the last: call_id
         prompt, completion, cost, saved = row[7], row[8], row[10], row[11]
-        day = day_of(when)
-        values = [1, int(outcome != "ok"), int(cache_hit), prompt, completion, cost, saved]
-        keys: list[tuple[str, tuple[Any, ...]]] = [("daily", (day, model)),
-                                                    ("totals", (day, model, user or ""))]
-        keys += [("tags", (day, model, tag)) for tag in _tags(tags)]
-        for suffix, key in keys:
-            total = folded[suffix].setdefault(key, [0] * len(MEASURES))
-            for index, value in enumerate(values):
-                total[index] += value
+        values = [1, int(outcome != "ok"), int(cache_hit), prompt, completion, cost, saved,
+                  int((attempt or 0) > 1)]
+        _add(folded, (day_of(when), model, user or "", tags), values)
     return folded
+
+
+def fold_retries(rows: Iterable[Sequence[Any]]) -> Folded:
+    """The totals, retries alone, of ``retries_migration``'s SELECT: ``(day, model, user,
+    tags, retries)`` rows."""
+    folded: Folded = {suffix: {} for suffix in KEYS}
+    for day, model, user, tags, retries in rows:
+        values = [0] * len(MEASURES)
+        values[MEASURES.index("retries")] = int(retries)
+        _add(folded, (day, model, user, tags), values)
+    return folded
+
+
+def _add(folded: Folded, group: tuple[int, str, str, Any], values: Sequence[float]) -> None:
+    """Add ``values`` under a row's ``(day, model, user, tags)`` key in each table."""
+    day, model, user, tags = group
+    keys: list[tuple[str, tuple[Any, ...]]] = [("daily", (day, model)),
+                                                ("totals", (day, model, user))]
+    keys += [("tags", (day, model, tag)) for tag in _tags(tags)]
+    for suffix, key in keys:
+        total = folded[suffix].setdefault(key, [0] * len(MEASURES))
+        for index, value in enumerate(values):
+            total[index] += value
 
 
 def upserts(table: str, mark: str, folded: Folded) -> list[tuple[str, list[tuple[Any, ...]]]]:
@@ -175,9 +201,7 @@ def rebuild_sql(table: str, *, day_sql: str, tags_from: str) -> list[str]:
     """INSERT ... SELECT statements building the totals from every row of ``table`` (into
     empty totals tables).  ``day_sql`` is ``day_of`` in SQL; ``tags_from`` joins each row
     to its tags as ``tag(value)``, with one "" for a row without tags."""
-    sums = ("COUNT(*), SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END), SUM(cache_hit), "
-            "SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd), SUM(saved_usd)")
-    into = ", ".join(MEASURES)
+    sums, into = _SUMS, ", ".join(MEASURES)
     return [
         f"INSERT INTO {table}_daily (day, model, {into}) SELECT {day_sql}, model, {sums} "
         f"FROM {table} GROUP BY 1, 2",
@@ -188,12 +212,22 @@ def rebuild_sql(table: str, *, day_sql: str, tags_from: str) -> list[str]:
     ]
 
 
+def retries_migration(table: str, *, integer: str, day_sql: str) -> tuple[list[str], str]:
+    """Totals kept before ``retries`` was a measure: the ALTER TABLE statements adding its
+    column (0 everywhere), and the SELECT of the retries in the rows per day, model, user
+    and tag list, for ``fold_retries`` and ``upserts``.  Rows already deleted by retention
+    cannot be counted: their retries stay 0."""
+    alters = [f"ALTER TABLE {table}_{suffix} ADD COLUMN retries {integer} NOT NULL DEFAULT 0"
+              for suffix in KEYS]
+    select = (f"SELECT {day_sql}, model, COALESCE(user_label, ''), tags, COUNT(*) FROM {table} "
+              "WHERE attempt > 1 GROUP BY 1, 2, 3, 4")
+    return alters, select
+
+
 def partial_rows(table: str, mark: str, model: str | None) -> tuple[str, list[Any]]:
     """SQL (and its model parameter) giving the totals of rows with ``start <= time < end``
     (the two first parameters) per model, user and tag list; ``summaries`` splits them."""
-    sql = (f"SELECT model, COALESCE(user_label, ''), tags, COUNT(*), "
-           f"SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END), SUM(cache_hit), "
-           f"SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd), SUM(saved_usd) "
+    sql = (f"SELECT model, COALESCE(user_label, ''), tags, {_SUMS} "
            f'FROM {table} WHERE "time" >= {mark} AND "time" < {mark}')
     params: list[Any] = []
     if model is not None:
@@ -216,7 +250,7 @@ def add_partial(totals: dict[str, Measures], rows: Iterable[Sequence[Any]], by: 
 def summaries(totals: dict[str, Measures]) -> list[UsageSummary]:
     """``UsageSummary`` rows of ``{key: measures}``."""
     return [UsageSummary(str(key), int(v[0] or 0), int(v[1] or 0), int(v[2] or 0), int(v[3] or 0),
-                         int(v[4] or 0), float(v[5] or 0.0), float(v[6] or 0.0))
+                         int(v[4] or 0), float(v[5] or 0.0), float(v[6] or 0.0), int(v[7] or 0))
             for key, v in totals.items()]
 
 
