@@ -1,6 +1,6 @@
 """``AsyncLiteLLMClient``: :class:`LiteLLMClient` for asyncio, the same calls awaited.
 
-Everything but the awaiting is ``_ClientCore``'s, shared with the sync client.
+Everything but the awaiting is ``_ClientCore``'s (``_core``), shared with the sync client.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import Any, Literal, overload
 
-from ._client import _ClientCore
 from ._conversation import AsyncConversation, resume
+from ._core import _ClientCore
 from ._embeddings import merge
 from ._request import (
     MessagesInput,
@@ -86,7 +86,7 @@ class AsyncLiteLLMClient(_ClientCore):
                            key: str | None) -> AsyncCompletionStream:
         await self._aacquire(request, step)
         (iterator, head), started = await self._aattempt(request, step, aopen_stream)
-        live = Live(self._recorder, self._transport(step.route), request, step, plan, key, started)
+        live = Live(self._recorder, self._transports.for_route(step.route), request, step, plan, key, started)
         return AsyncCompletionStream(iterator, head, live)
 
     async def generate_embedding(self, input: str | list[str], model: str | None = None,
@@ -145,7 +145,7 @@ class AsyncLiteLLMClient(_ClientCore):
 
     async def aclose(self) -> None:
         """:meth:`close`, and the connections of the running event loop too."""
-        for transport in {id(t): t for t in self._transports.values()}.values():
+        for transport in self._transports.each():
             aclose = getattr(transport, "aclose", None)
             if aclose is not None:
                 await aclose()

@@ -1,25 +1,24 @@
-"""``LiteLLMConfig``: every setting, where it came from, and clear errors when it is wrong.
+"""``LiteLLMConfig``: every setting, its bounds, and where its value came from.
 
 Sources, highest first: arguments given in code; ``LITELLM_*`` environment variables; a
 YAML file's ``llm:`` section (``DEWEY_LLM_CONFIG``, else ``./dewey.yaml``, else
 ``~/.config/dewey/llm.yaml``); defaults.  ``${VAR}`` and ``${VAR:-default}`` in YAML are
-interpolated from the environment.
+interpolated from the environment.  Reading the file and the variables is
+``_config_sources``'; the one clear error a wrong setting raises is ``_config_errors``'.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
 
+from ._config_sources import find_config_file, read_environment, read_yaml_section
 from ._exceptions import LLMConfigError
 from ._providers import default_model
 from ._secrets import mask_secrets, register_secret
-from ._yaml import load_yaml
 
 __all__ = ["Budget", "FallbackModel", "LiteLLMConfig", "Price", "RateLimit"]
 
@@ -180,7 +179,9 @@ class LiteLLMConfig(_Strict):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise _config_error(exc) from None
+            from ._config_errors import config_error  # only a wrong configuration pays for it
+
+            raise config_error(exc) from None
         budget = self.budget
         if not self.track_usage and (budget.daily_usd, budget.monthly_usd, budget.total_usd) != (None, None, None):
             raise LLMConfigError(
@@ -273,197 +274,3 @@ class LiteLLMConfig(_Strict):
         for name, value in super().__repr_args__():
             if name in self.model_fields_set or name == "model":
                 yield name, value
-
-
-# --- files --------------------------------------------------------------------------------
-
-def find_config_file(environ: dict[str, str]) -> Path | None:
-    """``DEWEY_LLM_CONFIG``, else ``./dewey.yaml``, else ``~/.config/dewey/llm.yaml``."""
-    explicit = environ.get("DEWEY_LLM_CONFIG")
-    if explicit:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise LLMConfigError(
-                f"DEWEY_LLM_CONFIG points to {explicit}, which is not a file: "
-                "create it or unset the variable"
-            )
-        return path
-    home = Path(environ.get("HOME", str(Path.home())))
-    config_home = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
-    for candidate in (Path("dewey.yaml"), config_home / "dewey" / "llm.yaml"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def read_yaml_section(path: Path, environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """The interpolated ``llm:`` mapping of a YAML file (or the whole file if it has none)."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise LLMConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise LLMConfigError(
-            f"config file {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
-            f"{exc.start}): save it as UTF-8") from None
-    document = load_yaml(text, f"config file {path}") or {}
-    if not isinstance(document, dict):
-        raise LLMConfigError(f"config file {path} must hold a mapping with an 'llm:' section")
-    section = document.get("llm", document)
-    if section is None:
-        return {}
-    if not isinstance(section, dict):
-        raise LLMConfigError(f"the 'llm:' section of {path} must be a mapping, not {type(section).__name__}")
-    for key in section:
-        if not isinstance(key, str):
-            raise LLMConfigError(f"config key {key!r} in {path} is not a name: config keys are words "
-                                 "such as model or timeout")
-    interpolated = interpolate(section, os.environ if environ is None else environ, path="")
-    return dict(interpolated)
-
-
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
-
-
-def interpolate(value: Any, environ: Any, path: str) -> Any:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of ``value``."""
-    if isinstance(value, dict):
-        return {k: interpolate(v, environ, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [interpolate(v, environ, f"{path}[{i}]") for i, v in enumerate(value)]
-    if not isinstance(value, str):
-        return value
-
-    def substitute(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        found = environ.get(name)
-        if found:
-            return str(found)
-        if default is not None:
-            return default
-        raise LLMConfigError(
-            f"config key '{path}' uses ${{{name}}}, but {name} is not set: "
-            f"set it, or write ${{{name}:-default}}"
-        )
-
-    text = _VAR.sub(substitute, value)
-    if text != value and _VAR.fullmatch(value):
-        return _yaml_scalar(text)  # "${TIMEOUT:-30}" should give 30, not "30"
-    return text
-
-
-def _yaml_scalar(text: str) -> Any:
-    try:
-        return load_yaml(text, "value") if text else text
-    except LLMConfigError:
-        return text
-
-
-# --- environment --------------------------------------------------------------------------
-
-_ENV_FIELDS = {
-    "LITELLM_MODEL": "model",
-    "LITELLM_API_BASE": "api_base",
-    "LITELLM_API_KEY": "api_key",
-    "LITELLM_TIMEOUT": "timeout",
-    "LITELLM_DEADLINE": "deadline",
-    "LITELLM_MAX_RETRIES": "max_retries",
-    "LITELLM_FALLBACKS": "fallback_models",
-    "LITELLM_CACHE": "cache",
-    "LITELLM_CACHE_URL": "cache_url",
-    "LITELLM_CACHE_TTL": "cache_ttl",
-    "LITELLM_CACHE_MAX_ENTRIES": "cache_max_entries",
-    "LITELLM_EMBEDDING_MODEL": "embedding_model",
-    "LITELLM_USAGE_DB": "usage_db",
-    "LITELLM_TRACK_USAGE": "track_usage",
-    "LITELLM_USAGE_RETENTION_DAYS": "usage_retention_days",
-    "LITELLM_RATE_LIMIT_URL": "rate_limit_url",
-    "LITELLM_TRANSPORT": "transport",
-    "DEWEY_LLM_LOG": "log",  # ours, not LiteLLM's: the prompt log
-}
-
-
-def read_environment(environ: dict[str, str]) -> dict[str, tuple[Any, str]]:
-    """``{field: (value, variable)}`` for each ``LITELLM_*`` variable that is set."""
-    found: dict[str, tuple[Any, str]] = {}
-    for variable, field in _ENV_FIELDS.items():
-        raw = environ.get(variable)
-        if raw is None or raw == "":
-            continue
-        value: Any = raw
-        if field == "fallback_models":
-            value = [m.strip() for m in raw.split(",") if m.strip()]
-        elif field == "cache":
-            value = _parse_cache(raw)
-        elif field == "transport":
-            value = raw.strip().lower()
-        elif field in ("track_usage", "log"):
-            value = raw.strip().lower() not in ("0", "false", "no", "off")
-        found[field] = (value, variable)
-    return found
-
-
-def _parse_cache(raw: str) -> bool | str:
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", "none"):
-        return False
-    return lowered
-
-
-# --- errors -------------------------------------------------------------------------------
-
-def _config_error(exc: ValidationError) -> LLMConfigError:
-    """One readable message: the key, the value given, what was expected, a did-you-mean."""
-    lines = []
-    for error in exc.errors():
-        location = [str(part) for part in error["loc"]]
-        key = ".".join(location) or "config"
-        value = error.get("input")
-        if error["type"] == "extra_forbidden" and location == [location[0]] and key in _GENERATION_PARAMS:
-            lines.append(f"'{key}' is a generation parameter, not a setting: put it under "
-                         f"params (params: {{{key}: ...}}), or pass it to generate_completion")
-            continue
-        if error["type"] == "extra_forbidden":
-            suggestion = difflib.get_close_matches(location[-1], _known_keys(location), n=1)
-            hint = (f"; did you mean '{suggestion[0]}'?" if suggestion
-                    else f"; known keys: {', '.join(_known_keys(location))}")
-            lines.append(f"unknown config key '{key}'{hint}")
-            continue
-        shown = repr(mask_secrets(value, location[-1]))
-        if len(shown) > 200:
-            shown = shown[:200] + "..."
-        lines.append(f"config key '{_top_key(location)}' has invalid value {shown}: "
-                     f"{error['msg'].lower()}{_fix_hint(location)}")
-    return LLMConfigError("invalid configuration: " + "; ".join(dict.fromkeys(lines)))
-
-
-def _fix_hint(location: list[str]) -> str:
-    """What the setting means and its default, so that the message says how to fix it."""
-    field = LiteLLMConfig.model_fields.get(location[0]) if len(location) == 1 else None
-    if field is None or not field.description:
-        return ""
-    value = field.get_default(call_default_factory=True)
-    default = "none" if value is None else repr(value)
-    return f" ({location[0]}: {field.description[0].lower()}{field.description[1:]}; " \
-           f"fix it, or remove it for the default, {default})"
-
-
-_GENERATION_PARAMS = {"temperature", "max_tokens", "max_completion_tokens", "top_p", "seed", "stop",
-                      "presence_penalty", "frequency_penalty", "response_format", "n", "logprobs"}
-_UNION_BRANCHES = ("str", "FallbackModel", "bool", "literal['memory','sqlite','redis']")
-
-
-def _top_key(location: list[str]) -> str:
-    # pydantic names union branches (fallback_models.0.str, cache.bool): leave them out.
-    return ".".join(part for part in location if part not in _UNION_BRANCHES)
-
-
-def _known_keys(location: list[str]) -> list[str]:
-    nested: dict[str, type[BaseModel]] = {"budget": Budget, "fallback_models": FallbackModel,
-                                          "rate_limits": RateLimit, "prices": Price}
-    for part in reversed(location[:-1]):
-        if part in nested:
-            return list(nested[part].model_fields)
-    return list(LiteLLMConfig.model_fields)

@@ -19,7 +19,8 @@ from ._response import ChatResponse, answer_text, answer_tool_calls
 
 if TYPE_CHECKING:
     from ._async_client import AsyncLiteLLMClient
-    from ._client import LiteLLMClient, _ClientCore
+    from ._client import LiteLLMClient
+    from ._core import _ClientCore
     from ._stream import AsyncCompletionStream, CompletionStream
 
 __all__ = ["AsyncConversation", "Conversation", "new_id", "resume"]

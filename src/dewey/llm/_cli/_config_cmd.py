@@ -49,7 +49,7 @@ def add(commands: Any, command: NewCommand) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from .._config import find_config_file
+    from .._config_sources import find_config_file
 
     config = load_config()
     file = find_config_file(dict(os.environ))
@@ -114,7 +114,7 @@ def _shown(name: str, value: Any) -> Any:
 
 
 def _check(_args: argparse.Namespace) -> int:
-    from .._config import find_config_file
+    from .._config_sources import find_config_file
 
     config = load_config()
     file = find_config_file(dict(os.environ))
