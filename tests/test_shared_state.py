@@ -20,6 +20,7 @@ import pytest
 
 from dewey.llm import LiteLLMClient, LLMBudgetExceededError, LLMServerError
 from dewey.llm._usage import open_ledger
+from dewey.llm._usage._records import UsageRecord
 from tests.conftest import TEST_KEY
 from tests.servers.fake_provider import FakeProvider, Reply
 from tests.servers.postgres import DOWN_PG_URL, PG_URL, needs_postgres
@@ -245,6 +246,11 @@ def test_processes_overshoot_a_shared_budget_by_no_more_than_one_call_in_flight(
     cost, bound = call_cost(make_client)
     budget = 10.5 * cost
     slow_replies(provider, 100)
+    # The ledger's tables exist before the processes start: they race for the budget, not
+    # to create the tables (on a loaded machine, the process that waited for the other to
+    # create them could find the whole budget spent when it got to call).
+    with open_ledger(usage_db) as ledger:
+        ledger.record(UsageRecord("openai/gpt-4o-mini", "openai", "completion", "ok"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
     workers = [subprocess.Popen([sys.executable, "-c", WORKER, provider.openai_base, TEST_KEY,
                                  usage_db, repr(budget)], env=env, text=True,
