@@ -48,6 +48,7 @@ SNIPPET_GLOBALS: dict[str, Any] = {"messages": [{"role": "user", "content": "Hel
 CONSOLE_FILES: dict[str, str | bytes] = {
     "app.log": "12:00:01 GET /orders timed out after 60 s\n12:00:03 GET /orders 200 (retry)\n",
     "typo.yaml": "llm:\n  timout: 30\n",
+    "team.yaml": "llm:\n  aliases: {fast: gpt-4o-mini}\n",
     "chart.png": png(4, 3),
 }
 

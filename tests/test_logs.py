@@ -252,9 +252,10 @@ def test_a_turn_that_calls_a_tool_keeps_its_tool_calls_in_the_history(
         "type": "object", "properties": {"city": {"type": "string"}}}}}]
     chat = make_client().conversation()
 
-    answer = chat.send("Weather in Oslo?", tools=tools, stream=stream)
     if stream:
-        list(answer)
+        list(chat.send("Weather in Oslo?", tools=tools, stream=True))  # joins at the end
+    else:
+        chat.send("Weather in Oslo?", tools=tools)
     call = {"id": "call_7", "type": "function",
             "function": {"name": "weather", "arguments": '{"city": "Oslo"}'}}
     def without_index(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
