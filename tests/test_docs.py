@@ -7,19 +7,23 @@
 - ```yaml blocks with an ``llm:`` section load with ``LiteLLMConfig.from_yaml``.
 - ```console lines ``$ ... dewey-llm ...`` run in a shell with the same environment.  A
   documented ``error: ...`` answer must be that error, with exit code 1; anything else
-  must exit 0.  Files the lines read are provided (``CONSOLE_FILES``); lines that cannot
-  run here are listed in ``SKIPPED_COMMANDS`` with the reason.
+  must exit 0.  Each line runs in a home of its own, except one that continues the line
+  before it (``CONTINUING``: ``chat -c``), which runs after it in its home, with its
+  ledger and provider, and must have sent its conversation.  Files the lines read are
+  provided (``CONSOLE_FILES``); lines that cannot run here are listed in
+  ``SKIPPED_COMMANDS`` with the reason.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +48,7 @@ SNIPPET_GLOBALS: dict[str, Any] = {"messages": [{"role": "user", "content": "Hel
 CONSOLE_FILES: dict[str, str | bytes] = {
     "app.log": "12:00:01 GET /orders timed out after 60 s\n12:00:03 GET /orders 200 (retry)\n",
     "typo.yaml": "llm:\n  timout: 30\n",
+    "team.yaml": "llm:\n  aliases: {fast: gpt-4o-mini}\n",
     "chart.png": png(4, 3),
 }
 
@@ -57,10 +62,13 @@ SCRIPTED_ANSWERS = {
 
 # Command lines that cannot run in a test, and why.
 SKIPPED_COMMANDS = {
-    "dewey-llm chat": "starts a conversation, which needs a terminal on stdin",
-    "dewey-llm chat -c And the next one?": "continues the line before it, and each line runs on "
-                                           "its own here: tests/test_cli_logs.py runs -c",
+    "dewey-llm chat": "starts a conversation, which needs a terminal on stdin (test_cli.py "
+                      "converses through the hidden --interactive instead)",
 }
+
+# The words of a line that continues the line before it in its block (the conversation
+# it left in the prompt log).
+CONTINUING = ("-c", "--continue")
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,8 @@ class Command:
     def words(self) -> list[str]:
         return shlex.split(self.command, comments=True)
 
+    follows: Command | None = None  # the line this one continues, run before it in its home
+
     @property
     def id(self) -> str:
         return f"{self.document}:{self.line} {' '.join(self.words)}"
@@ -120,9 +130,14 @@ class Command:
 def console_commands() -> list[Command]:
     commands: list[Command] = []
     for block in fenced_blocks("console"):
+        previous: Command | None = None
         for offset, line in enumerate(block.text.splitlines()):
             if line.startswith("$ "):
-                commands.append(Command(block.document, block.line + offset, line[2:], []))
+                command = Command(block.document, block.line + offset, line[2:], [])
+                if previous is not None and set(CONTINUING) & set(command.words):
+                    command = dataclasses.replace(command, follows=previous)
+                commands.append(command)
+                previous = command
             elif commands and commands[-1].document == block.document:
                 commands[-1].output.append(line)
     return [command for command in commands if "dewey-llm" in command.command]
@@ -183,16 +198,34 @@ COMMANDS = console_commands()
 TIMEOUT = 600
 
 
-@dataclass(frozen=True)
+@dataclass
 class Run:
+    """A command line's process: started at once, or (``follows``) once the line it
+    continues has finished, in that line's home with its provider."""
+
     provider: FakeProvider
-    process: subprocess.Popen[str]
+    start: Callable[[], subprocess.Popen[str]]
+    follows: Run | None = None
+    process: subprocess.Popen[str] | None = None
+    stderr: str = ""
+
+    def finish(self) -> subprocess.Popen[str]:
+        """Wait for the line (and for the lines it continues first); its process."""
+        if self.process is None:
+            if self.follows is not None:
+                self.follows.finish()
+            self.process = self.start()
+            _, self.stderr = self.process.communicate(timeout=TIMEOUT)
+        elif self.process.returncode is None:
+            _, self.stderr = self.process.communicate(timeout=TIMEOUT)
+        return self.process
 
 
 @pytest.fixture(scope="module")
 def console_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
     """Every command line started at once (each pays seconds for LiteLLM's import), each in
-    its own directory and home with its own fake provider, so its requests are its own."""
+    its own directory and home with its own fake provider, so its requests are its own;
+    a line that continues another runs after it, in its home with its provider."""
     bin_dir = tmp_path_factory.mktemp("bin")  # `dewey-llm` is this interpreter with this tree's src
     (bin_dir / "dewey-llm").write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m dewey.llm "$@"\n')
     (bin_dir / "dewey-llm").chmod(0o755)
@@ -201,27 +234,40 @@ def console_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
                  and "API_KEY" not in name}
     runs: dict[str, Run] = {}
     with contextlib.ExitStack() as stack:
+        homes: dict[str, tuple[Path, FakeProvider]] = {}
         for command in COMMANDS:
             if " ".join(command.words) in SKIPPED_COMMANDS:
                 continue
-            provider = stack.enter_context(FakeProvider())
-            script_answers(provider, command.command)
-            home = tmp_path_factory.mktemp("console")
-            for name, content in CONSOLE_FILES.items():
-                if isinstance(content, bytes):
-                    (home / name).write_bytes(content)
-                else:
-                    (home / name).write_text(content, encoding="utf-8")
+            if command.follows is not None:
+                home, provider = homes[command.follows.id]
+            else:
+                provider = stack.enter_context(FakeProvider())
+                script_answers(provider, command.command)
+                home = tmp_path_factory.mktemp("console")
+                for name, content in CONSOLE_FILES.items():
+                    if isinstance(content, bytes):
+                        (home / name).write_bytes(content)
+                    else:
+                        (home / name).write_text(content, encoding="utf-8")
+            homes[command.id] = home, provider
             # The bundled price map, as in conftest: LiteLLM would try to download one at import.
             env = {**inherited, **provider_variables(provider), "HOME": str(home),
                    "PATH": f"{bin_dir}:{os.environ['PATH']}", "COLUMNS": "200",
                    "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-            process = subprocess.Popen(["bash", "-o", "pipefail", "-c", command.command], cwd=home,
-                                       env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True)
-            stack.enter_context(process)  # on exit: close its pipes and reap it...
-            stack.callback(process.kill)  # ...after killing it if a test did not wait for it
-            runs[command.id] = Run(provider, process)
+
+            def start(line: str = command.command, cwd: Path = home,
+                      env: dict[str, str] = env) -> subprocess.Popen[str]:
+                process = subprocess.Popen(["bash", "-o", "pipefail", "-c", line], cwd=cwd, env=env,
+                                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, text=True)
+                stack.enter_context(process)  # on exit: close its pipes and reap it...
+                stack.callback(process.kill)  # ...after killing it if a test did not wait for it
+                return process
+
+            follows = runs[command.follows.id] if command.follows is not None else None
+            run = runs[command.id] = Run(provider, start, follows)
+            if follows is None:
+                run.process = start()
         yield runs
 
 
@@ -236,11 +282,16 @@ def console_params() -> list[Any]:
 @pytest.mark.parametrize("command", console_params())
 def test_console_command_runs(command: Command, console_runs: dict[str, Run]) -> None:
     run = console_runs[command.id]
-    _, stderr = run.process.communicate(timeout=TIMEOUT)
+    process = run.finish()
     documented_error = next((line for line in command.output if line.startswith("error:")), None)
     if documented_error is not None:
-        assert (run.process.returncode, stderr.strip()) == (1, documented_error)
+        assert (process.returncode, run.stderr.strip()) == (1, documented_error)
     else:
-        assert run.process.returncode == 0, stderr
+        assert process.returncode == 0, run.stderr
         if {"chat", "embed"} & set(command.words):
             assert run.provider.requests, "the command called a model but nothing reached the provider"
+    if command.follows is not None:  # the turns of the line before it, then its own prompt
+        before, now = (request.json["messages"] for request in run.provider.requests[-2:])
+        assert now[:len(before)] == before, "the line did not send the conversation it continues"
+        assert [m["role"] for m in now[len(before):]] == ["assistant", "user"]
+        assert now[-1]["content"] in command.command

@@ -227,6 +227,24 @@ def test_openai_sdk_parse_reads_a_scripted_refusal(provider: FakeProvider) -> No
     assert answered.choices[0].message.parsed == City(name="Oslo")
 
 
+def test_openai_sdk_stream_reads_a_scripted_refusal(provider: FakeProvider) -> None:
+    # The SDK's stream helper accumulates delta.refusal into the final message's refusal.
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        name: str
+
+    provider.script("sdk-model", Reply.refused("I can't help with that."))
+    with openai_client(provider).chat.completions.stream(
+            model="sdk-model", messages=MESSAGES, response_format=City) as stream:
+        events = [event.type for event in stream]
+        final = stream.get_final_completion()
+
+    assert events.count("refusal.delta") > 1 and "content.delta" not in events
+    message = final.choices[0].message
+    assert (message.refusal, message.content, message.parsed) == ("I can't help with that.", None, None)
+
+
 def test_openai_sdk_legacy_functions_get_function_call(provider: FakeProvider) -> None:
     provider.script("sdk-model", Reply.tool_call("get_weather", {"city": "Oslo"}))
 

@@ -206,13 +206,68 @@ def test_async_conversation(make_client: MakeClient, provider: FakeProvider) -> 
             await chat.send("first")
             stream = await chat.send("second", stream=True)
             assert await stream.atext() == "echo: second"
-            resumed = client.conversation(id=chat.id)
+            resumed = await client.conversation(id=chat.id)
+            assert resumed.messages == chat.messages
             await resumed.send("third")
             return [turn.prompt for turn in client.logs(conversation=chat.id)]
 
     assert asyncio.run(main()) == ["third", "second", "first"]
     assert sent(provider)[-1] == [user("first"), echo("first"), user("second"), echo("second"),
                                   user("third")]
+
+
+def test_an_async_resume_reads_the_log_when_awaited_or_at_its_first_send(
+        make_client: MakeClient, provider: FakeProvider) -> None:
+    first = make_client()
+    chat = first.conversation(model="openai/other-model")
+    chat.send("first")
+    first.close()  # its log written
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        async with AsyncLiteLLMClient(config=first.config) as client:
+            unread = client.conversation(id=chat.id)  # nothing read on the event loop
+            assert unread.messages == [] and unread.model is None
+            await unread.send("second")  # read (in a worker thread) before sending
+            assert unread.model == "openai/other-model"
+
+            unknown = client.conversation(id="no-such-id")
+            with pytest.raises(LLMConfigError, match="no conversation 'no-such-id'"):
+                await unknown
+            with pytest.raises(LLMConfigError, match="system= starts a new conversation"):
+                client.conversation(id=chat.id, system="x")  # bad arguments: at once
+            fresh = await client.conversation(system="Be kind.")  # a new one: nothing to read
+            return unread.messages, fresh.messages
+
+    resumed, fresh = asyncio.run(main())
+    assert sent(provider, "other-model")[-1] == [user("first"), echo("first"), user("second")]
+    assert resumed == [user("first"), echo("first"), user("second"), echo("second")]
+    assert fresh == [{"role": "system", "content": "Be kind."}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_turn_that_calls_a_tool_keeps_its_tool_calls_in_the_history(
+        make_client: MakeClient, provider: FakeProvider, stream: bool) -> None:
+    provider.script(WIRE, Reply.tool_call("weather", {"city": "Oslo"}, call_id="call_7"), Reply.ok("Sunny."))
+    tools = [{"type": "function", "function": {"name": "weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+    chat = make_client().conversation()
+
+    if stream:
+        list(chat.send("Weather in Oslo?", tools=tools, stream=True))  # joins at the end
+    else:
+        chat.send("Weather in Oslo?", tools=tools)
+    call = {"id": "call_7", "type": "function",
+            "function": {"name": "weather", "arguments": '{"city": "Oslo"}'}}
+    def without_index(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in c.items() if k != "index"} for c in calls]  # the fake's extra
+
+    reply = chat.messages[-1]
+    assert (reply["role"], reply["content"]) == ("assistant", "")
+    assert without_index(reply["tool_calls"]) == [call]
+
+    chat.send({"role": "tool", "tool_call_id": "call_7", "content": "sunny"}, tools=tools)
+    [assistant] = [m for m in sent(provider)[-1] if m["role"] == "assistant"]
+    assert without_index(assistant["tool_calls"]) == [call]  # the provider needs it for the tool's answer
 
 
 RESUME = """

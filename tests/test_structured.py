@@ -193,6 +193,45 @@ def test_a_refusal_is_kept_and_nothing_is_parsed_or_repaired(
     assert [r.outcome for r in rows(client)] == ["ok"]
 
 
+@pytest.mark.parametrize("transport", ["native", "litellm"])
+def test_a_streamed_refusal_ends_with_the_refusal_and_nothing_parsed(
+        make_client: Any, provider: FakeProvider, transport: str) -> None:
+    # The refusal arrives in pieces in delta.refusal (content null): the stream ends as the
+    # non-stream answer does, not as an answer that failed validation.
+    provider.script(WIRE, Reply.refused("I can't help with that."), Reply.refused("I can't help with that."))
+    client = make_client(track_usage=True, transport=transport)
+    streamed = client.generate_completion("invoice", response_format=Invoice, stream=True)
+
+    pieces = [c.choices[0].delta.get("refusal") or "" for c in streamed]
+    whole = client.generate_completion("invoice", response_format=Invoice)
+
+    # Natively in the pieces sent; through LiteLLM (which drops chunks holding only a
+    # refusal) all of it on the chunk that finishes the stream.
+    assert "".join(pieces) == "I can't help with that."
+    message = streamed.response.choices[0].message
+    assert (message.refusal, message.parsed) == ("I can't help with that.", None)
+    assert not message.content  # None; LiteLLM's stream_chunk_builder makes it ""
+    assert (whole.choices[0].message.refusal, parsed(whole)) == (message.refusal, None)
+    assert [r.outcome for r in rows(client)] == ["ok", "ok"]
+    assert len(provider.requests) == 2  # nothing repaired
+
+
+@pytest.mark.parametrize("transport", ["native", "litellm"])
+def test_an_async_streamed_refusal_ends_with_the_refusal(provider: FakeProvider, transport: str) -> None:
+    provider.script(WIRE, Reply.refused("No."))
+
+    async def main() -> Any:
+        async with AsyncLiteLLMClient(config=LiteLLMConfig(
+                model="openai/gpt-4o-mini", api_base=provider.openai_base, api_key=TEST_KEY,
+                transport=transport)) as client:
+            stream = await client.generate_completion("invoice", response_format=Invoice, stream=True)
+            assert [p async for p in stream.apartials()] == []  # no JSON ever came
+            return stream.response.choices[0].message
+
+    message = asyncio.run(main())
+    assert (message.refusal, message.parsed) == ("No.", None)
+
+
 # --- cache ---------------------------------------------------------------------------------------------
 
 def test_the_schema_is_part_of_the_cache_key_and_a_hit_is_parsed_again(

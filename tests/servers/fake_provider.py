@@ -124,11 +124,16 @@ class Reply:
     @classmethod
     def refused(cls, refusal: str = "I'm sorry, I cannot assist with that request.") -> Reply:
         """A model declining a structured-output request, as OpenAI reports it: the message's
-        ``refusal`` holds why and its ``content`` is null (non-stream answers; Anthropic's
-        format has no such field and answers the text).  Shape from
-        https://platform.openai.com/docs/guides/structured-outputs#refusals and the
+        ``refusal`` holds why and its ``content`` is null; a stream sends the refusal in
+        pieces in ``choices[0].delta.refusal`` (the first delta ``{"role": "assistant",
+        "content": null, "refusal": ""}``), content null throughout, then finishes with
+        ``stop`` (Anthropic's format has no such field and answers the text).  Shapes from
+        https://platform.openai.com/docs/guides/structured-outputs#refusals, the
         ``choices[].message.refusal`` field of the chat completion object
-        (https://platform.openai.com/docs/api-reference/chat/object)."""
+        (https://platform.openai.com/docs/api-reference/chat/object) and the
+        ``choices[].delta.refusal`` field of the chunk object
+        (https://platform.openai.com/docs/api-reference/chat-streaming/streaming; the openai
+        SDK's ``ChoiceDelta.refusal``, whose stream helper emits ``refusal.delta`` events)."""
         return cls("ok", content=refusal, refusal=refusal)
 
     @classmethod
@@ -465,6 +470,9 @@ class _OpenAIDialect:
         """The first delta, the content deltas and the finish reason of a stream."""
         first: dict[str, Any]
         deltas: list[dict[str, Any]]
+        if answer.refusal is not None:
+            deltas = [{"refusal": piece} for piece in _pieces(answer.refusal)]
+            return {"role": "assistant", "content": None, "refusal": ""}, deltas, "stop"
         if not answer.is_tool_call:
             deltas = [{"content": piece} for piece in _pieces(answer.text)]
             return {"role": "assistant", "content": ""}, deltas, "stop"

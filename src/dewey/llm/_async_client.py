@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import Any, Literal, overload
 
-from ._conversation import AsyncConversation, resume
+from ._conversation import AsyncConversation
 from ._core import _ClientCore
 from ._embeddings import merge
 from ._request import (
@@ -73,8 +73,11 @@ class AsyncLiteLLMClient(_ClientCore):
 
     def conversation(self, id: str | None = None, *, model: str | None = None,
                      system: str | None = None) -> AsyncConversation:
-        """See :meth:`LiteLLMClient.conversation` (resuming reads the log without awaiting)."""
-        return AsyncConversation(self, *resume(self, id, model, system))
+        """See :meth:`LiteLLMClient.conversation`.  Resuming one (``id=...``) reads the
+        prompt log in a worker thread, not on the event loop: ``chat = await
+        client.conversation(id=...)`` reads it there and then (an unknown id raises); not
+        awaited, its first ``send`` does.  A new conversation needs no ``await``."""
+        return AsyncConversation.start(self, id, model, system)
 
     async def _complete(self, request: Request, step: Step) -> ChatResponse:
         await self._aacquire(request, step)

@@ -9,19 +9,22 @@ history as it was; a streamed one joins it when the stream has been read to its 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ._exceptions import LLMConfigError
 from ._messages import Message, to_dicts
 from ._response import ChatResponse, answer_text, answer_tool_calls
+from ._stream import _has_tool_call
 
 if TYPE_CHECKING:
     from ._async_client import AsyncLiteLLMClient
     from ._client import LiteLLMClient
     from ._core import _ClientCore
     from ._stream import AsyncCompletionStream, CompletionStream
+    from ._usage._log import PromptLog
 
 __all__ = ["AsyncConversation", "Conversation", "new_id", "resume"]
 
@@ -39,18 +42,29 @@ def resume(client: _ClientCore, id: str | None, model: str | None,
     if id is None:
         start = [{"role": "system", "content": system}] if system else []
         return new_id(), model, start
+    return id, *_logged(_log_to_resume(client, id, system), id, model)
+
+
+def _logged(log: PromptLog, id: str, model: str | None) -> tuple[str | None, list[dict[str, Any]]]:
+    """The model and history of the logged conversation ``id`` (reads the log)."""
+    turn = log.conversation_turn(id)
+    return model or turn.model, turn.history()
+
+
+def _log_to_resume(client: _ClientCore, id: str, system: str | None) -> PromptLog:
+    """The prompt log conversation ``id`` is to be read from, or the error that says why
+    it cannot be; reads nothing yet."""
     if not isinstance(id, str) or not id:
         raise LLMConfigError(f"id={id!r:.60} is not a conversation id: pass one that "
                              "conversation().id gave, or leave it out to start a new one")
     if system is not None:
         raise LLMConfigError("system= starts a new conversation; a resumed one keeps its own: "
                              "leave system out, or leave id out")
-    log = client._log  # noqa: SLF001 - the client's own prompt log
+    log: PromptLog | None = client._log  # noqa: SLF001 - the client's own prompt log
     if log is None:
         raise LLMConfigError("resuming a conversation reads the prompt log, and logging is off: "
                              "set log: true and track_usage: true (and unset DEWEY_LLM_LOG=0)")
-    turn = log.conversation_turn(id)
-    return id, model or turn.model, turn.history()
+    return log
 
 
 class _Turns:
@@ -77,6 +91,18 @@ class _Turns:
             raise LLMConfigError(f"send() takes the prompt as a string or a message, not "
                                  f"{type(prompt).__name__}")
         return [*self.messages, *new], {**params, "conversation_id": self.id}
+
+    def _answer_at_end(self, stream: CompletionStream | AsyncCompletionStream,
+                       messages: list[dict[str, Any]]) -> None:
+        """Join ``stream``'s answer to the history once it has been read to its end, with
+        its tool calls as the same call without ``stream`` would."""
+        def ended(text: str) -> None:
+            # Assembled only when it called a tool (LiteLLM's assembly is costly): else
+            # the text is all the answer there is.
+            called = any(_has_tool_call(chunk) for chunk in stream._chunks)  # noqa: SLF001
+            self._answered(messages, text, stream.response if called else None)
+
+        stream._on_end.append(ended)  # noqa: SLF001
 
     def _answered(self, messages: list[dict[str, Any]], text: str,
                   response: ChatResponse | None = None) -> None:
@@ -116,7 +142,7 @@ class Conversation(_Turns):
         model = kwargs.pop("model", None) or self.model
         if stream:
             chunks = self._client.generate_completion(messages, model, stream=True, **kwargs)
-            chunks._on_end.append(lambda text: self._answered(messages, text))  # noqa: SLF001
+            self._answer_at_end(chunks, messages)
             return chunks
         response: ChatResponse = self._client.generate_completion(messages, model, **kwargs)
         self._answered(messages, answer_text(response), response)
@@ -124,12 +150,37 @@ class Conversation(_Turns):
 
 
 class AsyncConversation(_Turns):
-    """:class:`Conversation` for asyncio: ``await conversation.send(...)``."""
+    """:class:`Conversation` for asyncio: ``await conversation.send(...)``.
+
+    One resumed from the prompt log reads its history in a worker thread, never on the
+    event loop: ``chat = await client.conversation(id=...)`` reads it then (an unknown id
+    raises there), else the first :meth:`send` does.  Awaiting a new one, or one already
+    read, returns it at once.
+    """
 
     def __init__(self, client: AsyncLiteLLMClient, id: str, model: str | None,
-                 messages: list[dict[str, Any]]) -> None:
+                 messages: list[dict[str, Any]], unread: PromptLog | None = None) -> None:
         super().__init__(id, model, messages)
         self._client = client
+        self._unread = unread  # the prompt log the history is still to be read from
+
+    @classmethod
+    def start(cls, client: AsyncLiteLLMClient, id: str | None, model: str | None,
+              system: str | None) -> AsyncConversation:
+        """A new conversation, or the logged one ``id`` with its history still unread
+        (what is wrong with the arguments is raised now, before any reading)."""
+        if id is None:
+            return cls(client, *resume(client, None, model, system))
+        return cls(client, id, model, [], unread=_log_to_resume(client, id, system))
+
+    def __await__(self) -> Generator[Any, None, AsyncConversation]:
+        return self._read().__await__()
+
+    async def _read(self) -> AsyncConversation:
+        if self._unread is not None:
+            model, messages = await asyncio.to_thread(_logged, self._unread, self.id, self.model)
+            self.model, self.messages, self._unread = model, messages, None
+        return self
 
     @overload
     async def send(self, prompt: Prompt, *, stream: Literal[False] = False,
@@ -142,11 +193,12 @@ class AsyncConversation(_Turns):
     async def send(self, prompt: Prompt, *, stream: bool = False,
                    **params: Any) -> ChatResponse | AsyncCompletionStream:
         """See :meth:`Conversation.send`; with ``stream=True`` an :class:`AsyncCompletionStream`."""
+        await self._read()
         messages, kwargs = self._ask(prompt, params)
         model = kwargs.pop("model", None) or self.model
         if stream:
             chunks = await self._client.generate_completion(messages, model, stream=True, **kwargs)
-            chunks._on_end.append(lambda text: self._answered(messages, text))  # noqa: SLF001
+            self._answer_at_end(chunks, messages)
             return chunks
         response: ChatResponse = await self._client.generate_completion(messages, model, **kwargs)
         self._answered(messages, answer_text(response), response)

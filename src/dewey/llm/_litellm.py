@@ -86,11 +86,11 @@ class LiteLLMTransport:
 
     def stream(self, kwargs: dict[str, Any]) -> Iterator[ResponseData]:
         chunks = _call(litellm().completion, {**kwargs, "stream": True})
-        return _Chunks(iter(chunks), kwargs["model"])
+        return _Chunks(iter(chunks), kwargs["model"], _Refusals.tap(chunks))
 
     async def astream(self, kwargs: dict[str, Any]) -> AsyncIterator[ResponseData]:
         chunks = await _acall(litellm().acompletion, {**kwargs, "stream": True})
-        return _AsyncChunks(chunks.__aiter__(), kwargs["model"])
+        return _AsyncChunks(chunks.__aiter__(), kwargs["model"], _Refusals.tap(chunks))
 
     def embed(self, kwargs: dict[str, Any]) -> ResponseData:
         return from_litellm(_call(litellm().embedding, self._without_sdk_retries(kwargs, False)))
@@ -126,8 +126,8 @@ class _Chunks:
     """A LiteLLM stream whose chunks arrive as :class:`ResponseData` (``_hidden_params``
     kept) and its failures as ``LLMError``."""
 
-    def __init__(self, iterator: Iterator[Any], model: str) -> None:
-        self._iterator, self._model = iterator, model
+    def __init__(self, iterator: Iterator[Any], model: str, refusals: _Refusals | None = None) -> None:
+        self._iterator, self._model, self._refusals = iterator, model, refusals
 
     def __iter__(self) -> _Chunks:
         return self
@@ -142,7 +142,7 @@ class _Chunks:
                 raise StopIteration from None
             error = from_provider_error(exc, model=self._model)
         else:
-            return _converted(chunk)
+            return _converted(chunk, self._refusals)
         raise error  # out of the except block: exc must not become its __context__
 
     def close(self) -> None:
@@ -154,8 +154,8 @@ class _Chunks:
 class _AsyncChunks:
     """:class:`_Chunks` for ``async for``."""
 
-    def __init__(self, iterator: AsyncIterator[Any], model: str) -> None:
-        self._iterator, self._model = iterator, model
+    def __init__(self, iterator: AsyncIterator[Any], model: str, refusals: _Refusals | None = None) -> None:
+        self._iterator, self._model, self._refusals = iterator, model, refusals
 
     def __aiter__(self) -> _AsyncChunks:
         return self
@@ -170,7 +170,7 @@ class _AsyncChunks:
                 raise StopAsyncIteration from None
             error = from_provider_error(exc, model=self._model)
         else:
-            return _converted(chunk)
+            return _converted(chunk, self._refusals)
         raise error  # out of the except block: exc must not become its __context__
 
     async def aclose(self) -> None:
@@ -182,14 +182,64 @@ class _AsyncChunks:
 _ORIGINAL = "_litellm_chunk"
 
 
-def _converted(chunk: Any) -> ResponseData:
+def _converted(chunk: Any, refusals: _Refusals | None = None) -> ResponseData:
     """A LiteLLM stream chunk as :class:`ResponseData`, holding on to the original (an
     attribute, out of the data) for :meth:`LiteLLMTransport.assemble`:
     ``stream_chunk_builder`` reads what LiteLLM keeps out of a chunk's data, such as the
-    usage a provider sent unasked, which it holds back in ``_hidden_params``."""
+    usage a provider sent unasked, which it holds back in ``_hidden_params``.  The refusal
+    LiteLLM dropped on the way (see :class:`_Refusals`) travels in this chunk's delta."""
+    if refusals is not None and refusals.pending and getattr(chunk, "choices", None):
+        chunk.choices[0].delta.refusal, refusals.pending = refusals.pending, ""
     converted = from_litellm(chunk)
     object.__setattr__(converted, _ORIGINAL, chunk)
     return converted
+
+
+class _Refusals:
+    """The provider's own stream under a LiteLLM stream, noting the ``delta.refusal`` pieces
+    it carries.  A model declining a structured-output request streams its refusal in
+    ``delta.refusal`` alone, and LiteLLM's stream handler drops every chunk without content,
+    tool calls or a role (``CustomStreamWrapper.is_chunk_non_empty``): the refusal noted
+    here joins the next chunk LiteLLM passes on (the finish), so the stream ends as the
+    same call without ``stream`` does, with ``message.refusal``."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.pending = ""  # refusal text not yet delivered in a chunk
+
+    @classmethod
+    def tap(cls, wrapper: Any) -> _Refusals | None:
+        """Put a tap under LiteLLM's ``wrapper`` (None: it reads no stream of objects yet,
+        e.g. a provider whose stream LiteLLM opens lazily; those have no refusal field)."""
+        stream = getattr(wrapper, "completion_stream", None)
+        if stream is None or isinstance(stream, str | bytes) or not hasattr(wrapper, "chunk_creator"):
+            return None
+        refusals = cls(stream)
+        wrapper.completion_stream = refusals
+        return refusals
+
+    def __getattr__(self, name: str) -> Any:  # close(), response, ...: the stream's own
+        return getattr(self._stream, name)
+
+    def __iter__(self) -> _Refusals:
+        return self
+
+    def __next__(self) -> Any:
+        return self._noted(next(self._stream))
+
+    def __aiter__(self) -> _Refusals:
+        return self
+
+    async def __anext__(self) -> Any:
+        return self._noted(await self._stream.__anext__())
+
+    def _noted(self, chunk: Any) -> Any:
+        choices = getattr(chunk, "choices", None)
+        if isinstance(choices, list) and choices:
+            refusal = getattr(getattr(choices[0], "delta", None), "refusal", None)
+            if isinstance(refusal, str):
+                self.pending += refusal
+        return chunk
 
 
 def _provider(model: str, api_base: str | None) -> str | None:

@@ -236,7 +236,7 @@ def embedding(data: Any, model: str) -> ResponseData:
 
 def assemble(chunks: list[Any]) -> ResponseData:
     """The complete response a stream's chunks add up to, like LiteLLM's
-    ``stream_chunk_builder``: contents and tool-call arguments joined, the last finish
+    ``stream_chunk_builder``: contents, refusals and tool-call arguments joined, the last finish
     reason, and the usage the server reported (None if it sent none: LiteLLM would
     estimate it with a tokenizer)."""
     if not chunks:
@@ -265,6 +265,8 @@ def _add_delta(choice: dict[str, Any], delta: Mapping[str, Any], finish_reason: 
     message = choice["message"]
     if delta.get("content") is not None:
         message["content"] = (message["content"] or "") + delta["content"]
+    if delta.get("refusal"):  # a model declining a schema: the message has it only then
+        message["refusal"] = message.get("refusal", "") + delta["refusal"]
     if delta.get("function_call"):
         call = message["function_call"] = message["function_call"] or {"arguments": "", "name": None}
         call["name"] = call["name"] or delta["function_call"].get("name")
