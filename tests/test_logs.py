@@ -199,6 +199,56 @@ def test_logging_off_leaves_no_text_and_keys_are_never_logged(
         client.generate_completion("hi", log="no")
 
 
+LOOKUP_TOOL: Any = {"type": "function", "function": {
+    "name": "lookup", "parameters": {"type": "object", "properties": {"key": {"type": "string"}}}}}
+
+
+def test_no_key_reaches_the_log_whichever_part_of_an_exchange_holds_it(
+        make_client: MakeClient, provider: FakeProvider, isolated: Path) -> None:
+    # The writer checks an entry's texts for keys together, then redacts them one by one:
+    # every part is covered, also a registered key of no telling shape (a proxy's token).
+    token = "proxy-token-of-no-known-shape-42"
+    client = make_client()
+    proxied = make_client(api_key=token)
+    client.generate_completion([{"role": "system", "content": f"Use {TEST_KEY} quietly."},
+                                user("first"), {"role": "assistant", "content": f"I saw {token}"},
+                                user("second")])
+    proxied.generate_completion(f"repeat {token}")  # the answer echoes it
+    provider.script(WIRE, Reply.tool_call("lookup", {"key": TEST_KEY}))
+    client.generate_completion("look it up", tools=[LOOKUP_TOOL])
+    assert "echo: stream" in "".join(client.generate_completion(f"stream {TEST_KEY}", stream=True).text())
+    client.close()
+    proxied.close()
+
+    database = isolated / "xdg_data_home" / "dewey-llm" / "usage.db"
+    stored = b"".join(path.read_bytes() for path in database.parent.glob("usage.db*"))
+    assert TEST_KEY.encode() not in stored and token.encode() not in stored
+    streamed, tool, echoed, history = make_client().logs(limit=None)
+    assert streamed.response.startswith("echo: stream ") and TEST_KEY not in streamed.response
+    assert tool.tool_calls and TEST_KEY not in str(tool.tool_calls)
+    assert echoed.response.startswith("echo: repeat ") and token not in echoed.response
+    assert history.system is not None and history.system.startswith("Use ")
+    assert TEST_KEY not in history.system and token not in str(history.messages)
+    assert history.prompt == "second"
+
+
+def test_the_log_keeps_the_messages_as_sent_when_the_caller_changes_them_afterwards(
+        make_client: MakeClient, provider: FakeProvider) -> None:
+    # The entry is written on the writer thread a moment later: what the caller changes
+    # after the call returns must not reach it.
+    client = make_client()
+    parts = [{"type": "text", "text": "first words"}]
+    messages: list[dict[str, Any]] = [{"role": "user", "content": parts}]
+    client.generate_completion(messages)
+    parts[0]["text"] = "changed words"
+    parts.append({"type": "text", "text": "more"})
+    messages.append(user("later"))
+    [logged] = client.logs()
+    assert sent(provider) == [[{"role": "user", "content": [{"type": "text", "text": "first words"}]}]]
+    assert logged.messages == sent(provider)[0]
+    assert logged.prompt == "first words"
+
+
 def test_async_conversation(make_client: MakeClient, provider: FakeProvider) -> None:
     async def main() -> list[str]:
         async with AsyncLiteLLMClient(config=make_client().config) as client:

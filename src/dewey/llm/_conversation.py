@@ -14,10 +14,10 @@ import uuid
 from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from ._chunks import has_tool_call as _has_tool_call
 from ._exceptions import LLMConfigError
 from ._messages import Message, to_dicts
 from ._response import ChatResponse, answer_text, answer_tool_calls
-from ._stream import _has_tool_call
 
 if TYPE_CHECKING:
     from ._async_client import AsyncLiteLLMClient

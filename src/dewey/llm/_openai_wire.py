@@ -36,7 +36,7 @@ from ._exceptions import (
     LLMServerError,
     LLMTimeoutError,
 )
-from ._response import ResponseData
+from ._response import ResponseData, wrapped
 from ._retry_after import parse_retry_after
 
 __all__ = ["DEFAULT_API_BASE", "PROVIDER", "EventReader", "HTTPRequest", "assemble", "chat_request",
@@ -175,11 +175,12 @@ def _message(data: Mapping[str, Any]) -> dict[str, Any]:
 def _checked(data: Any, model: str, items: str, what: str) -> dict[str, Any]:
     """``data`` if it is an object whose ``items`` is a list of objects, else its error:
     the provider's, when a 200 carries ``{"error": ...}`` (some proxies do), or malformed."""
-    if isinstance(data, dict) and data.get("error") is not None:
-        raise error_in_reply(model, data["error"])
-    if isinstance(data, dict) and isinstance(data.get(items), list) and all(
-            isinstance(item, dict) for item in data[items]):
-        return data
+    if isinstance(data, dict):
+        if data.get("error") is not None:
+            raise error_in_reply(model, data["error"])
+        listed = data.get(items)
+        if isinstance(listed, list) and all(isinstance(item, dict) for item in listed):
+            return data
     raise malformed(model, f"the reply is not {what}: {json.dumps(data)[:200]}")
 
 
@@ -195,12 +196,13 @@ def completion(data: Any, model: str) -> ResponseData:
                          "usage": _usage(data.get("usage"))})
 
 
+_DELTA_KEYS = {"content": None, "role": None, "function_call": None, "tool_calls": None, "audio": None}
+
+
 def _delta(data: Mapping[str, Any]) -> dict[str, Any]:
     # LiteLLM's delta always has these keys, and every tool call in it an id, a type
     # and a function name (None after the first piece of a call): readers rely on them.
-    delta: dict[str, Any] = {"content": None, "role": None, "function_call": None,
-                             "tool_calls": None, "audio": None}
-    delta.update(data)
+    delta: dict[str, Any] = {**_DELTA_KEYS, **data}
     if isinstance(delta["function_call"], dict):
         delta["function_call"] = {"name": None, **delta["function_call"]}
     if isinstance(delta["tool_calls"], list):
@@ -214,9 +216,10 @@ def chunk(data: Any, model: str) -> ResponseData:
     """A ``chat.completion.chunk`` event as a stream chunk, its choices and deltas
     :class:`ResponseData` already (a stream's reader reads each several times)."""
     data = _checked(data, model, "choices", "a chat completion chunk")
-    choices = [ResponseData(finish_reason=choice.get("finish_reason"), index=choice.get("index", 0),
-                            delta=ResponseData(_delta(choice.get("delta") or {})), logprobs=choice.get("logprobs"))
-               for choice in data["choices"]]
+    choices = wrapped([ResponseData(finish_reason=choice.get("finish_reason"), index=choice.get("index", 0),
+                                    delta=ResponseData(_delta(choice.get("delta") or {})),
+                                    logprobs=choice.get("logprobs"))
+                       for choice in data["choices"]])
     result = ResponseData(data, choices=choices, provider_specific_fields=None)
     if choices:  # unlike a completion or a usage chunk, LiteLLM's always has this key
         result.setdefault("system_fingerprint", None)
@@ -312,12 +315,13 @@ class EventReader:
 
     def flush(self) -> ResponseData | None:
         """The pending event as a chunk (also for a body whose last event has no blank line)."""
-        data = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
-        event = self._event
-        self._data, self._event = [], ""
+        lines, event = self._data, self._event
+        data = lines[0] if len(lines) == 1 else "\n".join(lines)
+        lines.clear()
+        self._event = ""
         if not data or self.done:
             return None
-        if data.strip() == "[DONE]":
+        if data[0] != "{" and data.strip() == "[DONE]":
             self.done = True
             return None
         try:
@@ -327,8 +331,10 @@ class EventReader:
         if event == "error":
             raise error_in_reply(self.model, payload.get("error", payload) if isinstance(payload, dict) else payload)
         result = chunk(payload, self.model)
-        if not self.finished:
-            self.finished = any(choice["finish_reason"] for choice in result["choices"])
+        if not self.finished:  # read from the plain data: no wrapping on this path
+            for choice in payload["choices"]:
+                if choice.get("finish_reason"):
+                    self.finished = True
         return result
 
 

@@ -198,10 +198,12 @@ class Recorder:
         if not self.logs(request):
             return
         try:
-            from ._usage import LogEntry
+            from ._usage._log import LogEntry, as_sent
 
+            # Only what may change under the writer is taken here (the texts, a snapshot of
+            # content parts); the row (JSON, redaction) is built on the writer thread.
             self.log.record(LogEntry(
-                call_id=request.call_id, model=model, messages=request.messages,
+                call_id=request.call_id, model=model, messages=as_sent(request.messages),
                 response=answer_text(response) if text is None else text,
                 tool_calls=answer_tool_calls(response), conversation_id=request.conversation_id,
                 cache_hit=cache_hit, tags=request.tags, user=request.user))

@@ -14,7 +14,23 @@ from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["ChatResponse", "ResponseData", "answer_text", "answer_tool_calls", "as_dict", "delta_text",
-           "from_litellm", "replay_chunks"]
+           "from_litellm", "replay_chunks", "wrapped"]
+
+
+def _key_attribute(name: str) -> Any:
+    """``response.<name>`` read straight from the key: an attribute found on the class
+    skips the failed lookup (and its AttributeError) that reaches ``__getattr__`` first,
+    which costs more than the read itself.  For the keys a stream's reader reads on every
+    chunk (``chunk.choices[0].delta.content``); a response without the key still raises
+    AttributeError, as for any other name."""
+
+    def read(self: ChatResponse) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    return property(read)
 
 
 class ChatResponse(dict[str, Any]):
@@ -26,6 +42,12 @@ class ChatResponse(dict[str, Any]):
     ``response._hidden_params`` holds what is not part of the answer (``cache_hit``,
     ``dewey_cost``), as on LiteLLM's responses.
     """
+
+    choices = _key_attribute("choices")
+    delta = _key_attribute("delta")
+    message = _key_attribute("message")
+    content = _key_attribute("content")
+    usage = _key_attribute("usage")
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -42,10 +64,12 @@ class ChatResponse(dict[str, Any]):
 
     def __getitem__(self, key: str) -> Any:
         value = dict.__getitem__(self, key)
-        wrapped = _wrap(value)
-        if wrapped is not value:  # kept, so that the next read (a stream reads each chunk
-            dict.__setitem__(self, key, wrapped)  # several times) neither copies nor wraps
-        return wrapped
+        # Inline rather than through _wrap: this runs for every attribute read of every
+        # chunk (``chunk.choices[0].delta.content``), and most values need no wrapping.
+        if isinstance(value, dict | list) and not isinstance(value, ChatResponse | _Wrapped):
+            value = _wrap(value)  # kept, so that the next read (a stream reads each chunk
+            dict.__setitem__(self, key, value)  # several times) neither copies nor wraps
+        return value
 
     def get(self, key: str, default: Any = None) -> Any:
         return self[key] if key in self else _wrap(default)
@@ -66,6 +90,11 @@ ResponseData = ChatResponse
 
 class _Wrapped(list[Any]):
     """A list whose items were wrapped already: read again, it is returned as it is."""
+
+
+def wrapped(items: list[ChatResponse]) -> list[Any]:
+    """``items`` as a list that reads back as it is: no copy on the first read."""
+    return _Wrapped(items)
 
 
 def _wrap(value: Any) -> Any:

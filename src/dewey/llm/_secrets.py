@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-__all__ = ["mask", "mask_secrets", "mask_url", "redact", "register_secret",
+__all__ = ["mask", "mask_secrets", "mask_url", "needs_redacting", "redact", "register_secret",
            "register_url_secrets", "safe_headers", "secret_name"]
 
 # Keys whose shape gives them away, and keys that follow a telling label.
@@ -61,6 +61,15 @@ def register_url_secrets(url: str) -> None:
     for match in _QUERY_SECRET.finditer(url.partition("?")[2]):
         register_secret(match.group(3))
         register_secret(unquote(match.group(3)))
+
+
+def needs_redacting(*texts: str | None) -> bool:
+    """Whether any of ``texts`` may hold a key: a registered one, or one of a known shape.
+    One pass over them all, for a caller with several texts that usually hold none (a
+    prompt log entry); False is certain, True means :func:`redact` them."""
+    joined = "\0".join(text for text in texts if text)
+    return (any(secret in joined for secret in tuple(_registered))
+            or any(hint in joined for hint in _KEY_HINTS))
 
 
 def redact(text: str) -> str:

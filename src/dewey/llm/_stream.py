@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ._chunks import final_usage, has_token, has_tool_call, identity, joined_text
 from ._exceptions import LLMConfigError, LLMError, LLMServerError, LLMTimeoutError
 from ._response import ResponseData, delta_text, replay_chunks
 from ._structured import invalid_answer, output_errors
@@ -35,7 +36,7 @@ def open_stream(transport: Transport, kwargs: dict[str, Any]) -> tuple[Iterator[
     text arrives is an ordinary (retryable) failure of this attempt, whatever the transport."""
     iterator = transport.stream(kwargs)
     head: list[Any] = []
-    while not head or not _has_token(head[-1]):
+    while not head or not has_token(head[-1]):
         try:
             head.append(next(iterator))
         except StopIteration:
@@ -47,23 +48,12 @@ async def aopen_stream(transport: Transport, kwargs: dict[str, Any]) -> tuple[As
     """:func:`open_stream`, awaited."""
     iterator = await transport.astream(kwargs)
     head: list[Any] = []
-    while not head or not _has_token(head[-1]):
+    while not head or not has_token(head[-1]):
         try:
             head.append(await iterator.__anext__())
         except StopAsyncIteration:
             break
     return iterator, head
-
-
-def _has_token(chunk: Any) -> bool:
-    """Whether a stream chunk carries text, a tool call, a finish or usage."""
-    choices = _field(chunk, "choices") or []
-    if not choices:
-        return _field(chunk, "usage") is not None
-    choice = choices[0]
-    delta = _field(choice, "delta")
-    return bool(_field(choice, "finish_reason") or _field(delta, "content")
-                or _field(delta, "tool_calls") or _field(delta, "function_call"))
 
 
 @dataclass(frozen=True)
@@ -96,6 +86,7 @@ class _StreamCall:
         self._response: Any = None
         self._usage_chunks_wanted = live is not None and "stream_options" in live.request.payload
         self._output = live.request.output if live is not None else None  # response_format=Model
+        self._deadline = live.plan.deadline if live is not None else None  # the whole call's
         self.cost = 0.0  # USD, known once the stream has been read to its end
         self._on_end: list[Callable[[str], None]] = []  # given the text, once read to the end
 
@@ -121,27 +112,25 @@ class _StreamCall:
         """Read to the end (live or replayed): tell whoever waits for the text, once."""
         waiting, self._on_end = self._on_end, []
         if waiting and not self._broke:
-            text = "".join(delta_text(chunk) for chunk in self._chunks)
+            text = joined_text(self._chunks)
             for callback in waiting:
                 callback(text)
 
     def _shown(self, chunk: Any) -> bool:
-        """Keep ``chunk``; whether the caller is to see it."""
+        """Keep ``chunk``; whether the caller is to see it.  (This and ``_past_deadline``
+        run for every chunk: they read plainly, without helpers.)"""
         self._chunks.append(chunk)
-        return bool(_field(chunk, "choices")) or not _field(chunk, "usage") or self._usage_chunks_wanted
+        if isinstance(chunk, dict):
+            return bool(dict.get(chunk, "choices")) or not dict.get(chunk, "usage") or self._usage_chunks_wanted
+        return bool(getattr(chunk, "choices", None)) or not getattr(chunk, "usage", None) or self._usage_chunks_wanted
 
-    def _check_deadline(self) -> None:
-        """Called with each chunk read after the head: ``deadline`` is for the whole call.
+    def _past_deadline(self) -> bool:
+        """Checked with each chunk read after the head: the deadline is the whole call's.
 
         A read that stalls is bounded by the attempt's timeout, which was cut to the time
         left when the attempt started: a stalled stream ends too, as this same timeout.
         """
-        if self._past_deadline():
-            raise self._broken(None)
-
-    def _past_deadline(self) -> bool:
-        deadline = self._live.plan.deadline if self._live is not None else None
-        return deadline is not None and time.monotonic() >= deadline
+        return self._deadline is not None and time.monotonic() >= self._deadline
 
     def _broken(self, error: LLMError | None) -> LLMError:
         """Record the stream as failed (after ``error``, or at the deadline); the error to raise."""
@@ -172,11 +161,11 @@ class _StreamCall:
         self._finished = True
         live = self._live
         latency = time.monotonic() - live.started
-        usage = _final_usage(self._chunks)
+        usage = final_usage(self._chunks)
         if usage is not None and live.key is None and self._output is None:
             # The provider counted the tokens: price them without assembling the whole
             # answer (stream_chunk_builder costs more than the rest of our work together).
-            counted = {**_identity(self._chunks), "usage": usage}
+            counted = {**identity(self._chunks), "usage": usage}
             self.cost = live.recorder.price(counted, live.step.route.model)
             live.recorder.succeeded(live.request, live.step, counted, latency, cost=self.cost)
             self._log(None)
@@ -201,9 +190,10 @@ class _StreamCall:
         live = self._live
         if not live.recorder.logs(live.request):
             return  # nothing to join the text for
-        if response is None and any(_has_tool_call(chunk) for chunk in self._chunks):
+        if response is None and any(has_tool_call(chunk) for chunk in self._chunks):
             response = self.response
-        text = None if response is not None else "".join(delta_text(c) for c in self._chunks)
+        # Joined here, not on the writer thread: the chunks are the caller's, free to change.
+        text = None if response is not None else joined_text(self._chunks)
         live.recorder.logged(live.request, live.step.route.model, response, text=text)
 
     def _partial(self, text: str, chunk: Any, last: Any) -> tuple[str, Any]:
@@ -255,11 +245,14 @@ class CompletionStream(_StreamCall):
 
     def __next__(self) -> Any:
         while True:
-            try:
-                chunk = self._head.pop(0) if self._head else self._next()
-            except StopIteration:
-                self._ended()
-                raise
+            if self._head:
+                chunk = self._head.pop(0)
+            else:
+                try:
+                    chunk = self._next()
+                except StopIteration:
+                    self._ended()
+                    raise
             if self._shown(chunk):
                 return chunk
 
@@ -273,11 +266,10 @@ class CompletionStream(_StreamCall):
             raise
         except LLMError as error:
             raise self._broken(error) from error.__cause__
-        try:
-            self._check_deadline()
-        except LLMTimeoutError:
+        if self._past_deadline():
+            failure = self._broken(None)
             self._close_iterator()
-            raise
+            raise failure
         return chunk
 
     def text(self) -> str:
@@ -342,11 +334,14 @@ class AsyncCompletionStream(_StreamCall):
 
     async def __anext__(self) -> Any:
         while True:
-            try:
-                chunk = self._head.pop(0) if self._head else await self._anext()
-            except StopAsyncIteration:
-                self._ended()
-                raise
+            if self._head:
+                chunk = self._head.pop(0)
+            else:
+                try:
+                    chunk = await self._anext()
+                except StopAsyncIteration:
+                    self._ended()
+                    raise
             if self._shown(chunk):
                 return chunk
 
@@ -360,11 +355,10 @@ class AsyncCompletionStream(_StreamCall):
             raise
         except LLMError as error:
             raise self._broken(error) from error.__cause__
-        try:
-            self._check_deadline()
-        except LLMTimeoutError:
+        if self._past_deadline():
+            failure = self._broken(None)
             await self._aclose_iterator()
-            raise
+            raise failure
         return chunk
 
     async def atext(self) -> str:
@@ -401,30 +395,3 @@ class AsyncCompletionStream(_StreamCall):
 async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:
     for item in items:
         yield item
-
-
-def _has_tool_call(chunk: Any) -> bool:
-    choices = _field(chunk, "choices") or []
-    return bool(choices) and bool(_field(_field(choices[0], "delta"), "tool_calls"))
-
-
-def _final_usage(chunks: list[Any]) -> Any:
-    """The usage a provider sent at the end of a stream, if it did."""
-    for chunk in reversed(chunks[-3:]):
-        usage = _field(chunk, "usage")
-        if usage:
-            return usage
-    return None
-
-
-def _identity(chunks: list[Any]) -> dict[str, Any]:
-    """The answer's id, model and finish reason, as a stream's chunks tell them."""
-    first = chunks[0] if chunks else None
-    reasons = [_field(choice, "finish_reason") for chunk in chunks[-3:] for choice in _field(chunk, "choices") or []]
-    return {"id": _field(first, "id"), "model": _field(first, "model"),
-            "choices": [{"finish_reason": reason} for reason in reasons if reason]}
-
-
-def _field(chunk: Any, name: str) -> Any:
-    # dict.get: read for the stream's own bookkeeping, a chunk's parts need no wrapping.
-    return dict.get(chunk, name) if isinstance(chunk, dict) else getattr(chunk, name, None)

@@ -19,15 +19,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._exceptions import LLMConfigError
-from .._secrets import redact
+from .._secrets import needs_redacting, redact
 from ._records import COLUMN_LIST, UsageRecord, from_row, number
 
 __all__ = ["LOG_COLUMNS", "ConversationSummary", "LogEntry", "LoggedResponse", "PromptLog",
-           "log_insert_sql", "postgres_log_schema", "sqlite_log_schema", "to_log_row"]
+           "as_sent", "log_insert_sql", "postgres_log_schema", "sqlite_log_schema", "to_log_row"]
 
 LOG_COLUMNS = ("call_id", "time", "model", "conversation_id", "system", "prompt", "response",
                "messages", "tool_calls", "cache_hit", "tags", "user_label")
 _LOG_LIST = ", ".join(f'"{name}"' for name in LOG_COLUMNS)
+# Made once: json.dumps with options builds an encoder on every call.
+_to_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,17 @@ class ConversationSummary:
     cost_usd: float
 
 
+def as_sent(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` (a request's own copies) safe from the caller's later changes until the
+    writer thread stores them: only a list of content parts is still the caller's, copied
+    here (a shallow copy of each part: their values are text, or an image's URL)."""
+    if not any(isinstance(message.get("content"), list) for message in messages):
+        return messages
+    return [{**message, "content": [dict(part) if isinstance(part, dict) else part
+                                    for part in message["content"]]}
+            if isinstance(message.get("content"), list) else message for message in messages]
+
+
 def text_of(content: Any) -> str:
     """A message's text: a string, or the text parts of a list of content parts."""
     if isinstance(content, str):
@@ -108,29 +121,41 @@ def text_of(content: Any) -> str:
     return "" if content is None else str(content)
 
 
-def _last(messages: Sequence[dict[str, Any]], role: str) -> str | None:
+def _last_texts(messages: Sequence[dict[str, Any]]) -> tuple[str | None, str | None]:
+    """The text of the last system message and of the last user message (None: none)."""
+    system = prompt = None
     for message in reversed(messages):
-        if isinstance(message, dict) and message.get("role") == role:
-            return text_of(message.get("content"))
-    return None
+        role = message.get("role") if isinstance(message, dict) else None
+        if role == "system" and system is None:
+            system = text_of(message.get("content"))
+        elif role == "user" and prompt is None:
+            prompt = text_of(message.get("content"))
+        if system is not None and prompt is not None:
+            break
+    return system, prompt
 
 
 def to_log_row(entry: LogEntry) -> tuple[Any, ...]:
-    """The values of ``entry`` in ``LOG_COLUMNS`` order, every registered secret redacted."""
-    tags = [entry.tags] if isinstance(entry.tags, str) else list(entry.tags or ())
-    return (
-        str(entry.call_id), number(entry.time), str(entry.model), entry.conversation_id,
-        _redacted(_last(entry.messages, "system")), redact(_last(entry.messages, "user") or ""),
-        redact(str(entry.response or "")),
-        redact(json.dumps(entry.messages, ensure_ascii=False, default=str)),
-        redact(json.dumps(entry.tool_calls, default=str)) if entry.tool_calls else None,
-        int(bool(entry.cache_hit)), json.dumps(list(dict.fromkeys(str(tag) for tag in tags))),
-        None if entry.user is None else str(entry.user),
-    )
+    """The values of ``entry`` in ``LOG_COLUMNS`` order, every registered secret redacted.
+
+    Runs on the ledger's writer thread, which shares the GIL with the callers: texts are
+    checked for secrets together, once (``needs_redacting``), and redacted one by one
+    only when one may be there."""
+    system, prompt = _last_texts(entry.messages)
+    texts = [system, prompt or "", str(entry.response or ""),
+             _to_json(entry.messages), _to_json(entry.tool_calls) if entry.tool_calls else None]
+    if needs_redacting(*texts):
+        texts = [None if text is None else redact(text) for text in texts]
+    return (str(entry.call_id), number(entry.time), str(entry.model), entry.conversation_id,
+            *texts, int(bool(entry.cache_hit)), _tags_json(entry.tags),
+            None if entry.user is None else str(entry.user))
 
 
-def _redacted(text: str | None) -> str | None:
-    return None if text is None else redact(text)
+def _tags_json(tags: Any) -> str:
+    if not tags:
+        return "[]"
+    tags = [tags] if isinstance(tags, str) else list(tags)
+    return json.dumps(list(dict.fromkeys(str(tag) for tag in tags)))
 
 
 def log_insert_sql(table: str, mark: str) -> str:
