@@ -9,7 +9,6 @@ history as it was; a streamed one joins it when the stream has been read to its 
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -178,6 +177,8 @@ class AsyncConversation(_Turns):
 
     async def _read(self) -> AsyncConversation:
         if self._unread is not None:
+            import asyncio  # here, not at the top: the CLI's plain chat never loads it
+
             model, messages = await asyncio.to_thread(_logged, self._unread, self.id, self.model)
             self.model, self.messages, self._unread = model, messages, None
         return self
