@@ -115,6 +115,16 @@ class Catalog:
             self._providers = frozenset(names)
         return self._providers
 
+    def _entry(self, model: str) -> Mapping[str, Any] | None:
+        """The map's entry for ``model``, or a ``local/`` model's from the hook; None when
+        neither knows it."""
+        key = self._key(model)
+        if key is not None:
+            return self.entries[key]
+        if model.startswith("local/") and self._local is not None:
+            return self._local(model.removeprefix("local/"))
+        return None
+
     def _key(self, model: str) -> str | None:
         """The map key LiteLLM prices ``model`` with: the name, else it without ``provider/``."""
         entries = self.entries
@@ -141,37 +151,26 @@ class Catalog:
 
     def details(self, model: str) -> dict[str, Any]:
         """The map entry for ``model`` plus ``"model"``; ``LLMConfigError`` when unknown."""
-        key = self._key(model)
-        if key is None and model.startswith("local/") and self._local is not None:
-            return {"model": model, **self._local(model.removeprefix("local/"))}
-        if key is None:
+        entry = self._entry(model)
+        if entry is None:
             suggestions = self.suggest(model)
             hint = f"did you mean {', '.join(repr(s) for s in suggestions)}? " if suggestions else ""
             raise LLMConfigError(
                 f"no details known for model {model!r}: it is not in LiteLLM's model map; {hint}"
                 f"for an OpenAI-compatible server use 'openai/{model.split('/')[-1]}' with api_base, "
                 "or run `dewey-llm models`")
-        return {"model": model, **{k: v for k, v in self.entries[key].items() if v is not None}}
+        return {"model": model, **{k: v for k, v in entry.items() if v is not None}}
 
     def context_window(self, model: str) -> int | None:
         """How many input tokens ``model`` takes, if known."""
-        key = self._key(model)
-        if key is None and model.startswith("local/") and self._local is not None:
-            value = self._local(model.removeprefix("local/")).get("max_input_tokens")
-            return int(value) if value else None
-        value = self.entries[key].get("max_input_tokens") if key else None
+        value = (self._entry(model) or {}).get("max_input_tokens")
         return int(value) if value else None
 
     def supports_vision(self, model: str) -> bool | None:
         """Whether ``model`` takes images, as its entry states; None when the map does
         not know the model or does not say (more than a third of its chat models, some
         of which do take images)."""
-        key = self._key(model)
-        if key is None and model.startswith("local/") and self._local is not None:
-            entry: Mapping[str, Any] = self._local(model.removeprefix("local/"))
-        else:
-            entry = self.entries[key] if key else {}
-        value = entry.get("supports_vision")
+        value = (self._entry(model) or {}).get("supports_vision")
         return value if isinstance(value, bool) else None
 
     def provider(self, model: str) -> str | None:
@@ -186,9 +185,9 @@ class Catalog:
         return _route_name(found) if isinstance(found, str) else None
 
     def is_priced(self, model: str) -> bool:
-        """Whether the map gives ``model`` a price per input or output token."""
-        key = self._key(model)
-        entry = self.entries[key] if key else {}
+        """Whether the map gives ``model`` a price per input or output token (a ``local/``
+        model's is 0)."""
+        entry = self._entry(model) or {}
         return any(entry.get(rate) is not None
                    for rate in ("input_cost_per_token", "output_cost_per_token", "tiered_pricing"))
 
@@ -200,10 +199,9 @@ class Catalog:
         the cache-read rate.  Raises :class:`NotPriced` when the model is priced in a way
         this formula does not model.
         """
-        key = self._key(model)
-        if key is None:
+        entry = self._entry(model)
+        if entry is None:
             return 0.0
-        entry = self.entries[key]
         if any(entry.get(f) is not None for f in _UNMODELLED_PRICING):
             raise NotPriced(model)
         if not self.is_priced(model):

@@ -9,7 +9,7 @@
 3. Else the call is unpriced: it is recorded at $0, which budgets cannot count, so the
    client warns once per model, and ``dewey-llm usage`` and ``config check`` list it.
 
-``local/`` models run in this process and cost nothing: they are priced, at $0.
+``local/`` models run in this process and cost nothing: the catalog prices them at $0.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ COST_HEADER = "x-litellm-response-cost"
 # LiteLLM's SDK keeps a proxy's reply headers in _hidden_params["additional_headers"],
 # each prefixed "llm_provider-" (litellm/cost_calculator.py reads the same key).
 _LITELLM_COST_HEADER = "llm_provider-" + COST_HEADER
-FREE_PROVIDERS = ("local/",)
 
 
 def reported_cost(response: Any) -> float | None:
@@ -78,8 +77,6 @@ class Pricing:
 
     def is_priced(self, model: str) -> bool:
         """Whether rule 2 has a price for ``model`` (a ``local/`` model is free)."""
-        if model.startswith(FREE_PROVIDERS):
-            return True
         price = self.configured(model)
         target = price.price_as if price is not None else model
         if target is None or self.catalog.is_priced(target):
@@ -97,8 +94,6 @@ class Pricing:
     def token_cost(self, model: str, prompt: int, completion: int, cached: int = 0) -> float | None:
         """USD for these token counts of ``model`` (rule 2); None when it is unpriced.
         Raises :class:`NotPriced` for pricing the map has but not per token."""
-        if model.startswith(FREE_PROVIDERS):
-            return 0.0
         price = self.configured(model)
         rates = price.per_token() if price is not None else None
         if rates is not None:
