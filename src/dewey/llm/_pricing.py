@@ -103,6 +103,18 @@ class Pricing:
         cost = self.catalog.token_cost(target, prompt, completion, cached)  # may raise NotPriced
         return cost if self.catalog.is_priced(target) else None
 
+    def estimate(self, model: str, prompt: int, answer: int, kind: str = "completion") -> float:
+        """USD a call of these token counts would cost ``model`` (0 when it is unpriced),
+        for budget holds: rule 2 alone, since nothing was reported yet."""
+        try:
+            return self.token_cost(model, prompt, answer) or 0.0
+        except NotPriced:
+            from ._litellm import litellm_cost
+            from ._response import ResponseData
+
+            usage = {"usage": {"prompt_tokens": prompt, "completion_tokens": answer}}
+            return litellm_cost(ResponseData(usage), model, kind)
+
     def cost(self, response: Any, model: str, kind: str = "completion") -> float | None:
         """USD cost of ``response`` from ``model`` by the module's rule; None when unpriced."""
         reported = reported_cost(response)

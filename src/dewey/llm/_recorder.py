@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._catalog import Catalog, NotPriced
+from ._catalog import Catalog
 from ._exceptions import LLMConfigError, LLMError
 from ._pricing import Pricing
 from ._request import Request, check_cache_mode, estimate_tokens
@@ -95,14 +95,8 @@ class Recorder:
         answer = 0 if request.kind == "embedding" else int(
             payload.get("max_tokens") or payload.get("max_completion_tokens") or _ANSWER_TOKENS)
         model, prompt = qualify_model(request.model), estimate_tokens(request, answer=0)
-        try:
-            request.estimate = self.pricing.token_cost(model, prompt, answer) or 0.0
-        except NotPriced:
-            from ._litellm import litellm_cost
-
-            usage = {"usage": {"prompt_tokens": prompt, "completion_tokens": answer}}
-            request.estimate = litellm_cost(ResponseData(usage), model,
-                                            "embedding" if request.kind == "embedding" else "completion")
+        request.estimate = self.pricing.estimate(
+            model, prompt, answer, "embedding" if request.kind == "embedding" else "completion")
         request.hold = check_budget(self.ledger, budget, reserve=request.estimate)
 
     def hold(self, request: Request) -> None:
