@@ -20,7 +20,7 @@ from typing import Any
 
 from .._exceptions import LLMConfigError
 from .._secrets import needs_redacting, redact
-from ._records import COLUMN_LIST, UsageRecord, from_row, number
+from ._records import COLUMN_LIST, UsageRecord, from_row, number, tags_json, tags_of
 
 __all__ = ["LOG_COLUMNS", "ConversationSummary", "LogEntry", "LoggedResponse", "PromptLog",
            "as_sent", "log_insert_sql", "postgres_log_schema", "sqlite_log_schema", "to_log_row"]
@@ -147,15 +147,8 @@ def to_log_row(entry: LogEntry) -> tuple[Any, ...]:
     if needs_redacting(*texts):
         texts = [None if text is None else redact(text) for text in texts]
     return (str(entry.call_id), number(entry.time), str(entry.model), entry.conversation_id,
-            *texts, int(bool(entry.cache_hit)), _tags_json(entry.tags),
+            *texts, int(bool(entry.cache_hit)), tags_json(entry.tags),
             None if entry.user is None else str(entry.user))
-
-
-def _tags_json(tags: Any) -> str:
-    if not tags:
-        return "[]"
-    tags = [tags] if isinstance(tags, str) else list(tags)
-    return json.dumps(list(dict.fromkeys(str(tag) for tag in tags)))
 
 
 def log_insert_sql(table: str, mark: str) -> str:
@@ -311,7 +304,7 @@ def _logged(row: Sequence[Any], attempts: list[UsageRecord]) -> LoggedResponse:
         call_id=str(call_id), time=float(when), model=str(model), conversation_id=conversation,
         system=system, prompt=prompt or "", response=response or "",
         messages=_json(messages, []), tool_calls=_json(tool_calls, None),
-        cache_hit=bool(cache_hit), tags=tuple(str(tag) for tag in _json(tags, [])), user=user,
+        cache_hit=bool(cache_hit), tags=tags_of(tags), user=user,
         attempts=attempts)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["COLUMNS", "COLUMN_LIST", "UsageRecord", "UsageSummary", "from_row", "insert_sql",
-           "money", "number", "to_row"]
+           "money", "number", "tags_json", "tags_of", "to_row"]
 
 _INT64 = 2**63 - 1
 
@@ -90,17 +90,31 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def tags_json(tags: Any) -> str:
+    """How tags are stored (the ledger's rows and the prompt log's alike): a JSON list,
+    each tag once, so that a call counts once under each of its tags."""
+    listed = [tags] if isinstance(tags, str) else list(tags or ())
+    return json.dumps(list(dict.fromkeys(str(tag) for tag in listed)))
+
+
+def tags_of(stored: Any) -> tuple[str, ...]:
+    """The tags :func:`tags_json` stored (none for a value that is not its JSON)."""
+    try:
+        listed = json.loads(stored) if stored else []
+    except ValueError:
+        return ()
+    return tuple(str(tag) for tag in listed) if isinstance(listed, list) else ()
+
+
 def to_row(record: UsageRecord) -> tuple[Any, ...]:
     """The values of ``record`` in ``COLUMNS`` order; raises on a malformed record."""
-    tags = [record.tags] if isinstance(record.tags, str) else list(record.tags or ())
     return (
         number(record.time), str(record.model), _text(record.provider), str(record.kind),
         str(record.outcome), None if record.status_code is None else _integer(record.status_code),
         _integer(record.attempt), _integer(record.prompt_tokens),
         _integer(record.completion_tokens), _integer(record.cached_tokens),
         number(record.cost_usd), number(record.saved_usd), number(record.latency_s),
-        # Each tag once: a call counts once under each of its tags.
-        int(bool(record.cache_hit)), json.dumps(list(dict.fromkeys(str(tag) for tag in tags))),
+        int(bool(record.cache_hit)), tags_json(record.tags),
         _text(record.user), _text(record.call_id),
     )
 
@@ -110,16 +124,12 @@ def from_row(row: Sequence[Any]) -> UsageRecord:
     (when, model, provider, kind, outcome, status_code, attempt, prompt_tokens,
      completion_tokens, cached_tokens, cost_usd, saved_usd, latency_s, cache_hit, tags,
      user, call_id) = row
-    try:
-        tag_list = json.loads(tags) if tags else []
-    except ValueError:
-        tag_list = []
     return UsageRecord(
         model=model, provider=provider, kind=kind, outcome=outcome,
         prompt_tokens=int(prompt_tokens or 0), completion_tokens=int(completion_tokens or 0),
         cached_tokens=int(cached_tokens or 0), cost_usd=float(cost_usd or 0.0),
         saved_usd=float(saved_usd or 0.0), latency_s=float(latency_s or 0.0),
         cache_hit=bool(cache_hit), status_code=None if status_code is None else int(status_code),
-        attempt=int(attempt or 1), tags=tuple(str(tag) for tag in tag_list), user=user,
+        attempt=int(attempt or 1), tags=tags_of(tags), user=user,
         time=float(when), call_id=call_id,
     )

@@ -21,12 +21,11 @@ one of their measures get it from the rows still there (``retries_migration``, o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from ._records import UsageSummary
+from ._records import UsageSummary, tags_of
 
 __all__ = ["BY", "DAY", "KEYS", "MEASURES", "NO_TAGS", "add_partial", "day_of", "day_text",
            "fold", "fold_retries", "partial_rows", "rebuild_sql", "retries_migration", "schema",
@@ -256,9 +255,4 @@ def summaries(totals: dict[str, Measures]) -> list[UsageSummary]:
 
 def _tags(text: Any) -> list[str]:
     """The distinct tags of a row's JSON list; [""] when it has none."""
-    try:
-        tags = json.loads(text) if text else []
-    except ValueError:
-        tags = []
-    unique = list(dict.fromkeys(str(tag) for tag in tags)) if isinstance(tags, list) else []
-    return unique or [""]
+    return list(dict.fromkeys(tags_of(text))) or [""]
