@@ -34,8 +34,9 @@ if TYPE_CHECKING:
     from .._client import LiteLLMClient
     from .._config import LiteLLMConfig
     from .._conversation import Conversation
+    from .._stream import CompletionStream
 
-__all__ = ["add", "converse", "stream_answer"]
+__all__ = ["add", "converse", "print_stream"]
 
 EXIT_WORDS = ("exit", "quit")
 RESET_WORD = "!reset"
@@ -126,32 +127,28 @@ def _chat(args: argparse.Namespace) -> int:
         params["response_format"] = schema_of(schema, many=args.schema_multi is not None)
     with make_client(config) as client:
         chat = _conversation(client, config, args)
-        model = chat.model
-        params["conversation_id"] = chat.id
-        note_local_model(config, model)
+        note_local_model(config, chat.model)
         if interactive:
-            return converse(client, model=model, system=args.system, params=params,
-                            first=prompt, history=chat.messages)
-        messages = [*chat.messages, {"role": "user", "content": content}]
+            return converse(client, chat, system=args.system, params=params, first=prompt)
+        message = {"role": "user", "content": content}
         if args.json:
             from .._response import as_dict
 
-            response = client.generate_completion(messages, model, **params)
+            response = chat.send(message, **params)
             write(json.dumps(as_dict(response), indent=2, ensure_ascii=False) + "\n")
         elif schema:
             from ._schema import answer_data
 
-            response = client.generate_completion(messages, model, **params)
+            response = chat.send(message, **params)
             data = answer_data(response, many=args.schema_multi is not None)
             write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         elif args.no_stream:
             from .._response import answer_text
 
-            response = client.generate_completion(messages, model, **params)
-            text = answer_text(response)
+            text = answer_text(chat.send(message, **params))
             write(text if text.endswith("\n") else text + "\n")
         else:
-            stream_answer(client, messages, model, params)
+            print_stream(chat.send(message, stream=True, **params))
     return 0
 
 
@@ -171,16 +168,11 @@ def _conversation(client: LiteLLMClient, config: LiteLLMConfig,
     return client.conversation(cid, model=args.model, system=args.system)
 
 
-def _start(system: str | None) -> list[dict[str, Any]]:
-    return [{"role": "system", "content": system}] if system else []
-
-
-def stream_answer(client: LiteLLMClient, messages: list[dict[str, Any]], model: str | None,
-                  params: dict[str, Any], out: IO[str] | None = None) -> str:
-    """Stream one answer to ``out`` (stdout) as it arrives, end it with a newline, return it."""
+def print_stream(stream: CompletionStream, out: IO[str] | None = None) -> str:
+    """Write ``stream``'s text to ``out`` (stdout) as it arrives, end it with a newline,
+    return it; the stream is closed if reading it fails or is interrupted."""
     from .._response import delta_text
 
-    stream = client.generate_completion(messages, model, stream=True, **params)
     pieces: list[str] = []
     try:
         for chunk in stream:
@@ -198,26 +190,25 @@ def stream_answer(client: LiteLLMClient, messages: list[dict[str, Any]], model: 
     return text
 
 
-def converse(client: LiteLLMClient, *, model: str | None = None, system: str | None = None,
+def converse(client: LiteLLMClient, chat: Conversation, *, system: str | None = None,
              params: dict[str, Any] | None = None, first: str | None = None,
-             read: Callable[[str], str] = input, out: IO[str] | None = None,
-             history: list[dict[str, Any]] | None = None) -> int:
-    """An interactive conversation that keeps its history (from ``history``, a resumed
-    one's); returns the exit code.
+             read: Callable[[str], str] = input, out: IO[str] | None = None) -> int:
+    """An interactive conversation, ``chat`` (a new one, or one resumed with its history);
+    returns the exit code.
 
     ``read`` is called with the prompt ``"> "`` for each line (``input`` by default: line
-    editing on a terminal); EOF, ``exit`` or ``quit`` leave, ``!reset`` forgets the history.
-    Ctrl-C while an answer streams cancels that answer only.
+    editing on a terminal); EOF, ``exit`` or ``quit`` leave, ``!reset`` starts a new
+    conversation (with ``system`` first).  Ctrl-C while an answer streams cancels that
+    answer only: it does not join the history.
     """
     params = dict(params or {})
     notes = stderr_console()
     if is_tty(sys.stdin) and read is input:
         with contextlib.suppress(ImportError):
             import readline  # noqa: F401  (line editing and history for input())
-    shown = model or client.model
+    shown = chat.model or client.model
     notes.print(f"Chatting with {shown}. Type 'exit' or Ctrl-D to leave, "
                 f"'{RESET_WORD}' to start over.", style="dim", highlight=False)
-    history = _start(system) if history is None else list(history)
     pending = first
     while True:
         if pending is not None:
@@ -235,17 +226,13 @@ def converse(client: LiteLLMClient, *, model: str | None = None, system: str | N
             continue
         if text.lower() in EXIT_WORDS:
             return 0
-        if text == RESET_WORD:
-            history = _start(system)
-            if "conversation_id" in params:  # logged as a conversation of its own
-                from .._conversation import new_id
-
-                params["conversation_id"] = new_id()
+        if text == RESET_WORD:  # logged as a conversation of its own
+            chat = client.conversation(model=chat.model, system=system)
             notes.print("(conversation forgotten)", style="dim", highlight=False)
             continue
-        messages = [*history, {"role": "user", "content": line}]
         try:
-            answer = stream_answer(client, messages, model, params, out)
+            # The answer joins the conversation's history once read to its end.
+            print_stream(chat.send(line, stream=True, **params), out)
         except KeyboardInterrupt:
             write("\n", out)
             notes.print("(answer cancelled)", style="dim", highlight=False)
@@ -254,4 +241,3 @@ def converse(client: LiteLLMClient, *, model: str | None = None, system: str | N
             notes.print(f"error: {' '.join(str(exc).split())}", style="red", highlight=False,
                         markup=False)
             continue
-        history = [*messages, {"role": "assistant", "content": answer}]
