@@ -22,8 +22,10 @@ def repair_request(request: Request, response: ChatResponse, max_repairs: int) -
     """The request that repairs ``response`` to ``request`` (None: the answer validated, or
     none was asked for), or ``LLMOutputValidationError`` once ``max_repairs`` follow-ups
     have been made.  Its budget is not yet reserved, nor its trace started."""
+    if request.output is None:  # most calls: nothing to validate, nothing to read
+        return None
     errors = output_errors(response)
-    if request.output is None or not errors:
+    if not errors:
         return None
     if request.repairs >= max_repairs:
         tries = request.repairs + 1
