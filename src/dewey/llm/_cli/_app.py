@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     # would, and httpx falls back to its own stand-in ``httpx.main``.  A process that
     # has imported httpx already is left as it is.
     if "httpx" not in sys.modules:
-        sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
