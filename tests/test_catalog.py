@@ -6,11 +6,13 @@ must agree with.  Nothing of LiteLLM is mocked.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -241,6 +243,48 @@ def test_using_the_catalog_does_not_import_litellm() -> None:
             "assert 'litellm' not in sys.modules, 'litellm imported'\nprint('ok')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+# --- the parsed map kept between processes --------------------------------------------------------
+
+def _write_map(path: Path, window: int) -> None:
+    path.write_text(json.dumps({"my-model": {"max_input_tokens": window, "mode": "chat",
+                                             "litellm_provider": "openai"}}))
+
+
+def _copies(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "xdg_cache_home" / "dewey-llm").glob("*.marshal"))
+
+
+def test_the_parsed_map_is_kept_and_read_afresh_when_the_file_changes(tmp_path: Path) -> None:
+    source = tmp_path / "map.json"
+    _write_map(source, 1000)
+    assert Catalog(path=source).context_window("my-model") == 1000
+    assert len(_copies(tmp_path)) == 1
+    # Same path, size and time: the kept copy answers, so the JSON is not parsed again.
+    before = source.stat()
+    source.write_text("x" * before.st_size)
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert Catalog(path=source).context_window("my-model") == 1000
+    # A new file (LiteLLM upgraded) is read afresh, and the stale copy goes.
+    _write_map(source, 2000)
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+    assert Catalog(path=source).context_window("my-model") == 2000
+    assert len(_copies(tmp_path)) == 1
+
+
+def test_a_torn_or_unwritable_copy_falls_back_to_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "map.json"
+    _write_map(source, 1000)
+    Catalog(path=source).entries  # noqa: B018 - writes the copy
+    (copy,) = _copies(tmp_path)
+    copy.write_bytes(copy.read_bytes()[:20])
+    assert Catalog(path=source).context_window("my-model") == 1000
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))  # no directory can be made there
+    assert Catalog(path=source).context_window("my-model") == 1000
+    assert Catalog().context_window("gpt-4o") == 128000
 
 
 # --- the provider table ---------------------------------------------------------------------------

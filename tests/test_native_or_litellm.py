@@ -207,13 +207,16 @@ def test_the_cli_chats_without_importing_litellm(provider: FakeProvider, isolate
     code = ("import runpy, sys; sys.argv = ['dewey-llm', 'chat', '--no-cache', 'hi']\n"
             "try:\n    runpy.run_module('dewey.llm', run_name='__main__')\n"
             "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
-            "print(sorted(n for n in sys.modules if n.split('.')[0] == 'litellm'), file=sys.stderr)")
+            "print(sorted(n for n in sys.modules if n.split('.')[0] == 'litellm'), file=sys.stderr)\n"
+            "print(sorted({'click', 'pygments'} & set(sys.modules)), file=sys.stderr)")
     env = {**_child_env(isolated), "LITELLM_MODEL": "openai/gpt-4o-mini",
            "LITELLM_API_BASE": provider.openai_base, "LITELLM_API_KEY": TEST_KEY}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
     assert "echo: hi" in result.stdout
-    assert result.stderr.strip().splitlines()[-1] == "[]"
+    litellm_modules, httpx_cli = result.stderr.strip().splitlines()[-2:]
+    assert litellm_modules == "[]"
+    assert httpx_cli == "[]"  # nor httpx's own command line, which its __init__ imports
 
 
 def test_the_cli_says_which_transport_a_model_takes(provider: FakeProvider, tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 The facts come from the price map LiteLLM ships
 (``litellm/model_prices_and_context_window_backup.json``), found with
-``importlib.util.find_spec`` and read with ``json.load`` on first use: importing LiteLLM
+``importlib.util.find_spec`` and read on first use (:mod:`._mapfile`): importing LiteLLM
 takes seconds, reading its map a fraction of one.  Names are looked up the way LiteLLM
 prices them: the name as given, then without its ``provider/`` prefix.
 
@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import importlib.util
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ._exceptions import LLMConfigError
+from ._mapfile import litellm_file, read_json
 from ._providers import PROVIDERS, provider_named
 
 __all__ = ["Catalog", "NotPriced"]
@@ -85,7 +84,7 @@ class Catalog:
     def entries(self) -> dict[str, dict[str, Any]]:
         """Every entry of the map (plus ``extra``), read on first use."""
         if self._entries is None:
-            raw = _read_json(self._path or _litellm_file(_MAP_FILE))
+            raw = read_json(self._path or litellm_file(_MAP_FILE), keep=True)
             self._aliases = frozenset(name for name, entry in raw.items()
                                       if isinstance(entry, dict) and isinstance(entry.get("alias_of"), str))
             entries = _expand_aliases(raw)
@@ -109,7 +108,7 @@ class Catalog:
         if self._providers is None:
             names = {str(entry.get("litellm_provider")) for entry in self.entries.values()}
             with contextlib.suppress(LLMConfigError):  # an older LiteLLM without the table
-                names |= set(_read_json(_litellm_file(_ENDPOINTS_FILE)).get("providers", {}))
+                names |= set(read_json(litellm_file(_ENDPOINTS_FILE)).get("providers", {}))
             names |= {name.split("/", 1)[0] for name in self._extra if "/" in name}
             names |= {provider.name for provider in PROVIDERS}
             self._providers = frozenset(names)
@@ -321,21 +320,3 @@ def _route_name(map_provider: str) -> str:
     if map_provider.startswith(_PROVIDER_FAMILIES):
         return map_provider.split("-", 1)[0]
     return _PROVIDER_ALIASES.get(map_provider, map_provider)
-
-
-def _litellm_file(name: str) -> Path:
-    """A data file of the installed LiteLLM package, found without importing it."""
-    spec = importlib.util.find_spec("litellm")
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    if not locations:
-        raise LLMConfigError("LiteLLM is not installed, so model facts are unknown: pip install litellm")
-    return Path(locations[0]) / name
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        with path.open(encoding="utf-8") as file:
-            document = json.load(file)
-    except (OSError, ValueError) as exc:
-        raise LLMConfigError(f"cannot read LiteLLM's model map {path}: {exc}; reinstall litellm") from None
-    return document if isinstance(document, dict) else {}

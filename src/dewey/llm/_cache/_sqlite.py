@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .._dirs import cache_home
 from .._exceptions import LLMConfigError
 from ._base import CacheBackend, CacheStats, chunks, dumps, loads, logger, reset_after_fork
 
@@ -54,9 +55,7 @@ _inherited: list[sqlite3.Connection] = []
 
 def default_cache_path() -> Path:
     """``$XDG_CACHE_HOME/dewey-llm/cache.db``, else ``~/.cache/dewey-llm/cache.db``."""
-    base = os.environ.get("XDG_CACHE_HOME")
-    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
-    return root / "dewey-llm" / "cache.db"
+    return cache_home() / "cache.db"
 
 
 class SQLiteCache(CacheBackend):

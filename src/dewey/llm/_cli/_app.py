@@ -39,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     # of the user's runs in this process for a plugin to observe; PYDANTIC_DISABLE_PLUGINS=""
     # (set, empty) brings them back.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    # httpx's __init__ imports its own command line (click, rich's syntax highlighting,
+    # pygments): ~45 ms of a cold call here, for a tool this process never runs
+    # (encode/httpx#3547).  None in sys.modules fails that import as a missing click
+    # would, and httpx falls back to its own stand-in ``httpx.main``.  A process that
+    # has imported httpx already is left as it is.
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))

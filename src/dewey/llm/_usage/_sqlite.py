@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._dirs import data_home
 from .._exceptions import LLMConfigError
 from ._ledger import MAX_PENDING, Ledger
 from ._log import log_insert_sql, sqlite_log_schema
@@ -225,9 +226,7 @@ class SQLiteLedger(Ledger):
 
 def default_ledger_path() -> Path:
     """``$XDG_DATA_HOME/dewey-llm/usage.db``, else ``~/.local/share/dewey-llm/usage.db``."""
-    data_home = os.environ.get("XDG_DATA_HOME")
-    base = Path(data_home).expanduser() if data_home else Path.home() / ".local" / "share"
-    return base / "dewey-llm" / "usage.db"
+    return data_home() / "usage.db"
 
 
 def _create_log(connection: sqlite3.Connection, table: str) -> None:
