@@ -80,7 +80,8 @@ class AsyncLiteLLMClient(_ClientCore):
         return AsyncConversation.start(self, id, model, system)
 
     async def _complete(self, request: Request, step: Step) -> ChatResponse:
-        await self._aacquire(request, step)
+        if self._limiter is not None:  # (tested here: a coroutine for nothing costs every call)
+            await self._aacquire(request, step)
         response, started = await self._aattempt(
             request, step, lambda transport, kwargs: transport.acomplete(kwargs))
         return self._succeeded(request, step, response, started)
