@@ -301,8 +301,10 @@ def _with_cost(parse: Callable[[Any, str], ResponseData], data: Any, cost: str |
     return response
 
 
-def _resolved(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def _resolved(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
     """``kwargs`` with the key and base from the environment when not given, as LiteLLM does."""
+    if kwargs.get("api_key") is not None and kwargs.get("api_base") is not None:
+        return kwargs  # both given (a client with a key and a base): nothing to copy
     resolved = dict(kwargs)
     if resolved.get("api_key") is None:
         resolved["api_key"] = os.environ.get("OPENAI_API_KEY")
