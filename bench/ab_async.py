@@ -9,8 +9,9 @@ a change helped, each round measures this tree, then ``--baseline-src``, each in
 process, alternately.  A process alternates blocks of ``--calls`` raw and dewey calls
 (``bench_transports.bench_async``'s two rows) and prints the median calls per second and
 CPU milliseconds per call of each (this process's CPU: the event loop and everything it
-runs; the server runs in another process), and the ratios.  CPU per call is what a change
-to the client moves; the wall ratio follows it only as far as the machine is idle.
+runs; the server runs in another process), and the ratios: the median of each dewey
+block's against the raw block just before it.  CPU per call is what a change to the
+client moves; the wall ratio follows it only as far as the machine is idle.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ SRC = str(HERE.parent / "src")
 
 
 async def _rows(base: str, blocks: int, calls: int, concurrency: int,
-                profile: bool) -> dict[str, tuple[float, float]]:
-    """Median (calls per second, CPU ms per call) of each row over ``blocks`` blocks."""
+                profile: bool) -> dict[str, list[tuple[float, float]]]:
+    """(calls per second, CPU ms per call) of each row's blocks, in the order run."""
     import aiohttp
     from bench_transports import BODY, KEY, MESSAGES, MODEL
 
@@ -80,8 +81,7 @@ async def _rows(base: str, blocks: int, calls: int, concurrency: int,
             for _ in range(blocks):
                 for name, call in rows.items():
                     results[name].append(await block(call))
-    return {name: (statistics.median(r for r, _ in got), statistics.median(c for _, c in got))
-            for name, got in results.items()}
+    return results
 
 
 def measure(blocks: int, calls: int, concurrency: int, profile: bool) -> str:
@@ -92,9 +92,14 @@ def measure(blocks: int, calls: int, concurrency: int, profile: bool) -> str:
         rows = asyncio.run(_rows(base, blocks, calls, concurrency, profile))
     if profile:
         return ""
-    (raw_rate, raw_cpu), (rate, cpu) = rows["raw"], rows["dewey"]
-    return (f"raw {raw_rate:.0f}/s ({raw_cpu:.3f} CPU ms), dewey {rate:.0f}/s ({cpu:.3f} CPU ms): "
-            f"rate {rate / raw_rate:.2f}x, CPU {cpu / raw_cpu:.2f}x")
+    raw, dewey = rows["raw"], rows["dewey"]
+    # The ratios are the medians of each dewey block's against the raw block just before it:
+    # the load of the machine's other work moves on the scale of seconds, both alike.
+    rate_ratio = statistics.median(d[0] / r[0] for r, d in zip(raw, dewey, strict=True))
+    cpu_ratio = statistics.median(d[1] / r[1] for r, d in zip(raw, dewey, strict=True))
+    return (f"raw {statistics.median(r for r, _ in raw):.0f}/s ({statistics.median(c for _, c in raw):.3f} "
+            f"CPU ms), dewey {statistics.median(r for r, _ in dewey):.0f}/s "
+            f"({statistics.median(c for _, c in dewey):.3f} CPU ms): rate {rate_ratio:.2f}x, CPU {cpu_ratio:.2f}x")
 
 
 def main() -> None:
