@@ -5,7 +5,7 @@ Everything but the awaiting is ``_ClientCore``'s (``_core``), shared with the sy
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from functools import partial
 from typing import Any, Literal, overload
 
@@ -21,6 +21,7 @@ from ._resilience import RetryPlan, Step, run_async
 from ._response import ChatResponse
 from ._stream import AsyncCompletionStream, Live, aopen_stream
 from ._telemetry import finishing
+from ._transport import Transport
 
 __all__ = ["AsyncLiteLLMClient"]
 
@@ -63,7 +64,7 @@ class AsyncLiteLLMClient(_ClientCore):
             plan = self._plan(request)
             if stream:
                 return await run_async(plan, lambda step: self._open_stream(request, step, plan, key))
-            response = await run_async(plan, lambda step: self._complete(request, step))
+            response = await run_async(plan, partial(self._complete, request))
             while (follow_up := self._follow_up(request, response)) is not None:
                 request = follow_up  # a repair: see _ClientCore._follow_up
                 with finishing(request.trace):
@@ -80,9 +81,9 @@ class AsyncLiteLLMClient(_ClientCore):
         return AsyncConversation.start(self, id, model, system)
 
     async def _complete(self, request: Request, step: Step) -> ChatResponse:
-        await self._aacquire(request, step)
-        response, started = await self._aattempt(
-            request, step, lambda transport, kwargs: transport.acomplete(kwargs))
+        if self._limiter is not None:  # (tested here: a coroutine for nothing costs every call)
+            await self._aacquire(request, step)
+        response, started = await self._aattempt(request, step, _acomplete)
         return self._succeeded(request, step, response, started)
 
     async def _open_stream(self, request: Request, step: Step, plan: RetryPlan,
@@ -153,3 +154,8 @@ class AsyncLiteLLMClient(_ClientCore):
             if aclose is not None:
                 await aclose()
         self.close()
+
+
+def _acomplete(transport: Transport, kwargs: dict[str, Any]) -> Awaitable[Any]:
+    """What an attempt at a completion sends (a function, not a lambda made per call)."""
+    return transport.acomplete(kwargs)

@@ -55,6 +55,7 @@ class NotPriced(Exception):
 # Bedrock route segments (bedrock/converse/..., bedrock/invoke/...) LiteLLM strips before
 # looking a model up (litellm/llms/bedrock/common_utils.py strips "converse/", "invoke/").
 _ROUTE_SEGMENTS = frozenset({"converse", "invoke"})
+_NAMES_KEPT = 1024  # model names whose lookups a Catalog remembers at once
 
 
 class Catalog:
@@ -77,6 +78,12 @@ class Catalog:
         self._entries: dict[str, dict[str, Any]] | None = None
         self._aliases: frozenset[str] = frozenset()  # names of alias_of rows, read with the entries
         self._providers: frozenset[str] | None = None
+        # Per model name, what the map (fixed once read) says of it: every call asks
+        # several times (route, transport, price), and the lookups cost more than the call's own
+        # arithmetic.  Bounded: a name that is never asked again is dropped with the rest.
+        self._keys: dict[str, str | None] = {}
+        self._provider_of: dict[str, str | None] = {}
+        self._thresholds: dict[str, list[tuple[float, str]]] = {}  # by map key: at most one per row
 
     # --- reading --------------------------------------------------------------------------
 
@@ -126,6 +133,15 @@ class Catalog:
 
     def _key(self, model: str) -> str | None:
         """The map key LiteLLM prices ``model`` with: the name, else it without ``provider/``."""
+        try:
+            return self._keys[model]
+        except KeyError:
+            key = self._keys[model] = self._find_key(model)
+        if len(self._keys) > _NAMES_KEPT:
+            self._keys.clear()
+        return key
+
+    def _find_key(self, model: str) -> str | None:
         entries = self.entries
         names = [model]
         if "/" in model:
@@ -175,6 +191,15 @@ class Catalog:
     def provider(self, model: str) -> str | None:
         """The provider LiteLLM would route ``model`` to: its known ``provider/`` prefix,
         else the map's provider of the name."""
+        try:
+            return self._provider_of[model]
+        except KeyError:
+            provider = self._provider_of[model] = self._find_provider(model)
+        if len(self._provider_of) > _NAMES_KEPT:
+            self._provider_of.clear()
+        return provider
+
+    def _find_provider(self, model: str) -> str | None:
         if "/" in model:
             prefix = model.split("/", 1)[0]
             if prefix in self._known_providers():
@@ -186,9 +211,7 @@ class Catalog:
     def is_priced(self, model: str) -> bool:
         """Whether the map gives ``model`` a price per input or output token (a ``local/``
         model's is 0)."""
-        entry = self._entry(model) or {}
-        return any(entry.get(rate) is not None
-                   for rate in ("input_cost_per_token", "output_cost_per_token", "tiered_pricing"))
+        return _priced(self._entry(model) or {})
 
     def token_cost(self, model: str, prompt_tokens: int, completion_tokens: int,
                    cached_tokens: int = 0) -> float:
@@ -203,14 +226,20 @@ class Catalog:
             return 0.0
         if any(entry.get(f) is not None for f in _UNMODELLED_PRICING):
             raise NotPriced(model)
-        if not self.is_priced(model):
+        if not _priced(entry):
             return 0.0
         provider = self.provider(model)
         # The map's own provider, not the route: LiteLLM discounts Fireworks' chat models
         # (litellm_provider "fireworks_ai"), not its "fireworks_ai-embedding-models".
         known = provider_named(entry.get("litellm_provider"))
         share = known.cached_input_share if known else 1.0
-        rates = _rates(entry, prompt_tokens, inclusive=provider in _INCLUSIVE_THRESHOLD_PROVIDERS,
+        key = self._key(model)
+        thresholds = self._thresholds.get(key) if key is not None else None
+        if thresholds is None:
+            thresholds = _thresholds(entry)
+            if key is not None:  # (a local/ model's entry comes from the hook, not the map)
+                self._thresholds[key] = thresholds
+        rates = _rates(entry, prompt_tokens, thresholds, inclusive=provider in _INCLUSIVE_THRESHOLD_PROVIDERS,
                        cached_share=share)
         uncached = prompt_tokens - cached_tokens
         return float(uncached * rates["input"] + cached_tokens * rates["cache_read"]
@@ -259,8 +288,21 @@ def _expand_aliases(raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return entries
 
 
-def _rates(entry: Mapping[str, Any], prompt_tokens: int, *, inclusive: bool,
-           cached_share: float) -> dict[str, float]:
+def _priced(entry: Mapping[str, Any]) -> bool:
+    return (entry.get("input_cost_per_token") is not None or entry.get("output_cost_per_token") is not None
+            or entry.get("tiered_pricing") is not None)
+
+
+def _thresholds(entry: Mapping[str, Any]) -> list[tuple[float, str]]:
+    """The prompt sizes above which ``entry`` has other prices, ascending, each with the
+    suffix of its keys (``128k_tokens``)."""
+    return sorted((_threshold(key), key.removeprefix(_THRESHOLD_KEY)) for key in entry
+                  if key.startswith(_THRESHOLD_KEY) and not key.endswith(_TIER_SUFFIXES)
+                  and entry[key] is not None)
+
+
+def _rates(entry: Mapping[str, Any], prompt_tokens: int, thresholds: list[tuple[float, str]], *,
+           inclusive: bool, cached_share: float) -> dict[str, float]:
     """Per-token rates for a prompt of this size: its tier, else the highest threshold it passes.
 
     An absent cache-read rate is the input rate times the provider's ``cached_share``
@@ -277,9 +319,6 @@ def _rates(entry: Mapping[str, Any], prompt_tokens: int, *, inclusive: bool,
     rates = {"input": _number(entry.get("input_cost_per_token")),
              "output": _number(entry.get("output_cost_per_token"))}
     cache_read = entry.get("cache_read_input_token_cost")
-    thresholds = sorted((_threshold(key), key.removeprefix(_THRESHOLD_KEY)) for key in entry
-                        if key.startswith(_THRESHOLD_KEY) and not key.endswith(_TIER_SUFFIXES)
-                        and entry[key] is not None)
     for threshold, suffix in thresholds:
         if prompt_tokens > threshold or (inclusive and prompt_tokens == threshold):
             rates["input"] = _number(entry.get(_THRESHOLD_KEY + suffix), rates["input"])

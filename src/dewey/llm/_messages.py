@@ -11,6 +11,7 @@ from ._exceptions import LLMConfigError
 __all__ = ["IMAGE_PART", "ROLES", "Message", "has_images", "to_dicts"]
 
 ROLES = ("system", "user", "assistant", "tool")
+_DICT_ROLES = frozenset({*ROLES, "developer", "function"})  # roles a message dict may have
 IMAGE_PART = "image_url"
 """The type of an OpenAI image content part: ``{"type": "image_url", "image_url": {"url": ...}}``,
 the URL an http(s) address or a ``data:image/...;base64,`` URL.  LiteLLM translates it to
@@ -82,16 +83,21 @@ def to_dicts(messages: Iterable[Message | Mapping[str, Any]] | str) -> list[dict
             "Message objects or dicts (one message goes in a list too: [message])")
     result = []
     for index, message in enumerate(messages):
-        if isinstance(message, Message):
+        # A plain dict first: most calls pass only those, and the Mapping check costs more.
+        if type(message) is not dict and isinstance(message, Message):
             result.append(message.to_dict())
-        elif isinstance(message, Mapping):
-            if message.get("role") not in (*ROLES, "developer", "function"):
+        elif type(message) is dict or isinstance(message, Mapping):
+            role = message.get("role")
+            if not isinstance(role, str) or role not in _DICT_ROLES:  # (a list is not hashable)
                 raise LLMConfigError(
-                    f"messages[{index}] has role {message.get('role')!r}: "
+                    f"messages[{index}] has role {role!r}: "
                     f"use one of {', '.join(ROLES)}"
                 )
-            _check_content(message.get("content"), f"messages[{index}].content")
-            result.append({k: _dumped(v) for k, v in message.items() if v is not None or k == "content"})
+            content = message.get("content")
+            if content is not None and type(content) is not str:
+                _check_content(content, f"messages[{index}].content")
+            result.append({k: v if type(v) is str else _dumped(v)
+                           for k, v in message.items() if v is not None or k == "content"})
         elif hasattr(message, "role") and hasattr(message, "content"):
             # A provider's message object, e.g. response.choices[0].message fed back in.
             result.append(_dumped(message))

@@ -72,6 +72,7 @@ class NativeTransport:
         self._lock = threading.Lock()
         self._clients: dict[_PoolKey, httpx.Client] = {}
         self._async_clients: dict[_PoolKey, _AsyncPool] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}  # immutable: one per value, not per call
 
     def __repr__(self) -> str:  # never the pools' keys: they hold API keys
         return f"<NativeTransport clients={len(self._clients) + len(self._async_clients)}>"
@@ -152,7 +153,8 @@ class NativeTransport:
         try:
             response = self._client(request).post(
                 request.path, content=request.content, headers=request.headers, timeout=_timeout(request))
-            return _json(response, model), response.headers.get(COST_HEADER)
+            return (_parsed(response.status_code, response.headers, response.content, model),
+                    response.headers.get(COST_HEADER))
         except httpx.HTTPError as exc:
             error = _transport_error(exc, model, request, streaming=False)
         raise error  # outside the except block: no __context__ holding the request's key
@@ -179,11 +181,11 @@ class NativeTransport:
 
         import aiohttp
 
-        session = await self._session(request)
+        session = self._pooled(request) or await self._session(request)
         error: LLMError | None = None
         try:
             async with session.post(request.api_base + request.path, data=request.content,
-                                    headers=request.headers, timeout=_aiohttp_timeout(request)) as response:
+                                    headers=request.headers, timeout=self._atimeout(request)) as response:
                 if response.status >= 400:
                     raise http_error(response.status, response.headers, await response.read(), model)
                 reader = EventReader(model)
@@ -216,23 +218,41 @@ class NativeTransport:
             await pool.closer.aclose()
         self.close()
 
-    async def _session(self, request: HTTPRequest) -> aiohttp.ClientSession:
-        # A session belongs to the event loop it was made in: each loop, e.g. each
-        # asyncio.run(), gets a pool of its own.
+    def _pooled(self, request: HTTPRequest) -> aiohttp.ClientSession | None:
+        """The running loop's session for ``request``, if made: a session belongs to the
+        event loop it was made in (each ``asyncio.run()`` gets a pool of its own).  Not a
+        coroutine: most calls find it; ``or await self._session(request)`` makes it."""
         import asyncio
 
-        loop = asyncio.get_running_loop()
-        key = (request.api_base, request.api_key)
         with self._lock:
-            pool = self._async_clients.get(key)
-        if pool is None or pool.loop is not loop:
-            session = _new_session(request)
-            closer = _closed_with_loop(session)
-            await closer.asend(None)
-            pool = _AsyncPool(loop, session, closer)
-            with self._lock:
-                self._async_clients[key] = pool
-        return pool.session
+            pool = self._async_clients.get((request.api_base, request.api_key))
+        return pool.session if pool is not None and pool.loop is asyncio.get_running_loop() else None
+
+    async def _session(self, request: HTTPRequest) -> aiohttp.ClientSession:
+        """A new session for ``request`` in the running loop (``_pooled`` found none)."""
+        import asyncio
+
+        session = _new_session(request)
+        closer = _closed_with_loop(session)
+        await closer.asend(None)
+        with self._lock:
+            self._async_clients[(request.api_base, request.api_key)] = _AsyncPool(
+                asyncio.get_running_loop(), session, closer)
+        return session
+
+    def _atimeout(self, request: HTTPRequest) -> aiohttp.ClientTimeout:
+        """As httpx's one number: for connecting and for each read, not for the whole reply
+        (a long stream that keeps sending is not timed out).  One (immutable) object per value."""
+        seconds = _timeout(request)
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            import aiohttp
+
+            if len(self._timeouts) > 64:  # a deadline makes one per quarter second left
+                self._timeouts.clear()
+            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=None, connect=seconds,
+                                                                      sock_read=seconds)
+        return timeout
 
     async def _apost(self, request: HTTPRequest, model: str) -> tuple[Any, str | None]:
         import asyncio
@@ -240,9 +260,9 @@ class NativeTransport:
         import aiohttp
 
         try:
-            session = await self._session(request)
+            session = self._pooled(request) or await self._session(request)
             async with session.post(request.api_base + request.path, data=request.content,
-                                    headers=request.headers, timeout=_aiohttp_timeout(request)) as response:
+                                    headers=request.headers, timeout=self._atimeout(request)) as response:
                 status, headers, body = response.status, response.headers, await response.read()
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             error = _aiohttp_error(exc, model, request, streaming=False)
@@ -276,13 +296,15 @@ def _with_cost(parse: Callable[[Any, str], ResponseData], data: Any, cost: str |
     """The parsed reply, with the cost the server reported in a header kept for pricing
     (``_pricing.reported_cost``)."""
     response = parse(data, model)
-    if cost is not None:
-        response._hidden_params["reported_cost"] = cost  # noqa: SLF001 (ResponseData keeps it out of the data)
+    # Made now: a first read (the recorder's, every call) would fail a lookup, then __getattr__.
+    object.__setattr__(response, "_hidden_params", {} if cost is None else {"reported_cost": cost})
     return response
 
 
-def _resolved(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def _resolved(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
     """``kwargs`` with the key and base from the environment when not given, as LiteLLM does."""
+    if kwargs.get("api_key") is not None and kwargs.get("api_base") is not None:
+        return kwargs  # both given (a client with a key and a base): nothing to copy
     resolved = dict(kwargs)
     if resolved.get("api_key") is None:
         resolved["api_key"] = os.environ.get("OPENAI_API_KEY")
@@ -316,25 +338,12 @@ def _new_session(request: HTTPRequest) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(headers=_headers(request), connector=aiohttp.TCPConnector(limit=_POOL_SIZE))
 
 
-def _aiohttp_timeout(request: HTTPRequest) -> aiohttp.ClientTimeout:
-    import aiohttp
-
-    # As httpx's one number: for connecting and for each read, not for the whole reply
-    # (a long stream that keeps sending is not timed out).
-    seconds = _timeout(request)
-    return aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
-
-
 def _timeout(request: HTTPRequest) -> float:
     return request.timeout if request.timeout is not None else _DEFAULT_TIMEOUT
 
 
-def _json(response: httpx.Response, model: str) -> Any:
-    """The JSON body of a successful reply; the mapped error of a failed one."""
-    return _parsed(response.status_code, response.headers, response.content, model)
-
-
 def _parsed(status: int, headers: Mapping[str, str], body: bytes, model: str) -> Any:
+    """The JSON body of a successful reply; the mapped error of a failed one."""
     if status >= 400:
         raise http_error(status, headers, body, model)
     try:

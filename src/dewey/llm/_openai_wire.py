@@ -56,6 +56,8 @@ _BAD_REQUEST = frozenset({400, 404, 413, 422})
 _PROMPT_TOKEN_KINDS = ("audio_tokens", "cached_tokens", "text_tokens", "image_tokens", "video_tokens",
                        "initial_prompt_tokens")
 _REASONING_MODEL = re.compile(r"(o\d|gpt-5)")  # o1, o3-mini, o4-mini, gpt-5...: see chat_request
+# json.dumps with these arguments would make this (stateless) encoder anew for every request.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def _request(kwargs: Mapping[str, Any], path: str, body: dict[str, Any]) -> HTTP
         raise LLMConfigError(f"api_base must be an http(s) URL such as 'http://localhost:8000/v1', "
                              f"not {api_base!r}")
     try:  # encoded here, so that an argument JSON cannot carry is named before anything is sent
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        content = _ENCODER.encode(body).encode()
     except (TypeError, ValueError) as exc:
         raise LLMConfigError(f"the request cannot be sent as JSON: {exc}; pass plain dicts, lists, "
                              "strings and finite numbers") from None

@@ -42,13 +42,20 @@ def reported_cost(response: Any) -> float | None:
         headers = hidden.get("additional_headers")
         if isinstance(headers, Mapping):
             values.append(headers.get(_LITELLM_COST_HEADER))
-    usage = response.get("usage") if isinstance(response, Mapping) else getattr(response, "usage", None)
-    values.append(usage.get("cost") if isinstance(usage, Mapping) else getattr(usage, "cost", None))
+    usage = _field(response, "usage")
+    values.append(_field(usage, "cost"))
     for value in values:
         cost = _number(value)
         if cost is not None and cost > 0:
             return cost
     return None
+
+
+def _field(item: Any, name: str) -> Any:
+    # A dict's own get: a ResponseData's would wrap the usage in a copy just to read a number.
+    if isinstance(item, dict):
+        return dict.get(item, name)
+    return item.get(name) if isinstance(item, Mapping) else getattr(item, name, None)
 
 
 def _number(value: Any) -> float | None:

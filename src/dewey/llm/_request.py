@@ -166,7 +166,7 @@ def _model_name(value: Any) -> str | None:
 
 
 def _tags(value: Any) -> tuple[str, ...]:
-    if value is None:
+    if value is None or (type(value) is tuple and not value):  # no tags: most calls
         return ()
     if isinstance(value, str):
         return (value,)
@@ -203,7 +203,7 @@ def check_sendable(payload: Mapping[str, Any]) -> None:
     if body.get("response_format") is not None:
         _check_response_format(body["response_format"])
     try:
-        json.dumps(body, allow_nan=False, ensure_ascii=False, default=_as_data).encode("utf-8")
+        _CHECKER.encode(body).encode("utf-8")
     except (TypeError, ValueError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
         fault = next(filter(None, (_fault(value, name, 0) for name, value in body.items())), None)
         raise LLMConfigError(fault or f"the request cannot be encoded as JSON: {exc}") from None
@@ -216,6 +216,10 @@ def _as_data(value: Any) -> Any:
     if callable(getattr(value, "model_dump", None)):
         return value.model_dump()
     raise TypeError(type(value).__name__)
+
+
+# json.dumps with these arguments would make this (stateless) encoder anew for every call.
+_CHECKER = json.JSONEncoder(allow_nan=False, ensure_ascii=False, default=_as_data)
 
 
 def _fault(value: Any, path: str, depth: int) -> str | None:

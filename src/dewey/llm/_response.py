@@ -200,13 +200,12 @@ def usage_counts(response: Any) -> tuple[int, int, int]:
     """(prompt, completion, cached) tokens of a response, chunk or plain dict."""
     if response is None:
         return 0, 0, 0
-    usage = response.get("usage") if isinstance(response, dict) else getattr(response, "usage", None)
+    usage = _field(response, "usage")
     if not usage:
         return 0, 0, 0
-    read = usage.get if isinstance(usage, dict) else lambda name, default=None: getattr(usage, name, default)
-    details = read("prompt_tokens_details", None) or {}
-    cached = details.get("cached_tokens") if isinstance(details, dict) else getattr(details, "cached_tokens", 0)
-    return int(read("prompt_tokens", 0) or 0), int(read("completion_tokens", 0) or 0), int(cached or 0)
+    cached = _field(_field(usage, "prompt_tokens_details") or {}, "cached_tokens")
+    return (int(_field(usage, "prompt_tokens") or 0), int(_field(usage, "completion_tokens") or 0),
+            int(cached or 0))
 
 
 def delta_text(chunk: Any) -> str:

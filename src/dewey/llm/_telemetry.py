@@ -282,9 +282,12 @@ class CallTrace:
             raise
 
 
+_UNTRACED = nullcontext()  # stateless, so one serves every untraced call (as many do at once)
+
+
 def guarded(trace: CallTrace | None) -> AbstractContextManager[None]:
     """A block in which an exception ends the call's trace with that error."""
-    return nullcontext() if trace is None else trace.guarding()
+    return _UNTRACED if trace is None else trace.guarding()
 
 
 @contextmanager
@@ -297,7 +300,7 @@ def _finishing(trace: CallTrace) -> Iterator[None]:
 def finishing(trace: CallTrace | None) -> AbstractContextManager[None]:
     """The rest of a call: an exception ends its trace with the error; a return ends it
     (or hands it to the stream returned)."""
-    return nullcontext() if trace is None else _finishing(trace)
+    return _UNTRACED if trace is None else _finishing(trace)
 
 
 # --- attributes ------------------------------------------------------------------------------
