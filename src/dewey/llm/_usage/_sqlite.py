@@ -248,7 +248,7 @@ def _insert_logs(connection: sqlite3.Connection, table: str, logs: list[tuple[An
     """Insert the prompt log's rows, many to a statement.
 
     FTS5 writes out what its insert trigger indexed at the end of every statement: one
-    statement per entry cost ~15 us of the writer's CPU (and GIL) per entry for that
+    statement per entry cost ~15 us of the writer's CPU per entry for that
     alone, one per ``_LOG_ROWS`` entries costs a fraction of it.  Statements of 64, 32,
     ..., 1 rows: a few shapes, prepared once each (the connection caches them), and
     well under SQLite's oldest limit of 999 parameters."""
