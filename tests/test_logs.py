@@ -25,6 +25,7 @@ from dewey.llm import (
     LLMConfigError,
     LoggedResponse,
 )
+from dewey.llm._usage import LogEntry, SQLiteLedger, UsageRecord
 from tests.conftest import TEST_KEY
 from tests.servers.fake_provider import FakeProvider, Reply
 from tests.servers.postgres import PG_URL, needs_postgres
@@ -141,6 +142,27 @@ def test_full_text_search_model_and_since(make_client: MakeClient) -> None:
         "Retry with exponential backoff?"]
     assert len(client.logs(limit=None)) == 3 and len(client.logs(limit=2)) == 2
     assert client.logs(since=found.time + 3600) == []
+
+
+def test_every_entry_of_a_busy_second_is_logged_and_found(tmp_path: Path) -> None:
+    # Queued at once, the entries reach the writer as one batch, which it stores many to
+    # a statement (64 + 8 here): none is lost, each is indexed, and a call
+    # answered twice within the batch keeps its last answer.
+    ledger = SQLiteLedger(tmp_path / "usage.db")
+    prompts = [f"question {n} about item{n}x" for n in range(71)]
+    for n, prompt in enumerate(prompts):
+        ledger.record(UsageRecord(MODEL, "openai", "completion", "ok", call_id=f"call-{n}"))
+        ledger.record(LogEntry(f"call-{n}", MODEL, [user(prompt)], f"answer {n}"))
+    ledger.record(LogEntry("call-3", MODEL, [user("repaired")], "answer 3, repaired"))
+    assert sorted(r.prompt for r in ledger.responses(limit=None)) == sorted(prompts)
+    for n in (0, 63, 64, 67, 68, 70):
+        [found] = ledger.responses(query=f"item{n}x")
+        assert (found.prompt, found.response) == (prompts[n], f"answer {n}")
+        assert [a.call_id for a in found.attempts] == [f"call-{n}"]
+    [repaired] = ledger.responses(query="repaired")
+    assert (repaired.prompt, repaired.response) == (prompts[3], "answer 3, repaired")
+    assert len(ledger.responses(query="question", limit=None)) == 71
+    ledger.close()
 
 
 def test_a_sqlite_without_fts5_searches_with_like(make_client: MakeClient, isolated: Path) -> None:

@@ -19,7 +19,7 @@ import contextlib
 import difflib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._exceptions import LLMConfigError
 from ._mapfile import litellm_file, read_json
@@ -83,7 +83,7 @@ class Catalog:
         # arithmetic.  Bounded: a name that is never asked again is dropped with the rest.
         self._keys: dict[str, str | None] = {}
         self._provider_of: dict[str, str | None] = {}
-        self._thresholds: dict[str, list[tuple[float, str]]] = {}  # by map key: at most one per row
+        self._terms: dict[str, _Terms] = {}  # by model name: see _price_terms
 
     # --- reading --------------------------------------------------------------------------
 
@@ -211,7 +211,8 @@ class Catalog:
     def is_priced(self, model: str) -> bool:
         """Whether the map gives ``model`` a price per input or output token (a ``local/``
         model's is 0)."""
-        return _priced(self._entry(model) or {})
+        terms = self._price_terms(model)
+        return terms is not None and terms.priced
 
     def token_cost(self, model: str, prompt_tokens: int, completion_tokens: int,
                    cached_tokens: int = 0) -> float:
@@ -221,29 +222,46 @@ class Catalog:
         the cache-read rate.  Raises :class:`NotPriced` when the model is priced in a way
         this formula does not model.
         """
-        entry = self._entry(model)
-        if entry is None:
+        terms = self._price_terms(model)
+        if terms is None:
             return 0.0
-        if any(entry.get(f) is not None for f in _UNMODELLED_PRICING):
+        if terms.unmodelled:
             raise NotPriced(model)
-        if not _priced(entry):
+        if not terms.priced:
             return 0.0
-        provider = self.provider(model)
-        # The map's own provider, not the route: LiteLLM discounts Fireworks' chat models
-        # (litellm_provider "fireworks_ai"), not its "fireworks_ai-embedding-models".
-        known = provider_named(entry.get("litellm_provider"))
-        share = known.cached_input_share if known else 1.0
-        key = self._key(model)
-        thresholds = self._thresholds.get(key) if key is not None else None
-        if thresholds is None:
-            thresholds = _thresholds(entry)
-            if key is not None:  # (a local/ model's entry comes from the hook, not the map)
-                self._thresholds[key] = thresholds
-        rates = _rates(entry, prompt_tokens, thresholds, inclusive=provider in _INCLUSIVE_THRESHOLD_PROVIDERS,
-                       cached_share=share)
+        rates = _rates(terms, prompt_tokens)
         uncached = prompt_tokens - cached_tokens
         return float(uncached * rates["input"] + cached_tokens * rates["cache_read"]
                      + completion_tokens * rates["output"])
+
+    def _price_terms(self, model: str) -> _Terms | None:
+        """What pricing ``model`` takes from its entry (None: no entry), worked out once
+        per name for the map's entries, which never change once read (every call is
+        priced, on the caller's thread); a ``local/`` model's hook is asked each time."""
+        terms = self._terms.get(model)
+        if terms is not None:
+            return terms
+        key = self._key(model)
+        entry = self.entries[key] if key is not None else self._entry(model)
+        if entry is None:
+            return None
+        unmodelled = any(entry.get(f) is not None for f in _UNMODELLED_PRICING)
+        priced = _is_priced(entry)
+        # The map's own provider, not the route: LiteLLM discounts Fireworks' chat models
+        # (litellm_provider "fireworks_ai"), not its "fireworks_ai-embedding-models".
+        known = provider_named(entry.get("litellm_provider"))
+        terms = _Terms(
+            entry, unmodelled, priced,
+            inclusive=priced and not unmodelled and self.provider(model) in _INCLUSIVE_THRESHOLD_PROVIDERS,
+            cached_share=known.cached_input_share if known else 1.0,
+            thresholds=tuple(sorted((_threshold(name), name.removeprefix(_THRESHOLD_KEY)) for name in entry
+                                    if name.startswith(_THRESHOLD_KEY) and not name.endswith(_TIER_SUFFIXES)
+                                    and entry[name] is not None)))
+        if key is not None:
+            if len(self._terms) >= _NAMES_KEPT:
+                self._terms.clear()
+            self._terms[model] = terms
+        return terms
 
     # --- names ----------------------------------------------------------------------------
 
@@ -288,27 +306,30 @@ def _expand_aliases(raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return entries
 
 
-def _priced(entry: Mapping[str, Any]) -> bool:
-    return (entry.get("input_cost_per_token") is not None or entry.get("output_cost_per_token") is not None
-            or entry.get("tiered_pricing") is not None)
+class _Terms(NamedTuple):
+    """What pricing a model takes from its entry (``Catalog._price_terms``)."""
+
+    entry: Mapping[str, Any]
+    unmodelled: bool  # priced in a way the formula does not model (NotPriced)
+    priced: bool  # per input or output token (``is_priced``)
+    inclusive: bool  # the higher rate applies from its threshold on, not above it
+    cached_share: float  # of the input rate, that a cached token costs when no rate is given
+    thresholds: tuple[tuple[float, str], ...]  # (prompt tokens, key suffix), the lowest first
 
 
-def _thresholds(entry: Mapping[str, Any]) -> list[tuple[float, str]]:
-    """The prompt sizes above which ``entry`` has other prices, ascending, each with the
-    suffix of its keys (``128k_tokens``)."""
-    return sorted((_threshold(key), key.removeprefix(_THRESHOLD_KEY)) for key in entry
-                  if key.startswith(_THRESHOLD_KEY) and not key.endswith(_TIER_SUFFIXES)
-                  and entry[key] is not None)
+def _is_priced(entry: Mapping[str, Any]) -> bool:
+    return any(entry.get(rate) is not None
+               for rate in ("input_cost_per_token", "output_cost_per_token", "tiered_pricing"))
 
 
-def _rates(entry: Mapping[str, Any], prompt_tokens: int, thresholds: list[tuple[float, str]], *,
-           inclusive: bool, cached_share: float) -> dict[str, float]:
+def _rates(terms: _Terms, prompt_tokens: int) -> dict[str, float]:
     """Per-token rates for a prompt of this size: its tier, else the highest threshold it passes.
 
     An absent cache-read rate is the input rate times the provider's ``cached_share``
     (LiteLLM: "a provider that publishes no cache price bills cached tokens as ordinary
     input"; Fireworks bills them at half).
     """
+    entry, inclusive = terms.entry, terms.inclusive
     tier = _tier(entry.get("tiered_pricing"), prompt_tokens)
     if tier is not None:
         # All or nothing: every token of the request costs the one tier's rate.
@@ -319,12 +340,12 @@ def _rates(entry: Mapping[str, Any], prompt_tokens: int, thresholds: list[tuple[
     rates = {"input": _number(entry.get("input_cost_per_token")),
              "output": _number(entry.get("output_cost_per_token"))}
     cache_read = entry.get("cache_read_input_token_cost")
-    for threshold, suffix in thresholds:
+    for threshold, suffix in terms.thresholds:
         if prompt_tokens > threshold or (inclusive and prompt_tokens == threshold):
             rates["input"] = _number(entry.get(_THRESHOLD_KEY + suffix), rates["input"])
             rates["output"] = _number(entry.get("output_cost_per_token_above_" + suffix), rates["output"])
             cache_read = entry.get("cache_read_input_token_cost_above_" + suffix, cache_read)
-    rates["cache_read"] = _number(cache_read, rates["input"] * cached_share)
+    rates["cache_read"] = _number(cache_read, rates["input"] * terms.cached_share)
     return rates
 
 

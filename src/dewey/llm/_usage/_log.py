@@ -151,11 +151,13 @@ def to_log_row(entry: LogEntry) -> tuple[Any, ...]:
             None if entry.user is None else str(entry.user))
 
 
-def log_insert_sql(table: str, mark: str) -> str:
-    """The INSERT of one entry into ``table``'s log.  A call answered twice (a structured
-    answer repaired by a follow-up) keeps the messages it was asked with and takes the
-    last answer: the one its caller got."""
-    return (f"INSERT INTO {table}_log ({_LOG_LIST}) VALUES ({', '.join([mark] * len(LOG_COLUMNS))}) "
+def log_insert_sql(table: str, mark: str, entries: int = 1) -> str:
+    """The INSERT of ``entries`` entries into ``table``'s log.  A call answered twice (a
+    structured answer repaired by a follow-up) keeps the messages it was asked with and
+    takes the last answer: the one its caller got (rows are inserted in order, so this
+    holds within one statement too)."""
+    values = ", ".join([f"({', '.join([mark] * len(LOG_COLUMNS))})"] * entries)
+    return (f"INSERT INTO {table}_log ({_LOG_LIST}) VALUES {values} "
             "ON CONFLICT (call_id) DO UPDATE SET response = excluded.response, "
             "tool_calls = excluded.tool_calls")
 

@@ -93,14 +93,18 @@ def _text(value: Any) -> str | None:
 def tags_json(tags: Any) -> str:
     """How tags are stored (the ledger's rows and the prompt log's alike): a JSON list,
     each tag once, so that a call counts once under each of its tags."""
-    listed = [tags] if isinstance(tags, str) else list(tags or ())
+    if not tags and not isinstance(tags, str):
+        return "[]"  # most calls: without encoding JSON on the writer thread
+    listed = [tags] if isinstance(tags, str) else list(tags)
     return json.dumps(list(dict.fromkeys(str(tag) for tag in listed)))
 
 
 def tags_of(stored: Any) -> tuple[str, ...]:
     """The tags :func:`tags_json` stored (none for a value that is not its JSON)."""
+    if not stored or stored == "[]":
+        return ()  # most rows: without decoding JSON (the writer folds every row it writes)
     try:
-        listed = json.loads(stored) if stored else []
+        listed = json.loads(stored)
     except ValueError:
         return ()
     return tuple(str(tag) for tag in listed) if isinstance(listed, list) else ()

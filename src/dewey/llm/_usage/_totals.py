@@ -148,13 +148,20 @@ def schema(table: str, *, integer: str, real: str) -> list[str]:
 
 def fold(rows: Iterable[Sequence[Any]]) -> Folded:
     """The totals of ``rows`` (in ``COLUMNS`` order, as ``to_row`` makes them), per table."""
-    folded: Folded = {suffix: {} for suffix in KEYS}
+    # Summed per (day, model, user, tags) first: a batch's rows mostly share one, which
+    # then goes to the three tables once, not once a row.
+    groups: dict[tuple[int, str, str, Any], Measures] = {}
     for row in rows:
         when, model, _, _, outcome, _, attempt, *_, cache_hit, tags, user, _ = row  # the last: call_id
         prompt, completion, cost, saved = row[7], row[8], row[10], row[11]
         values = [1, int(outcome != "ok"), int(cache_hit), prompt, completion, cost, saved,
                   int((attempt or 0) > 1)]
-        _add(folded, (day_of(when), model, user or "", tags), values)
+        group = (day_of(when), model, user or "", tags)
+        total = groups.get(group)
+        groups[group] = values if total is None else [a + b for a, b in zip(total, values, strict=True)]
+    folded: Folded = {suffix: {} for suffix in KEYS}
+    for group, values in groups.items():
+        _add(folded, group, values)
     return folded
 
 
@@ -176,9 +183,10 @@ def _add(folded: Folded, group: tuple[int, str, str, Any], values: Sequence[floa
                                                 ("totals", (day, model, user))]
     keys += [("tags", (day, model, tag)) for tag in _tags(tags)]
     for suffix, key in keys:
-        total = folded[suffix].setdefault(key, [0] * len(MEASURES))
-        for index, value in enumerate(values):
-            total[index] += value
+        # A new list each time, never one changed in place: ``values`` may serve every table.
+        totals = folded[suffix]
+        total = totals.get(key)
+        totals[key] = list(values) if total is None else [a + b for a, b in zip(total, values, strict=True)]
 
 
 def upserts(table: str, mark: str, folded: Folded) -> list[tuple[str, list[tuple[Any, ...]]]]:
