@@ -4,7 +4,7 @@ Most traffic (OpenAI, vLLM, llama.cpp's server, Ollama's ``/v1``, Groq, Together
 DeepSeek, a LiteLLM proxy, ...) speaks OpenAI's Chat Completions and Embeddings format.
 Spoken natively it costs one JSON round trip instead of LiteLLM's seconds of import and
 per-call bookkeeping.  The wire format itself lives in :mod:`._openai_wire`; this module
-does the I/O: pooled HTTP clients and the mapping of transport failures to LLMError.
+does the I/O, over pooled HTTP clients; :mod:`._native_errors` maps its failures to LLMError.
 
 Sync calls share one keep-alive ``httpx.Client`` per (api_base, api_key); async calls one
 ``aiohttp.ClientSession`` per (api_base, api_key, event loop): under concurrency aiohttp
@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._exceptions import LLMConnectionError, LLMError, LLMServerError, LLMTimeoutError
+from ._exceptions import LLMError
+from ._native_errors import aiohttp_error, check_finished, transport_error
 from ._openai_wire import (
     DEFAULT_API_BASE,
-    PROVIDER,
     EventReader,
     HTTPRequest,
     assemble,
@@ -120,9 +120,9 @@ class NativeTransport:
                 chunk = reader.flush()
                 if chunk is not None:
                     yield chunk
-                _check_finished(reader, model)
+                check_finished(reader, model)
         except httpx.HTTPError as exc:
-            error = _transport_error(exc, model, request, streaming=True)
+            error = transport_error(exc, model, request, streaming=True)
         if error is not None:
             raise error  # outside the except block: no __context__ holding the request's key
 
@@ -156,7 +156,7 @@ class NativeTransport:
             return (_parsed(response.status_code, response.headers, response.content, model),
                     response.headers.get(COST_HEADER))
         except httpx.HTTPError as exc:
-            error = _transport_error(exc, model, request, streaming=False)
+            error = transport_error(exc, model, request, streaming=False)
         raise error  # outside the except block: no __context__ holding the request's key
 
     # ---- async
@@ -200,9 +200,9 @@ class NativeTransport:
                 for chunk in (reader.feed(rest.rstrip(b"\r").decode()), reader.flush()):
                     if chunk is not None:
                         yield chunk
-                _check_finished(reader, model)
+                check_finished(reader, model)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            error = _aiohttp_error(exc, model, request, streaming=True)
+            error = aiohttp_error(exc, model, request, streaming=True)
         if error is not None:
             raise error
 
@@ -265,7 +265,7 @@ class NativeTransport:
                                     headers=request.headers, timeout=self._atimeout(request)) as response:
                 status, headers, body = response.status, response.headers, await response.read()
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            error = _aiohttp_error(exc, model, request, streaming=False)
+            error = aiohttp_error(exc, model, request, streaming=False)
         else:
             return _parsed(status, headers, body, model), headers.get(COST_HEADER)
         raise error
@@ -351,56 +351,3 @@ def _parsed(status: int, headers: Mapping[str, str], body: bytes, model: str) ->
     except ValueError:
         text = body.decode("utf-8", "replace")
         raise malformed(model, f"the reply is not JSON: {text[:100]!r}") from None
-
-
-def _check_finished(reader: EventReader, model: str) -> None:
-    """A body that ended cleanly but before ``[DONE]`` or any finish_reason was cut short
-    (a server that closes after its finish chunk without ``[DONE]`` did finish)."""
-    if not (reader.done or reader.finished):
-        raise LLMServerError(f"{model}: the stream ended before [DONE]", model=model,
-                             provider=PROVIDER)
-
-
-def _transport_error(exc: httpx.HTTPError, model: str, request: HTTPRequest, *,
-                     streaming: bool) -> LLMError:
-    """The LLMError for a failure below HTTP (refused, timed out, cut), without its cause:
-    httpx's exceptions hold the request, and so its Authorization header."""
-    if isinstance(exc, httpx.TimeoutException):
-        return _timed_out(model, request, exc)
-    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
-        return _broken(model, request, exc, streaming=streaming)
-    return _unreachable(model, request, exc)
-
-
-def _aiohttp_error(exc: BaseException, model: str, request: HTTPRequest, *, streaming: bool) -> LLMError:
-    """:func:`_transport_error` for aiohttp's exceptions (which hold the request too)."""
-    import asyncio
-
-    import aiohttp
-
-    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        return _timed_out(model, request, exc)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return _unreachable(model, request, exc)
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError):
-        return _broken(model, request, exc, streaming=streaming)
-    return _unreachable(model, request, exc)
-
-
-def _timed_out(model: str, request: HTTPRequest, exc: BaseException) -> LLMError:
-    return LLMTimeoutError(f"{model}: no answer from {request.api_base}{request.path} in time ({exc})",
-                           model=model, provider=PROVIDER)
-
-
-def _broken(model: str, request: HTTPRequest, exc: BaseException, *, streaming: bool) -> LLMError:
-    where = f"{request.api_base}{request.path}"
-    if streaming:  # text may have been delivered: the answer is broken, not unreachable
-        return LLMServerError(f"{model}: the stream from {where} broke off ({exc})", model=model,
-                              provider=PROVIDER)
-    return LLMConnectionError(f"{model}: the connection to {where} broke before the reply was complete "
-                              f"({exc})", model=model, provider=PROVIDER)
-
-
-def _unreachable(model: str, request: HTTPRequest, exc: BaseException) -> LLMError:
-    return LLMConnectionError(f"{model}: could not reach {request.api_base}{request.path} ({exc})",
-                              model=model, provider=PROVIDER)
