@@ -102,7 +102,11 @@ def test_memory_cache(make_client: Any, provider: FakeProvider, isolated: Path) 
     answers = [content(client.generate_completion("remember me")) for _ in range(3)]
     assert answers == ["echo: remember me"] * 3
     assert len(provider.requests) == 1
-    assert not (isolated / "xdg_cache_home" / "dewey-llm").exists()  # no file written
+    # Nothing of the answers is written: the cache directory holds at most the parsed
+    # price map (_mapfile), which every client keeps there.
+    files = list((isolated / "xdg_cache_home" / "dewey-llm").glob("*"))
+    assert [path.name for path in files if not path.name.endswith(".marshal")] == []
+    assert not any(b"remember me" in path.read_bytes() for path in files)
 
 
 @needs_redis
