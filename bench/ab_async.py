@@ -34,10 +34,7 @@ SRC = str(HERE.parent / "src")
 async def _rows(base: str, blocks: int, calls: int, concurrency: int,
                 profile: bool) -> dict[str, list[tuple[float, float]]]:
     """(calls per second, CPU ms per call) of each row's blocks, in the order run."""
-    import aiohttp
-    from bench_transports import BODY, KEY, MESSAGES, MODEL
-
-    from dewey.llm import AsyncLiteLLMClient
+    from bench_transports import NATIVE_ASYNC, RAW_ASYNC, async_rows
 
     semaphore = asyncio.Semaphore(concurrency)
 
@@ -51,36 +48,27 @@ async def _rows(base: str, blocks: int, calls: int, concurrency: int,
         wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
         return calls / wall, cpu / calls * 1000
 
-    async with aiohttp.ClientSession(base_url=base + "/", connector=aiohttp.TCPConnector(limit=100),
-                                     headers={"Authorization": f"Bearer {KEY}"}) as session:
+    async with async_rows(base) as named:
+        rows = {"raw": named[RAW_ASYNC], "dewey": named[NATIVE_ASYNC]}
+        for call in rows.values():  # warm up: pools, imports, caches
+            await block(call)
+        if profile:
+            import cProfile
+            import pstats
 
-        async def raw() -> Any:
-            async with session.post("chat/completions", json=BODY) as response:
-                return await response.json()
-
-        async with AsyncLiteLLMClient(model=MODEL, api_base=base, api_key=KEY, track_usage=False,
-                                      transport="native") as client:
-            rows: dict[str, Callable[[], Awaitable[Any]]] = {
-                "raw": raw, "dewey": lambda: client.generate_completion(MESSAGES)}
-            for call in rows.values():  # warm up: pools, imports, caches
-                await block(call)
-            if profile:
-                import cProfile
-                import pstats
-
-                profiler = cProfile.Profile()
-                profiler.enable()
-                for _ in range(blocks):
-                    await block(rows["dewey"])
-                profiler.disable()
-                stats = pstats.Stats(profiler).sort_stats("tottime")
-                stats.print_stats(40)
-                stats.sort_stats("cumulative").print_stats(60)
-                return {}
-            results: dict[str, list[tuple[float, float]]] = {name: [] for name in rows}
+            profiler = cProfile.Profile()
+            profiler.enable()
             for _ in range(blocks):
-                for name, call in rows.items():
-                    results[name].append(await block(call))
+                await block(rows["dewey"])
+            profiler.disable()
+            stats = pstats.Stats(profiler).sort_stats("tottime")
+            stats.print_stats(40)
+            stats.sort_stats("cumulative").print_stats(60)
+            return {}
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in rows}
+        for _ in range(blocks):
+            for name, call in rows.items():
+                results[name].append(await block(call))
     return results
 
 

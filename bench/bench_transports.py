@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -157,10 +157,13 @@ def bench_stream(base: str, calls: int) -> list[tuple[str, float, float]]:
 
 # --- 3. async throughput ---------------------------------------------------------------------
 
-async def bench_async(base: str, calls: int, concurrency: int, rounds: int = 3) -> dict[str, float]:
-    rates: dict[str, list[float]] = {"raw aiohttp.ClientSession": [], "dewey-llm native (AsyncLiteLLMClient)": []}
-    connector = aiohttp.TCPConnector(limit=100)
-    async with aiohttp.ClientSession(base_url=base + "/", connector=connector,
+RAW_ASYNC, NATIVE_ASYNC = "raw aiohttp.ClientSession", "dewey-llm native (AsyncLiteLLMClient)"
+
+
+@contextlib.asynccontextmanager
+async def async_rows(base: str) -> AsyncIterator[dict[str, Callable[[], Awaitable[Any]]]]:
+    """One call of each async row: raw aiohttp post+json, and the native client untracked."""
+    async with aiohttp.ClientSession(base_url=base + "/", connector=aiohttp.TCPConnector(limit=100),
                                      headers={"Authorization": f"Bearer {KEY}"}) as session:
 
         async def raw() -> Any:
@@ -169,10 +172,15 @@ async def bench_async(base: str, calls: int, concurrency: int, rounds: int = 3) 
 
         async with AsyncLiteLLMClient(model=MODEL, api_base=base, api_key=KEY, track_usage=False,
                                       transport="native") as client:
-            for _ in range(rounds):
-                rates["raw aiohttp.ClientSession"].append(await throughput(raw, calls, concurrency))
-                rates["dewey-llm native (AsyncLiteLLMClient)"].append(await throughput(
-                    lambda: client.generate_completion(MESSAGES), calls, concurrency))
+            yield {RAW_ASYNC: raw, NATIVE_ASYNC: lambda: client.generate_completion(MESSAGES)}
+
+
+async def bench_async(base: str, calls: int, concurrency: int, rounds: int = 3) -> dict[str, float]:
+    rates: dict[str, list[float]] = {RAW_ASYNC: [], NATIVE_ASYNC: []}
+    async with async_rows(base) as rows:
+        for _ in range(rounds):
+            for name, call in rows.items():
+                rates[name].append(await throughput(call, calls, concurrency))
     return {name: statistics.median(values) for name, values in rates.items()}
 
 

@@ -19,7 +19,7 @@ import contextlib
 import difflib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from ._exceptions import LLMConfigError
 from ._mapfile import litellm_file, read_json
@@ -56,6 +56,7 @@ class NotPriced(Exception):
 # looking a model up (litellm/llms/bedrock/common_utils.py strips "converse/", "invoke/").
 _ROUTE_SEGMENTS = frozenset({"converse", "invoke"})
 _NAMES_KEPT = 1024  # model names whose lookups a Catalog remembers at once
+_T = TypeVar("_T")
 
 
 class Catalog:
@@ -83,7 +84,7 @@ class Catalog:
         # arithmetic.  Bounded: a name that is never asked again is dropped with the rest.
         self._keys: dict[str, str | None] = {}
         self._provider_of: dict[str, str | None] = {}
-        self._terms: dict[str, _Terms] = {}  # by model name: see _price_terms
+        self._terms: dict[str, _Terms | None] = {}  # by model name: see _price_terms
 
     # --- reading --------------------------------------------------------------------------
 
@@ -133,13 +134,7 @@ class Catalog:
 
     def _key(self, model: str) -> str | None:
         """The map key LiteLLM prices ``model`` with: the name, else it without ``provider/``."""
-        try:
-            return self._keys[model]
-        except KeyError:
-            key = self._keys[model] = self._find_key(model)
-        if len(self._keys) > _NAMES_KEPT:
-            self._keys.clear()
-        return key
+        return _remembered(self._keys, model, self._find_key)
 
     def _find_key(self, model: str) -> str | None:
         entries = self.entries
@@ -191,13 +186,7 @@ class Catalog:
     def provider(self, model: str) -> str | None:
         """The provider LiteLLM would route ``model`` to: its known ``provider/`` prefix,
         else the map's provider of the name."""
-        try:
-            return self._provider_of[model]
-        except KeyError:
-            provider = self._provider_of[model] = self._find_provider(model)
-        if len(self._provider_of) > _NAMES_KEPT:
-            self._provider_of.clear()
-        return provider
+        return _remembered(self._provider_of, model, self._find_provider)
 
     def _find_provider(self, model: str) -> str | None:
         if "/" in model:
@@ -238,11 +227,12 @@ class Catalog:
         """What pricing ``model`` takes from its entry (None: no entry), worked out once
         per name for the map's entries, which never change once read (every call is
         priced, on the caller's thread); a ``local/`` model's hook is asked each time."""
-        terms = self._terms.get(model)
-        if terms is not None:
-            return terms
-        key = self._key(model)
-        entry = self.entries[key] if key is not None else self._entry(model)
+        if self._key(model) is None:
+            return self._find_terms(model)
+        return _remembered(self._terms, model, self._find_terms)
+
+    def _find_terms(self, model: str) -> _Terms | None:
+        entry = self._entry(model)
         if entry is None:
             return None
         unmodelled = any(entry.get(f) is not None for f in _UNMODELLED_PRICING)
@@ -250,18 +240,13 @@ class Catalog:
         # The map's own provider, not the route: LiteLLM discounts Fireworks' chat models
         # (litellm_provider "fireworks_ai"), not its "fireworks_ai-embedding-models".
         known = provider_named(entry.get("litellm_provider"))
-        terms = _Terms(
+        return _Terms(
             entry, unmodelled, priced,
             inclusive=priced and not unmodelled and self.provider(model) in _INCLUSIVE_THRESHOLD_PROVIDERS,
             cached_share=known.cached_input_share if known else 1.0,
             thresholds=tuple(sorted((_threshold(name), name.removeprefix(_THRESHOLD_KEY)) for name in entry
                                     if name.startswith(_THRESHOLD_KEY) and not name.endswith(_TIER_SUFFIXES)
                                     and entry[name] is not None)))
-        if key is not None:
-            if len(self._terms) >= _NAMES_KEPT:
-                self._terms.clear()
-            self._terms[model] = terms
-        return terms
 
     # --- names ----------------------------------------------------------------------------
 
@@ -304,6 +289,18 @@ def _expand_aliases(raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         else:
             entries.pop(name, None)  # an alias of nothing: LiteLLM skips it too
     return entries
+
+
+def _remembered(memo: dict[str, _T], name: str, find: Callable[[str], _T]) -> _T:
+    """``find(name)``, kept in ``memo``; a full memo is emptied, not grown without end."""
+    try:
+        return memo[name]
+    except KeyError:
+        pass
+    if len(memo) >= _NAMES_KEPT:
+        memo.clear()
+    value = memo[name] = find(name)
+    return value
 
 
 class _Terms(NamedTuple):
