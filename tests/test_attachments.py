@@ -8,7 +8,10 @@ on the native transport, Anthropic's ``image`` block when LiteLLM translates it.
 from __future__ import annotations
 
 import base64
+import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -155,3 +158,87 @@ def test_chat_image_reaches_anthropic_as_its_image_block(provider: FakeProvider,
     [block] = [block for block in blocks if block.get("type") == "image"]
     assert block["source"] == {"type": "base64", "media_type": "image/png",
                                "data": base64.b64encode(image).decode()}
+
+
+# --- chat -a -: the image piped on stdin ------------------------------------------------------------
+
+# The first bytes of each type the command recognizes (the rest is not looked at, and the
+# fake provider does not decode images).
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(32)
+GIF = b"GIF89a\x01\x00\x01\x00\x80\x00\x00" + bytes(32)
+WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + bytes(32)
+
+
+def data_url(mime: str, data: bytes) -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+def test_chat_attaches_the_image_piped_on_stdin(provider: FakeProvider, tmp_path: Path) -> None:
+    image = png(2, 3)
+    (tmp_path / "shot.png").write_bytes(image)
+    env = cli_env(tmp_path, provider)
+    runs = [start(["chat", "-a", "-", "describe"], env, tmp_path, stdin=image),
+            start(["chat", "--no-stream", "-a", "shot.png", "--attachment", "-", "jpeg"], env,
+                  tmp_path, stdin=JPEG),
+            start(["chat", "-a", "-", "gif"], env, tmp_path, stdin=GIF),
+            start(["chat", "-a", "-", "webp"], env, tmp_path, stdin=WEBP)]
+    described, jpeg, gif, webp = (ok(finish(run)) for run in runs)
+
+    # stdin is the image, not text before the prompt: the prompt is the argument alone.
+    assert described.stdout == "echo: describe\n"
+    assert (jpeg.stdout, gif.stdout, webp.stdout) == ("echo: jpeg\n", "echo: gif\n", "echo: webp\n")
+    sent = {request.json["messages"][-1]["content"][0]["text"]: request.json["messages"]
+            for request in provider.requests_for(WIRE_MODEL)}
+    assert len(sent) == 4
+
+    def part(mime: str, data: bytes) -> dict[str, Any]:
+        return {"type": "image_url", "image_url": {"url": data_url(mime, data)}}
+
+    assert sent["describe"] == [{"role": "user", "content": [
+        {"type": "text", "text": "describe"}, part("image/png", image)]}]
+    # In the order given: the file, then stdin's image.
+    assert sent["jpeg"][-1]["content"] == [
+        {"type": "text", "text": "jpeg"}, part("image/png", image), part("image/jpeg", JPEG)]
+    assert sent["gif"][-1]["content"][1:] == [part("image/gif", GIF)]
+    assert sent["webp"][-1]["content"][1:] == [part("image/webp", WEBP)]
+
+
+def test_chat_refuses_stdin_that_holds_no_image_and_misuse_of_a_dash(
+        provider: FakeProvider, tmp_path: Path) -> None:
+    env = cli_env(tmp_path, provider)
+    pdf = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + bytes(100)
+    runs = [start(["chat", "-a", "-", "hi"], env, tmp_path, stdin=stdin) for stdin in (
+        b"12:00 disk full\n", pdf, b"")]
+    usage = [start(args, env, tmp_path, stdin=png()) for args in (
+        ["chat", "-a", "-"], ["chat", "-a", "-", "-a", "-", "hi"])]
+    text, binary, empty = (one_error_line(finish(run)) for run in runs)
+    no_prompt, twice = (finish(run) for run in usage)
+
+    assert text == ("error: -a -: stdin holds no PNG, JPEG, GIF or WebP image but 16 bytes of "
+                    "text ('12:00 disk full\\n'): to send text, pipe it without -a -")
+    assert binary == ("error: -a -: stdin holds no PNG, JPEG, GIF or WebP image: 115 bytes of "
+                      "binary data starting 25 50 44 46 2d 31 2e 37; pipe an image in: "
+                      "cat photo.png | dewey-llm chat -a - PROMPT")
+    assert empty == ("error: -a -: stdin is empty: pipe an image in: "
+                     "cat photo.png | dewey-llm chat -a - PROMPT")
+    # Usage errors (exit 2), naming the fix.
+    assert no_prompt.returncode == 2
+    assert no_prompt.stderr.splitlines()[-1] == (
+        "dewey-llm chat: error: -a - reads the image from stdin, so the prompt must be an "
+        'argument: cat photo.png | dewey-llm chat -a - "What is in this image?"')
+    assert twice.returncode == 2
+    assert "-a - is given twice: stdin holds one image" in twice.stderr
+
+    # A terminal on stdin has no image to read: a usage error rather than a wait for one.
+    controller, terminal = os.openpty()
+    try:
+        on_terminal = subprocess.run([sys.executable, "-m", "dewey.llm", "chat", "-a", "-", "hi"],
+                                     env=env, cwd=tmp_path, stdin=terminal, capture_output=True,
+                                     text=True, timeout=120)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert on_terminal.returncode == 2
+    assert "-a - reads the image from stdin, but stdin is a terminal: pipe the image in" in (
+        on_terminal.stderr)
+    assert provider.requests == []  # nothing was sent

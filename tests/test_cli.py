@@ -49,9 +49,11 @@ def cli_env(tmp_path: Path, provider: FakeProvider | None = None, **extra: str) 
     return env
 
 
-def start(args: list[str], env: dict[str, str], cwd: Path, stdin: str | None = None) -> Any:
+def start(args: list[str], env: dict[str, str], cwd: Path, stdin: str | bytes | None = None) -> Any:
+    """Start the command; ``stdin`` (text, or bytes such as an image) is piped to it."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "dewey.llm", *args], env=env, cwd=cwd, text=True,
+        [sys.executable, "-m", "dewey.llm", *args], env=env, cwd=cwd,
+        text=not isinstance(stdin, bytes),
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     return process, stdin
@@ -60,11 +62,13 @@ def start(args: list[str], env: dict[str, str], cwd: Path, stdin: str | None = N
 def finish(started: Any) -> subprocess.CompletedProcess[str]:
     process, stdin = started
     out, err = process.communicate(stdin, timeout=TIMEOUT)
+    if isinstance(stdin, bytes):  # a run fed bytes answers bytes; the tests read text
+        out, err = out.decode(), err.decode()
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def dewey(args: list[str], env: dict[str, str], cwd: Path,
-          stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+          stdin: str | bytes | None = None) -> subprocess.CompletedProcess[str]:
     return finish(start(args, env, cwd, stdin))
 
 

@@ -2,7 +2,8 @@
 
 The prompt is the argument, or stdin when it is piped (stdin first, then the argument,
 when both are given: ``llm``'s order); without one on a terminal, a conversation starts
-that keeps its history.  ``-a`` attaches images (_attachments).  Every run is a
+that keeps its history.  ``-a`` attaches images (_attachments); ``-a -`` is the image
+piped on stdin, which then holds no text, so the prompt is the argument.  Every run is a
 conversation in the prompt log: ``-c`` continues the latest, ``--cid`` one.
 """
 
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 from .._exceptions import LLMError
-from ._attachments import user_content
+from ._attachments import IMAGE_TYPES, STDIN, user_content
 from ._output import (
     NewCommand,
     decoded,
@@ -50,13 +51,16 @@ def add(commands: Any, command: NewCommand) -> None:
         "it arrives.\n\nThe prompt is the argument, or stdin when it is piped; with both, stdin "
         "comes first, then a blank line and the argument (as with `llm`: the material first, "
         "then the question about it).  -a attaches an image (a "
-        "file or an http(s) URL; repeat it for more) for models that take images.  Without "
+        "file or an http(s) URL; repeat it for more) for models that take images; -a - "
+        f"attaches the {IMAGE_TYPES} image piped on stdin, and the prompt is then the "
+        "argument.  Without "
         "a prompt on a terminal, starts a conversation that "
         "keeps its history: type 'exit', 'quit' or Ctrl-D to leave, '!reset' to forget the "
         "conversation.",
         ('dewey-llm chat "Explain exponential backoff in two sentences"',
          'cat error.log | dewey-llm chat -s "You are a terse SRE" "What went wrong?"',
          'dewey-llm chat -m gpt-4o-mini -a screenshot.png "What does this error dialog say?"',
+         'cat photo.jpg | dewey-llm chat -a - "What is in this photo?"',
          "dewey-llm chat -m gpt-4o --json --max-tokens 50 \"Say hi\"",
          "dewey-llm chat --schema 'name str, age int, tags list[str]' \"Invent a dog\"",
          'dewey-llm chat -c "And in one word?"'))
@@ -66,8 +70,9 @@ def add(commands: Any, command: NewCommand) -> None:
     parser.add_argument("-m", "--model", metavar="MODEL",
                         help="model to ask (default: the configured model)")
     parser.add_argument("-a", "--attachment", action="append", default=[], metavar="FILE",
-                        help="an image to send with the prompt: a file or an http(s) URL "
-                             "(repeatable; the model must take images)")
+                        help="an image to send with the prompt: a file, an http(s) URL, or - "
+                             "for the image piped on stdin (the prompt is then the argument); "
+                             "repeatable; the model must take images")
     parser.add_argument("-s", "--system", metavar="SYSTEM", help="a system message to send first")
     parser.add_argument("-t", "--temperature", type=float, metavar="T",
                         help="sampling temperature, e.g. 0 for the most deterministic answer")
@@ -101,18 +106,24 @@ def _chat(args: argparse.Namespace) -> int:
     prompt = None if args.prompt is None else utf8(args.prompt, "the prompt")
     if args.system is not None:
         utf8(args.system, "--system")
+    image_on_stdin = _check_stdin_image(args, prompt)
     interactive = args.interactive or (prompt is None and not args.attachment and is_tty(sys.stdin))
+    piped_image = None
     if not interactive and not is_tty(sys.stdin):
-        piped = decoded(sys.stdin.buffer.read(), "stdin")
-        if piped.strip():
-            prompt = f"{piped.rstrip()}\n\n{prompt}" if prompt else piped
+        if image_on_stdin:
+            piped_image = sys.stdin.buffer.read()  # its type is checked by user_content
+        else:
+            piped = decoded(sys.stdin.buffer.read(), "stdin")
+            if piped.strip():
+                prompt = f"{piped.rstrip()}\n\n{prompt}" if prompt else piped
     if prompt is None and not interactive and not args.attachment:
         args.parser.error("no prompt: give one as an argument or on stdin")
     schema = args.schema or args.schema_multi
     if interactive and (args.json or args.no_stream or args.attachment or schema):
         args.parser.error("--json, --no-stream, -a and --schema need a prompt (a conversation "
                           "always streams, and sends text only)")
-    content = user_content(prompt, args.attachment)  # files read (or refused) before any call
+    # Files read (or refused), and stdin's image typed (or refused), before any call.
+    content = user_content(prompt, args.attachment, piped_image)
     if args.system is not None and (args.resume or args.cid):
         args.parser.error("--system starts a conversation; -c and --cid continue one with its own")
     config = load_config()
@@ -150,6 +161,24 @@ def _chat(args: argparse.Namespace) -> int:
         else:
             print_stream(chat.send(message, stream=True, **params))
     return 0
+
+
+def _check_stdin_image(args: argparse.Namespace, prompt: str | None) -> bool:
+    """Whether ``-a -`` takes the image from stdin; usage errors, before stdin is read,
+    when it cannot: given twice, without a prompt argument, or with stdin a terminal."""
+    count = args.attachment.count(STDIN)
+    if not count:
+        return False
+    if count > 1:
+        args.parser.error("-a - is given twice: stdin holds one image (attach the others as "
+                          "files or URLs)")
+    if prompt is None:
+        args.parser.error('-a - reads the image from stdin, so the prompt must be an argument: '
+                          'cat photo.png | dewey-llm chat -a - "What is in this image?"')
+    if is_tty(sys.stdin):
+        args.parser.error("-a - reads the image from stdin, but stdin is a terminal: pipe the "
+                          'image in (cat photo.png | dewey-llm chat -a - "...") or give its file')
+    return True
 
 
 def _conversation(client: LiteLLMClient, config: LiteLLMConfig,
