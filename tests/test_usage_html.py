@@ -17,19 +17,25 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dewey.llm._usage import SQLiteLedger, UsageRecord
+from dewey.llm._usage import SQLiteLedger, UsageRecord, open_ledger
 from tests.servers.fake_provider import FakeProvider, Reply
+from tests.servers.postgres import PG_URL, needs_postgres
 from tests.test_cli import cli_env, dewey, dewey_all, ok, one_error_line
 
 MINI, BIG, OLD = "openai/gpt-4o-mini", "openai/gpt-4o", "anthropic/claude-3-5-haiku-latest"
 CHARTS = ("chart-spend", "chart-cumulative", "chart-tokens", "chart-cache", "chart-errors",
           "chart-tag", "chart-user")
+# Plotly would read its HTML: drawn bold and italic, not as these characters.
+MARKUP = "<b>bold</b> & <i>co</i>"
+MARKED = f"acme/{MARKUP}"  # a model's name
+DATED = ("2025-01-01", "2025-01-02", "2025-01-10")  # tags: a batch run's, say
 BUDGET = "llm:\n  budget:\n    daily_usd: 0.5\n    monthly_usd: 5\n    total_usd: 50\n"
 
 
@@ -134,7 +140,7 @@ def fill_ledger(make_client: Any, provider: FakeProvider, db: Path) -> None:
     client.generate_completion("two", user="ann")
     client.generate_completion("two", user="ann")  # answered from the cache
     assert len(provider.requests_for("gpt-4o-mini")) == 3
-    client.generate_completion("three", model=BIG, tags=["chat", "beta"], user="bob")
+    client.generate_completion("three", model=BIG, tags=["chat", "beta", MARKUP], user=MARKUP)
     client.close()
     now = time.time()
     with SQLiteLedger(db) as ledger:  # earlier days: a chart of several days, one without calls
@@ -187,6 +193,14 @@ def ticks(dom: Node, chart: str, axis: str) -> list[str]:
                   for text in tick.walk() if text.tag == "text")
 
 
+def read_as_html(dom: Node) -> list[Node]:
+    """What Plotly drew from HTML in a chart's text: a bold or italic part, or a link."""
+    return [node for chart in CHARTS for node in dom.one(id=chart).walk()
+            if node.tag == "a" or (node.tag == "tspan" and any(
+                style in node.attrs.get("style", "").replace(" ", "")
+                for style in ("font-weight:bold", "font-style:italic")))]
+
+
 def test_the_report_draws_every_chart_with_the_figures_of_usage_json(report: dict[str, Any]) -> None:
     document = report["json"]
     by_model = {row["key"]: row for row in document["by_model"]}
@@ -216,11 +230,14 @@ def test_the_report_draws_every_chart_with_the_figures_of_usage_json(report: dic
     cumulative = dom.one(id="chart-cumulative").all_text()
     assert "monthly budget $5.00" in cumulative and "total budget $50.00" in cumulative
 
-    # Bars named by --json's keys: models with errors and retries, tags, users.
+    # Bars named by --json's keys: models with errors and retries, tags, users; MARKUP as
+    # its characters, not read as HTML.
     assert ticks(dom, "chart-errors", "x") == sorted(by_model)
     assert ticks(dom, "chart-tag", "y") == sorted(row["key"] or "(no tag)" for row in report["by_tag"])
     assert ticks(dom, "chart-user", "y") == sorted(
         row["key"] or "(no user)" for row in report["by_user"])
+    assert MARKUP in ticks(dom, "chart-tag", "y") and MARKUP in ticks(dom, "chart-user", "y")
+    assert not read_as_html(dom)
 
     # The figures as text: the tables' cells and the JSON equal usage --json exactly.
     models = table(dom, "model")
@@ -261,3 +278,78 @@ def test_html_with_json_or_by_is_refused_and_a_missing_plotly_names_the_extra(
                              capture_output=True, timeout=120, check=False)
     assert "pip install 'dewey-llm[report]'" in one_error_line(missing)
     assert not (tmp_path / "r.html").exists()
+
+
+# --- --since: the cumulative lines start from the spend before it ---------------------------------
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=needs_postgres)])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A usage_db setting: a SQLite file, or a PostgreSQL table of this test's own."""
+    if request.param == "sqlite":
+        return str(tmp_path / "usage.db")
+    return f"{PG_URL}?table={request.getfixturevalue('pg_table')}"
+
+
+def utc(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+
+
+def translate(node: Node) -> tuple[float, float]:
+    x, y = node.attrs["transform"].split("translate(")[1].split(")")[0].split(",")
+    return float(x), float(y)
+
+
+def drawn_lines(dom: Node, chart: str) -> dict[str, list[float]]:
+    """The values a chart's lines are drawn at, by their legend's names: the height of each
+    marker read against the labelled ticks of the dollar axis."""
+    div = dom.one(id=chart)
+    labels = [(float(text.text.replace("$", "")), translate(text)[1])
+              for tick in div.find(class_="ytick") for text in tick.walk() if text.tag == "text"]
+    (low, low_y), (high, high_y) = labels[0], labels[-1]
+    # Markers are placed within the plot area, the ticks within the whole picture.
+    top = translate(div.one(class_="overplot").children[0])[1]
+    lines = [[low + (top + translate(point)[1] - low_y) * (high - low) / (high_y - low_y)
+              for point in trace.find(class_="point")]
+             for trace in div.find(class_="scatter") if "trace" in trace.attrs["class"].split()]
+    return dict(zip([node.text for node in div.find(class_="legendtext")], lines, strict=True))
+
+
+def test_since_starts_the_cumulative_lines_from_the_spend_before_it(
+        where: str, tmp_path: Path) -> None:
+    spends = [("2025-02-20T09:00", 1.0), ("2025-03-02T09:00", 0.5), ("2025-03-05T10:00", 0.25),
+              ("2025-03-05T15:00", 0.125), ("2025-03-20T09:00", 0.0625),
+              ("2025-04-02T09:00", 0.03125)]
+    with open_ledger(where) as ledger:
+        for index, (when, cost) in enumerate(spends):
+            ledger.record(UsageRecord(MARKED if index == 4 else MINI, "openai", "completion", "ok",
+                                      cost_usd=cost, time=utc(when), tags=(DATED[index % 3],)))
+    env = cli_env(tmp_path, LITELLM_USAGE_DB=where)
+    since, whole = tmp_path / "since.html", tmp_path / "whole.html"
+    for result in dewey_all(["usage", "--since", "2025-03-05T12:00", "--html", str(since)],
+                            ["usage", "--html", str(whole)], env=env, cwd=tmp_path):
+        ok(result)
+
+    # From 12:00 on 5 March: this month had $0.75 before it (two calls), and the
+    # ledger $1.75 (one more in February), which the budgets count too.
+    dom = rendered(since)
+    data = json.loads(dom.one(id="usage-data").text)
+    assert data["cumulative_start"] == {"month": 0.75, "total": 1.75}
+    assert data["since"] == "2025-03-05T12:00:00+00:00"
+    assert [row["key"] for row in data["by_day"]] == ["2025-03-05", "2025-03-20", "2025-04-02"]
+    drawn = drawn_lines(dom, "chart-cumulative")
+    assert drawn == {"month to date": pytest.approx([0.875, 0.9375, 0.03125], abs=0.01),
+                     "total to date": pytest.approx([1.875, 1.9375, 1.96875], abs=0.01)}
+    # Names as they are: a model's HTML is not read, and tags that look like dates are
+    # names, not points in time.
+    assert MARKED in [node.text for node in dom.one(id="chart-spend").find(class_="legendtext")]
+    assert ticks(dom, "chart-errors", "x") == sorted([MINI, MARKED])
+    assert ticks(dom, "chart-tag", "y") == sorted(DATED)
+    assert not read_as_html(dom)
+
+    # Without --since the lines start from 0 and end where the other report's do.
+    dom = rendered(whole)
+    assert json.loads(dom.one(id="usage-data").text)["cumulative_start"] == {
+        "month": 0.0, "total": 0.0}
+    assert drawn_lines(dom, "chart-cumulative") == {
+        "this month": pytest.approx([1.0, 0.5, 0.875, 0.9375, 0.03125], abs=0.01),
+        "whole report": pytest.approx([1.0, 1.5, 1.875, 1.9375, 1.96875], abs=0.01)}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime, timezone
 from importlib import import_module
 from itertools import accumulate
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._extras import import_extra
 from ._format import usd
-from ._report import BY, as_json, scope_text, unpriced_models, usage_document, usage_tables
+from ._report import BY, USD_DIGITS, as_json, scope_text, unpriced_models, usage_document, usage_tables
 
 if TYPE_CHECKING:
     from .._config import Budget
@@ -73,7 +73,37 @@ def report_data(ledger: Ledger, *, since: float | None, model: str | None,
     data["by_day_and_model"] = {
         row.key: [as_json(day) for day in ledger.summary(by="day", since=since, model=row.key)]
         for row in tables["model"]}
+    data["since"] = None if since is None else datetime.fromtimestamp(since, timezone.utc).isoformat()
+    data["cumulative_start"] = _spend_before(ledger, since=since, model=model,
+                                             first_day=tables["day"][0].key if tables["day"] else None)
     return data
+
+
+def _spend_before(ledger: Ledger, *, since: float | None, model: str | None,
+                  first_day: str | None) -> dict[str, float]:
+    """What the cumulative lines start from: the spend before ``since`` in the month of
+    the first day shown, and all the spend before ``since`` (of ``model``).  The budgets
+    count those too, so lines from 0 would understate what they are compared with."""
+    if since is None or first_day is None:
+        return {"month": 0.0, "total": 0.0}
+
+    def spend(start: float | None) -> float:  # read from the running totals
+        return sum(row.cost_usd for row in ledger.summary(by="model", since=start, model=model))
+
+    shown = spend(since)
+    try:
+        first = date.fromisoformat(first_day)
+        month: float | None = datetime(first.year, first.month, 1, tzinfo=timezone.utc).timestamp()
+    except ValueError:  # a day beyond year 9999 (day_text's fallback): no month to start
+        month = None
+    # Differences of two reads, so rounded as --json rounds, and never below 0 (a record
+    # written between the reads).
+    return {"month": _before(spend(month), shown) if month is not None and month < since else 0.0,
+            "total": _before(spend(None), shown)}
+
+
+def _before(since_start: float, shown: float) -> float:
+    return max(0.0, round(since_start - shown, USD_DIGITS))
 
 
 def usage_html(data: dict[str, Any], *, budget: Budget | None = None, scope: str = "",
@@ -113,17 +143,23 @@ def _figures(go: Any, data: dict[str, Any],
     by_day = data["by_day"]
     days = [row["key"] for row in by_day]
 
-    spend = go.Figure([go.Bar(name=name, x=[row["key"] for row in rows],
+    spend = go.Figure([go.Bar(name=_literal(name), x=[row["key"] for row in rows],
                               y=[row["cost_usd"] for row in rows])
                        for name, rows in data["by_day_and_model"].items()])
     spend.update_layout(barmode="stack", yaxis=_USD)
     _budget_lines(spend, limits, ("daily_usd",))
 
     costs = [row["cost_usd"] for row in by_day]
+    start = data.get("cumulative_start") or {}
+    # With --since the lines start from the spend before it, as the budgets count it.
+    names = ("this month", "whole report") if data.get("since") is None else (
+        "month to date", "total to date")
     cumulative = go.Figure([
-        go.Scatter(name="this month", x=days, y=_month_to_date(days, costs),
+        go.Scatter(name=names[0], x=days, y=_month_to_date(days, costs, start.get("month", 0.0)),
                    mode="lines+markers"),
-        go.Scatter(name="whole report", x=days, y=list(accumulate(costs)), mode="lines+markers"),
+        go.Scatter(name=names[1], x=days,
+                   y=list(accumulate(costs, initial=start.get("total", 0.0)))[1:],
+                   mode="lines+markers"),
     ])
     cumulative.update_layout(yaxis=_USD)
     _budget_lines(cumulative, limits, ("monthly_usd", "total_usd"))
@@ -139,10 +175,12 @@ def _figures(go: Any, data: dict[str, Any],
                               hovertemplate="%{x}: %{y} USD saved by %{customdata} hits")])
     cache.update_layout(yaxis=_USD, showlegend=True)
 
-    models = [row["key"] for row in data["by_model"]]
+    models = [_literal(row["key"]) for row in data["by_model"]]
     errors = go.Figure([go.Bar(name=name, x=models, y=[row[name] for row in data["by_model"]])
                         for name in ("errors", "retries")])
-    errors.update_layout(barmode="group", yaxis_title="attempts")
+    # Axes of names are category axes: Plotly would put names that look like dates (a tag
+    # "2025-01-10") on a time line.
+    errors.update_layout(barmode="group", yaxis_title="attempts", xaxis_type="category")
 
     for figure in (spend, cumulative, tokens, cache):
         _days_axis(figure, days)
@@ -156,10 +194,16 @@ def _figures(go: Any, data: dict[str, Any],
         rows = data[f"by_{key}"]
         figure = go.Figure([go.Bar(name="spend", orientation="h",
                                    x=[row["cost_usd"] for row in rows],
-                                   y=[row["key"] or missing for row in rows])])
-        figure.update_layout(xaxis=_USD, yaxis_autorange="reversed")
+                                   y=[_literal(row["key"] or missing) for row in rows])])
+        figure.update_layout(xaxis=_USD, yaxis_autorange="reversed", yaxis_type="category")
         charts.append((f"chart-{key}", f"Spend by {key}", figure))
     return charts
+
+
+def _literal(name: str) -> str:
+    """``name`` as Plotly draws it character for character: Plotly reads <b>, <i>, <br>,
+    <a href> and the like in trace names and category labels, and decodes entities."""
+    return html.escape(name, quote=False)
 
 
 def _days_axis(figure: Any, days: list[str]) -> None:
@@ -184,12 +228,13 @@ def _budget_lines(figure: Any, limits: dict[str, float | None], names: tuple[str
                              annotation_text=f"{label} {usd(limit)}")
 
 
-def _month_to_date(days: list[str], costs: list[float]) -> list[float]:
-    """The spend of each day's month up to that day (within the report's period)."""
+def _month_to_date(days: list[str], costs: list[float], start: float) -> list[float]:
+    """The spend of each day's month up to that day: the first month's from ``start`` (its
+    spend before the report's period), each later month's from 0."""
     totals: list[float] = []
     for index, (day, cost) in enumerate(zip(days, costs, strict=True)):
         same_month = index > 0 and days[index - 1][:7] == day[:7]
-        totals.append((totals[-1] if same_month else 0.0) + cost)
+        totals.append((totals[-1] if same_month else start if index == 0 else 0.0) + cost)
     return totals
 
 

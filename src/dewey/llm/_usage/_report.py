@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from ._ledger import Ledger
 
-__all__ = ["BY", "as_json", "parse_since", "render_usage", "scope_text", "usage_document", "usage_tables"]
+__all__ = ["BY", "USD_DIGITS", "as_json", "parse_since", "render_usage", "scope_text", "usage_document", "usage_tables"]
 
 # --by: the table's title, its key's header, and how a call without that key is shown.
 BY = {"day": ("Spend by day", "Day (UTC)", ""), "model": ("Spend by model", "Model", ""),
@@ -29,7 +29,7 @@ BY = {"day": ("Spend by day", "Day (UTC)", ""), "model": ("Spend by model", "Mod
 
 # No 0.30000000000000004 in reports, but every digit of a cheap call: 6 decimals showed a
 # $0.0000013 call as $0.000001.
-_USD_DIGITS = 12
+USD_DIGITS = 12
 CHART_DAYS = 60  # a longer period shows only its last days: one line per day stays readable
 _BLOCKS = " ▏▎▍▌▋▊▉"  # eighths of a cell, so small differences still show
 _FULL = "█"
@@ -144,7 +144,7 @@ def usage_document(tables: dict[str, list[UsageSummary]], total: float) -> dict[
     """``{"by_day": [...], "by_model": [...], "total_usd": ...}`` of ``usage_tables``."""
     document: dict[str, Any] = {f"by_{key}": [as_json(row) for row in rows]
                                 for key, rows in tables.items()}
-    document["total_usd"] = round(total, _USD_DIGITS)
+    document["total_usd"] = round(total, USD_DIGITS)
     return document
 
 
@@ -249,8 +249,8 @@ def scope_text(since: float | None, model: str | None) -> str:
 
 def as_json(row: UsageSummary) -> dict[str, Any]:
     document = asdict(row)
-    document["cost_usd"] = round(row.cost_usd, _USD_DIGITS)
-    document["saved_usd"] = round(row.saved_usd, _USD_DIGITS)
+    document["cost_usd"] = round(row.cost_usd, USD_DIGITS)
+    document["saved_usd"] = round(row.saved_usd, USD_DIGITS)
     return document
 
 
