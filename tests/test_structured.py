@@ -23,6 +23,7 @@ from dewey.llm import (
     LLMConfigError,
     LLMOutputValidationError,
     LLMResponseError,
+    LLMServerError,
 )
 from dewey.llm._usage import UsageRecord, open_ledger
 from tests.conftest import TEST_KEY
@@ -214,6 +215,23 @@ def test_a_streamed_refusal_ends_with_the_refusal_and_nothing_parsed(
     assert (whole.choices[0].message.refusal, parsed(whole)) == (message.refusal, None)
     assert [r.outcome for r in rows(client)] == ["ok", "ok"]
     assert len(provider.requests) == 2  # nothing repaired
+
+
+def test_a_streamed_refusal_is_the_callers_from_its_first_piece(
+        make_client: Any, provider: FakeProvider) -> None:
+    # The refusal is the answer: once a piece of it has been delivered, a failure is raised
+    # to the caller, never retried (which would hand them a second, different answer).
+    provider.script(WIRE, Reply.refused("I can't help with that.", cut_after=2), Reply.ok(VALID))
+    stream = make_client(transport="native").generate_completion(
+        "invoice", response_format=Invoice, stream=True)
+
+    pieces = []
+    with pytest.raises(LLMServerError, match="broke after"):
+        for chunk in stream:
+            pieces.append(chunk.choices[0].delta.get("refusal") or "")
+
+    assert "".join(pieces) == "I can't"
+    assert len(provider.requests) == 1
 
 
 @pytest.mark.parametrize("transport", ["native", "litellm"])
