@@ -12,7 +12,10 @@ process, alternately, as the best of 15 repeats of this thread's CPU time:
   ``chunk.choices[0].delta.content``; ``raw``: the same lines parsed by ``json.loads``
   and read as dicts, as the raw httpx row of ``bench_transports`` does;
 * ``log row``: the prompt log's row of one entry, built on the ledger's writer thread
-  (which shares the GIL with the callers): a one-message call, and one with 20 earlier turns.
+  (which shares the GIL with the callers): a one-message call, and one with 20 earlier turns;
+* ``prepare``: a completion's request made ready to send (the client's ``_start_completion``:
+  messages, parameters, the cache and budget steps, none of them on) with
+  ``response_format=`` a pydantic model with a nested one, a JSON-schema dict, and none.
 """
 
 from __future__ import annotations
@@ -29,8 +32,29 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 HERE = Path(__file__).resolve().parent
 SRC = str(HERE.parent / "src")
+
+
+class Line(BaseModel):
+    item: str
+    note: str | None = None
+    quantity: int = 1
+
+
+class Invoice(BaseModel):
+    number: str
+    total: float
+    items: list[str]
+    lines: list[Line]
+    customer: str | None = None
+
+
+INVOICE_SCHEMA = {"title": "Invoice", "type": "object", "properties": {
+    "number": {"type": "string"}, "total": {"type": "number"},
+    "items": {"type": "array", "items": {"type": "string"}}}, "required": ["number", "total"]}
 
 
 def best_us(function: Callable[[], object], number: int = 1000) -> float:
@@ -42,6 +66,7 @@ def measure() -> str:
     from bench_log import turns
     from fast_server import stream_events
 
+    from dewey.llm import LiteLLMClient
     from dewey.llm._openai_wire import EventReader
     from dewey.llm._secrets import register_secret
     from dewey.llm._stream import CompletionStream
@@ -68,10 +93,20 @@ def measure() -> str:
     entries: dict[int, Any] = {
         history: LogEntry(call_id="c", model="openai/gpt-4o-mini", messages=turns(history), response=answer)
         for history in (0, 20)}
+    def prepare(response_format: Any) -> Callable[[], object]:
+        # A fresh params dict each time: the client takes its own keys out of it.
+        return lambda: client._start_completion(  # noqa: SLF001 - the request side alone
+            "Invoice for tea", None, False, {"response_format": response_format})
+
+    client = LiteLLMClient(model="openai/gpt-4o-mini", api_base="http://127.0.0.1:9/v1",
+                           api_key="sk-bench-0123456789", track_usage=False, cache=False)
     raw_us, native_us = best_us(raw), best_us(native)
     rows = [f"stream: raw {raw_us:.1f} us, native {native_us:.1f} us ({native_us / raw_us:.2f}x)"]
     rows += [f"log row, {history} earlier turns: {best_us(partial(to_log_row, entry), 300):.1f} us"
              for history, entry in entries.items()]
+    rows += [f"prepare, response_format={label}: {best_us(prepare(value), 200):.1f} us"
+             for label, value in (("Model", Invoice), ("schema dict", INVOICE_SCHEMA), ("None", None))]
+    client.close()
     return "; ".join(rows)
 
 

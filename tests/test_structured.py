@@ -13,7 +13,7 @@ import pickle
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, create_model, field_validator
 from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
 from dewey.llm import (
@@ -23,6 +23,7 @@ from dewey.llm import (
     LLMConfigError,
     LLMOutputValidationError,
     LLMResponseError,
+    LLMServerError,
 )
 from dewey.llm._usage import UsageRecord, open_ledger
 from tests.conftest import TEST_KEY
@@ -216,6 +217,23 @@ def test_a_streamed_refusal_ends_with_the_refusal_and_nothing_parsed(
     assert len(provider.requests) == 2  # nothing repaired
 
 
+def test_a_streamed_refusal_is_the_callers_from_its_first_piece(
+        make_client: Any, provider: FakeProvider) -> None:
+    # The refusal is the answer: once a piece of it has been delivered, a failure is raised
+    # to the caller, never retried (which would hand them a second, different answer).
+    provider.script(WIRE, Reply.refused("I can't help with that.", cut_after=2), Reply.ok(VALID))
+    stream = make_client(transport="native").generate_completion(
+        "invoice", response_format=Invoice, stream=True)
+
+    pieces = []
+    with pytest.raises(LLMServerError, match="broke after"):
+        for chunk in stream:
+            pieces.append(chunk.choices[0].delta.get("refusal") or "")
+
+    assert "".join(pieces) == "I can't"
+    assert len(provider.requests) == 1
+
+
 @pytest.mark.parametrize("transport", ["native", "litellm"])
 def test_an_async_streamed_refusal_ends_with_the_refusal(provider: FakeProvider, transport: str) -> None:
     provider.script(WIRE, Reply.refused("No."))
@@ -233,6 +251,42 @@ def test_an_async_streamed_refusal_ends_with_the_refusal(provider: FakeProvider,
 
 
 # --- cache ---------------------------------------------------------------------------------------------
+
+def test_a_class_asked_for_again_sends_the_same_schema_and_a_new_class_its_own(
+        make_client: Any, provider: FakeProvider) -> None:
+    # Two classes of one name, as a reloaded module or a notebook cell run again makes.
+    old = create_model("Receipt", number=(str, ...))
+    new = create_model("Receipt", number=(str, ...), paid=(bool, ...))
+    provider.script(WIRE, Reply.ok('{"number": "1"}'), Reply.ok('{"number": "2"}'),
+                    Reply.ok('{"number": "3", "paid": true}'))
+    client = make_client()
+
+    first = client.generate_completion("receipt", response_format=old)
+    second = client.generate_completion("receipt", response_format=old)
+    third = client.generate_completion("receipt", response_format=new)
+
+    sent = [request.json["response_format"]["json_schema"] for request in provider.requests]
+    assert sent[0] == sent[1] and sent[0]["schema"]["required"] == ["number"]
+    assert sent[2]["name"] == "Receipt" and sent[2]["schema"]["required"] == ["number", "paid"]
+    assert (type(parsed(first)), type(parsed(second))) == (old, old)
+    assert parsed(third) == new(number="3", paid=True)
+
+
+def test_a_json_schema_changed_between_calls_is_sent_as_it_now_is(
+        make_client: Any, provider: FakeProvider) -> None:
+    schema = json.loads(json.dumps(INVOICE_SCHEMA))
+    provider.script(WIRE, Reply.ok(VALID), Reply.ok('{"number": "2", "total": 1, "items": [], "paid": 1}'))
+    client = make_client(max_repairs=0)
+
+    client.generate_completion("invoice", response_format=schema)
+    schema["properties"]["paid"] = {"type": "boolean"}  # validated as it now is, too
+    with pytest.raises(LLMOutputValidationError, match="paid: 1 is not of type 'boolean'"):
+        client.generate_completion("invoice", response_format=schema)
+
+    sent = [request.json["response_format"]["json_schema"]["schema"] for request in provider.requests]
+    assert sent[0]["required"] == ["number", "total", "items"]
+    assert sent[1]["required"] == ["number", "total", "items", "paid"]
+
 
 def test_the_schema_is_part_of_the_cache_key_and_a_hit_is_parsed_again(
         make_client: Any, provider: FakeProvider) -> None:

@@ -122,7 +122,8 @@ class Reply:
         )
 
     @classmethod
-    def refused(cls, refusal: str = "I'm sorry, I cannot assist with that request.") -> Reply:
+    def refused(cls, refusal: str = "I'm sorry, I cannot assist with that request.", *,
+                cut_after: int | None = None) -> Reply:
         """A model declining a structured-output request, as OpenAI reports it: the message's
         ``refusal`` holds why and its ``content`` is null; a stream sends the refusal in
         pieces in ``choices[0].delta.refusal`` (the first delta ``{"role": "assistant",
@@ -133,7 +134,12 @@ class Reply:
         (https://platform.openai.com/docs/api-reference/chat/object) and the
         ``choices[].delta.refusal`` field of the chunk object
         (https://platform.openai.com/docs/api-reference/chat-streaming/streaming; the openai
-        SDK's ``ChoiceDelta.refusal``, whose stream helper emits ``refusal.delta`` events)."""
+        SDK's ``ChoiceDelta.refusal``, whose stream helper emits ``refusal.delta`` events).
+
+        ``cut_after``: the connection drops after that many pieces of the refusal, as
+        :meth:`cut_stream`'s does after its content chunks."""
+        if cut_after is not None:
+            return cls("cut_stream", content=refusal, refusal=refusal, after_chunks=cut_after)
         return cls("ok", content=refusal, refusal=refusal)
 
     @classmethod

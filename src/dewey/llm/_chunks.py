@@ -18,13 +18,14 @@ def field(chunk: Any, name: str) -> Any:
 
 
 def has_token(chunk: Any) -> bool:
-    """Whether a stream chunk carries text, a tool call, a finish or usage."""
+    """Whether a stream chunk carries text, a refusal (OpenAI's, to a structured-output
+    request: the answer, given instead of the JSON), a tool call, a finish or usage."""
     choices = field(chunk, "choices") or []
     if not choices:
         return field(chunk, "usage") is not None
     choice = choices[0]
     delta = field(choice, "delta")
-    return bool(field(choice, "finish_reason") or field(delta, "content")
+    return bool(field(choice, "finish_reason") or field(delta, "content") or field(delta, "refusal")
                 or field(delta, "tool_calls") or field(delta, "function_call"))
 
 

@@ -30,6 +30,7 @@ from ._resources import Transports, close_each, open_resources
 from ._response import ChatResponse, ResponseData
 from ._routing import attempt_kwargs, endpoint_of, explained, request_routes, retry_plan, routes_for
 from ._stream import AsyncCompletionStream, CompletionStream
+from ._structured import OutputSchemas
 from ._telemetry import guarded, open_telemetry
 from ._transport import Transport
 
@@ -72,6 +73,7 @@ class _ClientCore:
                                   cache=self._cache, cache_ttl=self.config.cache_ttl,
                                   pricing=Pricing(self._catalog, self.config.prices))
         self._telemetry = open_telemetry(tracer_provider, meter_provider, self._catalog)
+        self._schemas = OutputSchemas()  # response_format=Model: its schema built once
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r})"
@@ -133,7 +135,7 @@ class _ClientCore:
     def _start_completion(self, messages: MessagesInput, model: str | None, stream: bool,
                           params: dict[str, Any]) -> tuple[Request, str | None, ResponseData | None]:
         """Prepare a completion; the cached answer if there is one, else check the budget."""
-        request = completion_request(self.config, messages, model, stream, params)
+        request = completion_request(self.config, messages, model, stream, params, self._schemas)
         request.trace = self._telemetry.start(request) if self._telemetry else None
         with guarded(request.trace):
             key, hit = self._recorder.lookup(request, self._endpoint)

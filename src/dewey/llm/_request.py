@@ -27,7 +27,7 @@ from ._tools import normalize_functions, normalize_tool_choice, normalize_tools
 if TYPE_CHECKING:
     from ._config import LiteLLMConfig
     from ._resilience import Route
-    from ._structured import OutputSchema
+    from ._structured import OutputSchema, OutputSchemas
     from ._telemetry import CallTrace
 
 __all__ = ["CacheMode", "MessagesInput", "Request", "check_cache_mode", "check_sendable",
@@ -64,8 +64,9 @@ class Request:
 
 
 def completion_request(config: LiteLLMConfig, messages: MessagesInput, model: Any, stream: bool,
-                       params: dict[str, Any]) -> Request:
-    """A chat completion's request; ``params`` are the call's keyword arguments."""
+                       params: dict[str, Any], schemas: OutputSchemas) -> Request:
+    """A chat completion's request; ``params`` are the call's keyword arguments, ``schemas``
+    the client's structured outputs built so far."""
     cache = params.pop("cache", None)
     tags = _tags(params.pop("tags", ()))
     user = params.get("user")
@@ -80,11 +81,9 @@ def completion_request(config: LiteLLMConfig, messages: MessagesInput, model: An
                **{k: v for k, v in params.items() if v is not None}}
     output = None
     if payload.get("response_format") is not None:
-        from ._structured import output_schema
-
         # A type (or a bare JSON schema) is sent as the strict schema it stands for, so
         # that every transport, and the cache key, see the same plain dict.
-        output = output_schema(payload["response_format"])
+        output = schemas.get(payload["response_format"])
         if output is not None:
             payload["response_format"] = output.response_format
     check_sendable(payload)

@@ -6,7 +6,9 @@ validates the answer.  The schema goes out as OpenAI's ``json_schema`` response 
 (``strict``), the one shape every route understands: the native transport sends it as is,
 LiteLLM translates it for the providers that have another way (Anthropic's forced tool
 call, Gemini's response schema), llama.cpp turns it into a grammar.  Because the request
-carries the schema, the cache key does too.
+carries the schema, the cache key does too.  Building one takes about a millisecond
+(pydantic's JSON-schema generation, or checking a JSON schema): each client keeps those it
+has built (:class:`OutputSchemas`).
 
 The answer is validated where each attempt is recorded (so the ledger row says whether it
 validated); a cache hit is validated again before it is returned.  The repair of an
@@ -21,6 +23,8 @@ import dataclasses
 import functools
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, get_args, get_origin
@@ -31,7 +35,7 @@ from typing_extensions import is_typeddict  # typing's misses typing_extensions'
 
 from ._exceptions import LLMConfigError, LLMOutputValidationError
 
-__all__ = ["OutputSchema", "answer_of", "check", "invalid_answer", "output_errors",
+__all__ = ["OutputSchema", "OutputSchemas", "answer_of", "check", "invalid_answer", "output_errors",
            "output_schema", "repair_messages"]
 
 # Where a fresh response keeps its validation errors (not part of the answer, as its
@@ -68,9 +72,12 @@ class OutputSchema:
 
     @property
     def response_format(self) -> dict[str, Any]:
-        """The ``response_format`` sent: OpenAI's strict ``json_schema``."""
+        """The ``response_format`` sent: OpenAI's strict ``json_schema``, with a copy of the
+        schema of its own (some 10 us for a model of ten fields).  This object is shared by
+        a client's calls, and the payload is handed to code that adapts schemas per provider
+        (LiteLLM's): what one call's transport does to its copy cannot change the next call's."""
         return {"type": "json_schema",
-                "json_schema": {"name": self.name, "schema": self.schema, "strict": True}}
+                "json_schema": {"name": self.name, "schema": _copied(self.schema), "strict": True}}
 
     def parse(self, text: str) -> Any:
         """The validated object of an answer's text (a ```json fence around it is allowed)."""
@@ -91,6 +98,65 @@ class OutputSchema:
             return self.partial_type.model_validate(data)
         except pydantic.ValidationError:  # a value not yet complete enough to validate
             return None
+
+
+class OutputSchemas:
+    """The :class:`OutputSchema` of each ``response_format`` a client was given, built once.
+
+    A class is its own key: a new class (even one of the same name) is built anew.  A JSON
+    schema dict is keyed by its JSON text, in its own key order, which is the order of the
+    properties sent (and the order OpenAI's strict mode answers in).  The last ``size``
+    used are kept: the entries hold their classes (the validator needs them), so a weak
+    dict would never drop one, and a caller making a model per call would grow it without
+    end.  An entry is read-only once built, so calls on many threads share it: only
+    ``partial_type`` is filled in later, on first use (threads racing to fill it each make
+    an equivalent model, and one is kept).
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._built: OrderedDict[Any, OutputSchema] = OrderedDict()
+        self._lock = threading.Lock()  # the clients are shared between threads
+
+    def get(self, value: Any) -> OutputSchema | None:
+        """:func:`output_schema` of ``value``, built once for each class or schema."""
+        key = _key(value)
+        if key is None:
+            return output_schema(value)
+        with self._lock:
+            found = self._built.get(key)
+            if found is not None:
+                self._built.move_to_end(key)
+                return found
+        built = output_schema(value)  # unlocked: two threads may both build it, alike
+        if built is not None:
+            with self._lock:
+                self._built[key] = built
+                if len(self._built) > self._size:
+                    self._built.popitem(last=False)
+        return built
+
+
+def _key(value: Any) -> Any:
+    """What ``value``'s OutputSchema is kept under; None: it is not kept (a format sent as
+    it is, or a dict JSON cannot encode, which the request's check will name)."""
+    if isinstance(value, type):
+        return value if type(value).__hash__ is not None else None
+    if isinstance(value, Mapping) and value.get("type") not in _RESPONSE_FORMATS:
+        try:
+            return json.dumps(value)
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _copied(node: Any) -> Any:
+    """A copy of JSON data ``node``, its dicts and lists new."""
+    if isinstance(node, dict):
+        return {key: _copied(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_copied(item) for item in node]
+    return node
 
 
 def output_schema(value: Any) -> OutputSchema | None:
@@ -125,9 +191,10 @@ def output_schema(value: Any) -> OutputSchema | None:
 def _from_json_schema(schema: Mapping[str, Any]) -> OutputSchema:
     import jsonschema
 
+    own = copy.deepcopy(dict(schema))  # kept by OutputSchemas: not changed with the caller's dict
     try:
-        validator = jsonschema.Draft202012Validator(dict(schema))
-        validator.check_schema(dict(schema))
+        validator = jsonschema.Draft202012Validator(own)
+        validator.check_schema(own)
     except jsonschema.SchemaError as exc:
         raise LLMConfigError(
             f"response_format is not a JSON schema: {exc.message}; pass a pydantic model, a "
