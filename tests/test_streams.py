@@ -95,6 +95,24 @@ def test_the_async_readme_loop_reads_every_chunk_live_and_replayed(provider: Fak
         client.close()
 
 
+def test_the_async_readme_loop_on_anthropic_through_litellm(provider: FakeProvider) -> None:
+    # LiteLLM's Anthropic stream opens its bytes in its own __aiter__, which what we put
+    # under LiteLLM's stream wrapper (the refusal tap) must call before reading on.
+    provider.script("claude-3-5-haiku-20241022", Reply.ok("a b c", prompt_tokens=7, completion_tokens=3))
+
+    async def main() -> tuple[list[Any], list[UsageRecord]]:
+        async with AsyncLiteLLMClient(config=LiteLLMConfig(
+                model="anthropic/claude-3-5-haiku-20241022", api_base=provider.anthropic_base,
+                api_key=TEST_KEY, max_retries=0)) as client:
+            stream = await client.generate_completion("hi", stream=True)
+            return [c.choices[0].delta.content async for c in stream], rows(client)
+
+    pieces, [row] = asyncio.run(main())
+    assert "".join(p or "" for p in pieces) == "a b c"
+    assert (row.outcome, row.prompt_tokens, row.completion_tokens) == ("ok", 7, 3)
+    assert len(provider.requests) == 1
+
+
 def test_the_readme_loop_on_the_local_model() -> None:
     client = LiteLLMClient()  # no key: the embedded local model
     stream = client.generate_completion("Count: one, two,", stream=True, max_tokens=8, temperature=0)

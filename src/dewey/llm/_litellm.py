@@ -205,6 +205,7 @@ class _Refusals:
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
+        self._astream: Any = None  # what the stream's __aiter__ gave, once asked
         self.pending = ""  # refusal text not yet delivered in a chunk
 
     @classmethod
@@ -228,10 +229,15 @@ class _Refusals:
         return self._noted(next(self._stream))
 
     def __aiter__(self) -> _Refusals:
+        # The stream's own __aiter__ must run (Anthropic's opens its byte stream there), and
+        # once: LiteLLM's wrapper asks for an iterator again for every chunk it reads.
+        if self._astream is None:
+            self._astream = self._stream.__aiter__()
         return self
 
     async def __anext__(self) -> Any:
-        return self._noted(await self._stream.__anext__())
+        self.__aiter__()  # a no-op once LiteLLM's wrapper has asked for the iterator
+        return self._noted(await self._astream.__anext__())
 
     def _noted(self, chunk: Any) -> Any:
         choices = getattr(chunk, "choices", None)

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ._chunks import final_usage, has_token, has_tool_call, identity, joined_text
+from ._chunks import AnswerJSON, final_usage, has_token, has_tool_call, identity, joined_text
 from ._exceptions import LLMConfigError, LLMError, LLMServerError, LLMTimeoutError
 from ._response import ResponseData, delta_text, replay_chunks
 from ._structured import invalid_answer, output_errors
@@ -196,14 +196,12 @@ class _StreamCall:
         text = None if response is not None else joined_text(self._chunks)
         live.recorder.logged(live.request, live.step.route.model, response, text=text)
 
-    def _partial(self, text: str, chunk: Any, last: Any) -> tuple[str, Any]:
-        """The text so far with ``chunk``'s, and the object it holds (``last`` if unchanged)."""
-        piece = delta_text(chunk)
-        if not piece or self._output is None:
-            return text, last
-        text += piece
-        current = self._output.partial(text)
-        return text, last if current is None or current == last else current
+    def _partial(self, answer: AnswerJSON, chunk: Any, last: Any) -> Any:
+        """The object the JSON so far holds, with ``chunk``'s piece (``last`` if unchanged)."""
+        if self._output is None or not answer.add(chunk):
+            return last
+        current = self._output.partial(answer.text)
+        return last if current is None or current == last else current
 
     def _check_partials(self) -> None:
         if self._output is None:
@@ -282,9 +280,9 @@ class CompletionStream(_StreamCall):
         filled (for a target that is not a pydantic model, its JSON data so far).  At the
         end ``response.choices[0].message.parsed`` is the validated object."""
         self._check_partials()
-        text, last = "", None
+        answer, last = AnswerJSON(), None
         for chunk in self:
-            text, current = self._partial(text, chunk, last)
+            current = self._partial(answer, chunk, last)
             if current is not last:
                 last = current
                 yield current
@@ -368,9 +366,9 @@ class AsyncCompletionStream(_StreamCall):
     async def apartials(self) -> AsyncIterator[Any]:
         """:meth:`CompletionStream.partials`, for ``async for``."""
         self._check_partials()
-        text, last = "", None
+        answer, last = AnswerJSON(), None
         async for chunk in self:
-            text, current = self._partial(text, chunk, last)
+            current = self._partial(answer, chunk, last)
             if current is not last:
                 last = current
                 yield current
