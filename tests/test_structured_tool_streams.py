@@ -5,7 +5,7 @@ forced tool, ``json_tool_call``, whose arguments are the answer.  Anthropic's st
 (``input_json_delta`` pieces) the pinned LiteLLM hands on as text deltas; Azure's, before
 api_version 2024-08, arrives as tool-call deltas.  Either way the partial objects fill as
 the arguments stream, sync and async, over real HTTP to the fake provider; a call of the
-caller's own tool is never taken for the answer.
+caller's own tool is never taken for the answer, streamed or not.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def test_partials_fill_from_the_forced_tool_calls_arguments(
     assert len({p.model_dump_json() for p in partials}) == len(partials) > 3  # each one fuller
     assert all(early)  # while the answer streamed, not once it had ended
     final = response.choices[0].message.parsed
-    assert final == Invoice(**ANSWER)
+    assert final == Invoice.model_validate(ANSWER)
     assert partials[-1].model_dump() == final.model_dump()
 
 
@@ -111,3 +111,19 @@ def test_a_call_of_the_callers_own_tool_is_not_the_answer(
     assert partials == []
     [call] = response.choices[0].message.tool_calls
     assert call["function"]["name"] == "lookup_invoice"
+
+
+@pytest.mark.parametrize("route", ["anthropic", "azure"])
+def test_a_turn_calling_the_callers_own_tool_is_returned_unvalidated_and_unrepaired(
+        provider: FakeProvider, wire: WireProvider, route: str) -> None:
+    # As the OpenAI SDK's parse(): the model asks for a tool first; the answer comes later.
+    script(route, provider, wire, Reply.tool_call("lookup_invoice", ANSWER))
+
+    with LiteLLMClient(config=LiteLLMConfig(**settings(route, provider, wire))) as client:
+        response = client.generate_completion("invoice", response_format=Invoice, tools=LOOKUP)
+
+    message = response.choices[0].message
+    assert message.parsed is None
+    assert [call["function"]["name"] for call in message.tool_calls] == ["lookup_invoice"]
+    sent = provider.requests if route == "anthropic" else wire.requests
+    assert len(sent) == 1  # no repair was asked for

@@ -33,6 +33,7 @@ import pydantic
 import pydantic_core
 from typing_extensions import is_typeddict  # typing's misses typing_extensions' before 3.12
 
+from ._chunks import STRUCTURED_TOOL
 from ._exceptions import LLMConfigError, LLMOutputValidationError
 
 __all__ = ["OutputSchema", "OutputSchemas", "answer_of", "check", "invalid_answer", "output_errors",
@@ -280,8 +281,8 @@ def _partial_annotation(annotation: Any) -> Any:
 
 def check(output: OutputSchema, response: dict[str, Any]) -> list[str]:
     """Validate each choice of ``response`` (a plain dict or a ``ChatResponse``, changed in
-    place): ``message.parsed`` is the validated object, or None for a refusal or an answer
-    that does not validate.  Returns the validation errors of the first choice that has
+    place): ``message.parsed`` is the validated object, or None for a refusal, a call of the
+    caller's own tools, or an answer that does not validate.  Returns the validation errors of the first choice that has
     any ([] when every answer validated or was refused)."""
     found: list[str] = []
     for choice in dict.get(response, "choices") or []:
@@ -290,6 +291,8 @@ def check(output: OutputSchema, response: dict[str, Any]) -> list[str]:
             continue
         message["parsed"] = None
         if message.get("refusal"):  # the model declined: kept as it said it, no object
+            continue
+        if _calls_own_tools(message):  # a turn that asks for the caller's tools: the answer comes later
             continue
         try:
             message["parsed"] = output.parse(_text(message))
@@ -307,16 +310,26 @@ def output_errors(response: Any) -> list[str]:
 
 
 def _text(message: Mapping[str, Any]) -> str:
-    """The JSON an answer holds: its text, or the arguments of its one tool call (a
-    provider that answers a schema with a forced tool call, as LiteLLM asks Anthropic's
-    older models to)."""
+    """The JSON an answer holds: its text, or the arguments of LiteLLM's forced
+    :data:`~._chunks.STRUCTURED_TOOL` call (a provider that answers a schema with a tool
+    call, as LiteLLM asks some routes to).  A call of the caller's own tool is not the answer."""
     content = message.get("content")
     if isinstance(content, str) and content.strip():
         return content
-    calls = message.get("tool_calls") or []
-    if len(calls) == 1:
-        return str((calls[0].get("function") or {}).get("arguments") or "")
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        if function.get("name") == STRUCTURED_TOOL:
+            return str(function.get("arguments") or "")
     return content or ""
+
+
+def _calls_own_tools(message: Mapping[str, Any]) -> bool:
+    """Whether ``message`` holds no text but calls of the caller's own tools (``tools=``
+    given with ``response_format``): not an answer to validate, as with the OpenAI SDK."""
+    content = message.get("content")
+    calls = message.get("tool_calls") or []
+    return (not (isinstance(content, str) and content.strip()) and bool(calls)
+            and all((call.get("function") or {}).get("name") != STRUCTURED_TOOL for call in calls))
 
 
 def repair_messages(messages: list[dict[str, Any]], response: dict[str, Any],
