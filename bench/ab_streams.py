@@ -29,6 +29,29 @@ HERE = Path(__file__).resolve().parent
 SRC = str(HERE.parent / "src")
 
 
+def _timed(rows: dict[str, Callable[[], object]], blocks: int, calls: int,
+           after_block: Callable[[str], None] | None = None) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU ms per call of each row, over ``blocks`` rounds of ``calls``
+    calls a row, after 100 warm-up calls each; ``after_block(name)`` runs after each
+    block, its wall time left out (its CPU time counted)."""
+    for function in rows.values():
+        for _ in range(100):
+            function()
+    cpu: dict[str, list[float]] = {name: [] for name in rows}
+    wall: dict[str, list[float]] = {name: [] for name in rows}
+    for _ in range(blocks):
+        for name, function in rows.items():
+            started, started_cpu = time.perf_counter(), time.process_time()
+            for _ in range(calls):
+                function()
+            ended = time.perf_counter()
+            if after_block is not None:
+                after_block(name)
+            wall[name].append((ended - started) / calls * 1000)
+            cpu[name].append((time.process_time() - started_cpu) / calls * 1000)
+    return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in rows}
+
+
 def measure(blocks: int) -> str:
     """This process's stream rows: ``raw`` and ``native``, median per stream over blocks of 20."""
     sys.path.insert(0, str(HERE))
@@ -43,20 +66,8 @@ def measure(blocks: int) -> str:
         raw = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY}"})
         rows: dict[str, Callable[[], object]] = {"raw": lambda: _raw_stream(raw),
                                                  "native": lambda: _dewey_stream(native)}
-        for function in rows.values():
-            for _ in range(100):
-                function()
-        cpu: dict[str, list[float]] = {name: [] for name in rows}
-        wall: dict[str, list[float]] = {name: [] for name in rows}
-        for _ in range(blocks):
-            for name, function in rows.items():
-                started, started_cpu = time.perf_counter(), time.process_time()
-                for _ in range(20):
-                    function()
-                wall[name].append((time.perf_counter() - started) / 20 * 1000)
-                cpu[name].append((time.process_time() - started_cpu) / 20 * 1000)
+        ms = _timed(rows, blocks, 20)
         native.close()
-    ms = {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in rows}
     return (f"raw {ms['raw'][0]:.3f} ms ({ms['raw'][1]:.3f} CPU), native {ms['native'][0]:.3f} ms "
             f"({ms['native'][1]:.3f} CPU): wall {ms['native'][0] / ms['raw'][0]:.2f}x, "
             f"CPU {ms['native'][1] / ms['raw'][1]:.2f}x")
@@ -83,28 +94,17 @@ def measure_completions(blocks: int) -> str:
                                            log=False, usage_db=f"{tmp}/nolog.db")}
         rows: dict[str, Callable[[], object]] = {"raw": lambda: raw.post("/chat/completions", json=BODY).json()}
         rows.update({name: partial(client.generate_completion, MESSAGES) for name, client in clients.items()})
-        for function in rows.values():
-            for _ in range(100):
-                function()
-        cpu: dict[str, list[float]] = {name: [] for name in rows}
-        wall: dict[str, list[float]] = {name: [] for name in rows}
+        def flush(name: str) -> None:
+            client = clients.get(name)
+            if client is not None and client._ledger is not None:  # noqa: SLF001
+                client._ledger.flush()  # noqa: SLF001
+
         # Blocks of 100 calls (longer than the writer's 0.1 s linger), each ledger flushed
         # after its block: its writer's work falls in its own row (in the CPU time; in the
         # wall time as far as it overlapped the calls), not in the next row's block.
-        for _ in range(blocks):
-            for name, function in rows.items():
-                started, started_cpu = time.perf_counter(), time.process_time()
-                for _ in range(100):
-                    function()
-                ended = time.perf_counter()
-                client = clients.get(name)
-                if client is not None and client._ledger is not None:  # noqa: SLF001
-                    client._ledger.flush()  # noqa: SLF001
-                wall[name].append((ended - started) / 100 * 1000)
-                cpu[name].append((time.process_time() - started_cpu) / 100 * 1000)
+        ms = _timed(rows, blocks, 100, after_block=flush)
         for client in clients.values():
             client.close()
-    ms = {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in rows}
     (raw_wall, raw_cpu) = ms["raw"]
     return "; ".join(f"{name} {wall_ms:.3f} ms ({cpu_ms:.3f} CPU)"
                      + ("" if name == "raw" else f" {wall_ms / raw_wall:.2f}x, CPU {cpu_ms / raw_cpu:.2f}x")
