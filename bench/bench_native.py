@@ -22,40 +22,21 @@ import asyncio
 import contextlib
 import os
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+from fast_server import running
 from httpx_aiohttp import AiohttpTransport
 
 from dewey.llm._native import NativeTransport
 
+fast_server = running  # the server these benchmarks call (a name they import)
+
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 BODY = {"model": "bench", "messages": MESSAGES}
 LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-
-
-@contextmanager
-def fast_server() -> Iterator[str]:
-    """``bench/fast_server.py`` in a child process; yields its ``/v1`` base URL."""
-    script = Path(__file__).with_name("fast_server.py")
-    process = subprocess.Popen([sys.executable, str(script), "--port", "0"],
-                               stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        if not line.startswith("READY "):
-            raise RuntimeError(f"fast_server did not start: {line!r}")
-        yield line.removeprefix("READY ") + "/v1"
-    finally:
-        process.terminate()
-        process.wait(timeout=5)
-
 
 def per_call(function: Callable[[], Any], calls: int) -> tuple[float, float]:
     """Median and mean seconds per call, after a warm-up."""

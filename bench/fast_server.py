@@ -21,10 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 ANSWER = "Hello from the fast benchmark server: this answer costs nothing to produce."
 STREAM_WORDS = ["Hello", " from", " the", " fast", " benchmark", " server", "."]
@@ -168,6 +172,26 @@ async def serve(port: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with server:
         await stop.wait()
+
+
+@contextlib.contextmanager
+def running() -> Iterator[str]:
+    """This server in a child process of its own (so that it never competes with the
+    client measured for the GIL); yields its OpenAI base URL (``.../v1``)."""
+    process = subprocess.Popen([sys.executable, str(Path(__file__)), "--port", "0"],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        if not line.startswith("READY "):
+            raise RuntimeError(f"bench/fast_server.py did not start: {line!r}")
+        yield line.removeprefix("READY ") + "/v1"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,6 +84,7 @@ os.environ.update(isolated_env())
 os.chdir(WORK)  # no ./dewey.yaml of the caller's applies
 sys.path.insert(0, str(BENCH))
 
+from fast_server import running  # noqa: E402 (bench/ on the path first)
 
 # --- statistics and reporting ------------------------------------------------------------------
 
@@ -183,23 +184,7 @@ def machine() -> dict[str, str]:
 
 # --- the fast server ----------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def fast_server() -> Iterator[str]:
-    """``bench/fast_server.py`` in its own process; yields its OpenAI base URL."""
-    process = subprocess.Popen([PY, str(BENCH / "fast_server.py"), "--port", "0"],
-                               stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        if not line.startswith("READY "):
-            raise RuntimeError(f"bench/fast_server.py did not start: {line!r}")
-        yield line.split(" ", 1)[1] + "/v1"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
+fast_server = running  # bench/fast_server.py in its own process; yields its OpenAI base URL
 
 
 # --- 1. imports ----------------------------------------------------------------------------------
