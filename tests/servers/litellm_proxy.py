@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.servers import stop_process
 from tests.servers.fake_provider import FakeProvider
 
 __all__ = ["LiteLLMProxy", "litellm_proxy", "proxy_available"]
@@ -137,12 +138,7 @@ def litellm_proxy(provider_session: FakeProvider, tmp_path_factory: pytest.TempP
         _wait_until_ready(process, f"http://127.0.0.1:{port}", folder / "proxy.log")
         yield LiteLLMProxy(f"http://127.0.0.1:{port}/v1", master_key, cost_log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=15)
 
 
 def _wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:

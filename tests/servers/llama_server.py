@@ -35,6 +35,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.servers import stop_process
+
 __all__ = ["LlamaServerProcess", "llama_server", "start_llama_server", "stop_llama_server"]
 
 MODEL_ALIAS = "smollm2"
@@ -102,13 +104,7 @@ def _wait_until_ready(process: LlamaServerProcess, base_url: str, timeout: float
 
 def stop_llama_server(process: subprocess.Popen[bytes]) -> None:
     """Terminate the server (kill it if it lingers) and remove its log."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_process(process, timeout=10)
     log_path = getattr(process, "log_path", None)
     if log_path is not None:
         with contextlib.suppress(OSError):
