@@ -87,7 +87,7 @@ class Reservations(ABC):
                               (hold.id, hold.cost, hold.expires))
                 hold.stored = True
             except Exception as exc:
-                self._reads_failed()
+                self._reads_failed(exc)
                 logger.debug("usage ledger %s: reservation kept in memory: %s", self.location,
                              describe(exc))
         return hold.id
@@ -171,7 +171,7 @@ class Reservations(ABC):
     def _reads_down(self) -> bool: ...
 
     @abstractmethod
-    def _reads_failed(self) -> None: ...
+    def _reads_failed(self, exc: BaseException) -> None: ...
 
     @abstractmethod
     def _warn_once(self, key: str, message: str) -> None: ...

@@ -85,6 +85,7 @@ class Ledger(Reads, Reservations, PromptLog, Storage):
         self._warned: set[str] = set()
         self._spent_cache: dict[float | None, tuple[int, float, float]] = {}
         self._read_down_until = 0.0  # monotonic time until which reads fail fast
+        self._read_failure = ""  # why, in a sentence (keys masked)
         self._prune_at = 0.0  # monotonic time of the next retention pass
         self._init_reservations()
         self._pid = os.getpid()

@@ -52,6 +52,7 @@ class Reads(ABC):
     _generation: int
     _spent_cache: dict[float | None, tuple[int, float, float]]
     _read_down_until: float
+    _read_failure: str
 
     def spent(self, since: float | None = None) -> float:
         """Total ``cost_usd`` of the records with ``time >= since``, queued ones included."""
@@ -124,12 +125,12 @@ class Reads(ABC):
         self._check_fork()
         if self._reads_down():
             raise LedgerUnavailableError(
-                f"usage ledger {self.location} is unavailable (it failed moments ago). "
-                f"{self._hint}")
+                f"usage ledger {self.location} is unavailable (it failed moments ago: "
+                f"{self._read_failure}). {self._hint}")
         try:
             return self._query(sql, params)
         except Exception as exc:
-            self._reads_failed()
+            self._reads_failed(exc)
             raise LedgerUnavailableError(
                 f"cannot read usage ledger {self.location}: {describe(exc)}. {self._hint}"
             ) from exc
@@ -137,9 +138,10 @@ class Reads(ABC):
     def _reads_down(self) -> bool:
         return time.monotonic() < self._read_down_until
 
-    def _reads_failed(self) -> None:
+    def _reads_failed(self, exc: BaseException) -> None:
         # Reads fail fast for a while: no connect timeout on each call while storage is down.
         self._read_down_until = time.monotonic() + _READ_RETRY
+        self._read_failure = describe(exc)  # said by the reads that fail fast meanwhile
 
     @contextmanager
     def _no_commits(self) -> Iterator[None]:
